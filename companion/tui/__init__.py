@@ -1,0 +1,1 @@
+"""The Textual face of companion. Nothing below `tui/` imports from here."""

