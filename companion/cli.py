@@ -155,7 +155,9 @@ def model_use(name: str) -> None:
     settings = config_mod.load()
     if name not in registered(settings):
         known = ", ".join(registered(settings))
-        raise CompanionError(f"There is no model named '{name}' (known: {known}); add one with `companion model add PATH`.")
+        raise CompanionError(
+            f"There is no model named '{name}' (known: {known}); add one with `companion model add PATH`."
+        )
     settings.model.name = name
     settings.model.backend = "local"
     config_mod.save(settings)
@@ -183,7 +185,9 @@ def model_pull(
 
 
 @model_app.command("info")
-def model_info(name: Annotated[str | None, typer.Argument(help="A model name; default: the one in use.")] = None) -> None:
+def model_info(
+    name: Annotated[str | None, typer.Argument(help="A model name; default: the one in use.")] = None,
+) -> None:
     """Show a model's file, architecture, size, quantization, context length and chat template."""
     from companion.llm.models import DEMO_NOTE, inspect_gguf, resolve
 
@@ -241,7 +245,9 @@ StatsOpt = Annotated[bool, typer.Option("--stats", help="One JSON line of timing
 
 @app.command("chat")
 def chat(
-    plain: Annotated[bool, typer.Option("--plain", help="Read one message per line from stdin; no TUI.")] = False,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Read one message per line from stdin; no TUI.")
+    ] = False,
     stats: StatsOpt = False,
     model: ModelOpt = None,
     seed: Seed = None,
@@ -274,7 +280,9 @@ def chat(
         if engine is not None:
             engine.close()
     if seen == 0:
-        raise CompanionError("No message came on stdin; pipe one message per line, e.g. `echo hello | companion chat --plain`.")
+        raise CompanionError(
+            "No message came on stdin; pipe one message per line, e.g. `echo hello | companion chat --plain`."
+        )
 
 
 @app.command("ask")
@@ -287,7 +295,7 @@ def ask(
 ) -> None:
     """Answer one message and exit."""
     if not message.strip():
-        raise CompanionError("The message is empty; give the text to ask, e.g. `companion ask \"hello\"`.")
+        raise CompanionError('The message is empty; give the text to ask, e.g. `companion ask "hello"`.')
     engine = _engine(model)
     try:
         _run_turn(engine, message, stats, seed, max_tokens)
@@ -304,9 +312,9 @@ def doctor() -> None:
     failed = 0
     for check in run_checks():
         mark = "ok  " if check.ok else ("warn" if check.warning else "FAIL")
-        out.print(f"[{mark}] {check.name}: {check.detail}")
+        out.print(f"[{mark}] {check.name}: {check.detail}", markup=False)
         if not check.ok and check.fix:
-            out.print(f"       fix: {check.fix}")
+            out.print(f"       fix: {check.fix}", markup=False)
         failed += int(not check.ok and not check.warning)
     if failed:
         raise typer.Exit(1)

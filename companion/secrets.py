@@ -8,6 +8,7 @@ The remote backend's API key is stored under the service "companion". Where no k
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from companion.errors import CompanionError
 
@@ -16,7 +17,7 @@ API_KEY_ENTRY = "remote-api-key"
 API_KEY_ENV = "COMPANION_API_KEY"
 
 
-def _keyring():  # type: ignore[no-untyped-def]
+def _keyring() -> tuple[Any, Any]:
     import keyring
     import keyring.errors
 

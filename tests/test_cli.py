@@ -55,7 +55,9 @@ def test_help_imports_no_heavy_modules() -> None:
 
 def test_engine_and_capabilities_do_not_import_textual() -> None:
     code = "import sys, companion.engine, companion.memory.store, companion.llm.models; print('textual' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    )
 
 
 def test_config_commands(home: Path) -> None:
@@ -92,8 +94,16 @@ def test_model_add_use_info(demo_home: Paths, demo_gguf: Path) -> None:
 
 
 def test_plain_chat_with_stats(demo_home: Paths) -> None:
-    result = run("chat", "--plain", "--stats", "--seed", "1", "--max-tokens", "12",
-                 stdin="Hello, I am Ana.\n\nWhat is my name?\n")
+    result = run(
+        "chat",
+        "--plain",
+        "--stats",
+        "--seed",
+        "1",
+        "--max-tokens",
+        "12",
+        stdin="Hello, I am Ana.\n\nWhat is my name?\n",
+    )
     assert result.returncode == 0, result.stderr
     stats = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert [s["turn"] for s in stats] == [1, 2]

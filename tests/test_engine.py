@@ -47,8 +47,15 @@ def test_second_turn_reuses_the_cache_and_reports_stats(demo_home: Paths) -> Non
     assert stats["turn"] == 2
     assert stats["cached_tokens"] > 0
     assert stats["prompt_tokens"] > stats["cached_tokens"]
-    assert set(stats) == {"turn", "ttft_ms", "prompt_tokens", "cached_tokens", "completion_tokens",
-                          "gen_tok_s", "retrieval_ms"}
+    assert set(stats) == {
+        "turn",
+        "ttft_ms",
+        "prompt_tokens",
+        "cached_tokens",
+        "completion_tokens",
+        "gen_tok_s",
+        "retrieval_ms",
+    }
     engine.close()
 
 
@@ -59,8 +66,9 @@ def test_long_conversation_folds_instead_of_crashing(demo_home: Paths) -> None:
     settings.model.n_ctx = 512
     engine = Engine(settings, demo_home)
     for i in range(14):
-        turn = engine.send(f"This is message number {i}. " + "I like long walks by the river. " * 4,
-                           max_tokens=24, seed=i)
+        turn = engine.send(
+            f"This is message number {i}. " + "I like long walks by the river. " * 4, max_tokens=24, seed=i
+        )
         "".join(turn)
     assert engine.fold_start > 0
     assert turn.assembled.messages[0].content.startswith("You are Sam")

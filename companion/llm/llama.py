@@ -17,7 +17,33 @@ from typing import Any
 from companion.errors import ModelError
 from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats
 from companion.llm.models import inspect_gguf
-from companion.llm.templates import fallback_for, stops_for_template
+from companion.llm.templates import TURN_MARKERS, fallback_for, stops_for_template
+
+_LOG_CALLBACK: Any = None
+
+
+def _route_llama_logs() -> None:
+    """Send llama.cpp's native log lines to Python logging instead of the user's terminal."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import ctypes
+    import logging
+
+    import llama_cpp
+
+    logger = logging.getLogger("companion.llama_cpp")
+    logger.addHandler(logging.NullHandler())  # silent unless the user configures logging
+    logger.propagate = False
+    # ggml_log_level: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation
+    levels = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        logger.log(levels.get(level, logging.DEBUG), text.decode("utf-8", "replace").rstrip())
+
+    _LOG_CALLBACK = callback  # kept alive: llama.cpp holds a raw pointer to it
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
 def physical_cores() -> int:
@@ -79,7 +105,10 @@ class LlamaModel:
             import llama_cpp
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as error:  # pragma: no cover - a dependency
-            raise ModelError(f"llama-cpp-python is not installed or broken ({error}); reinstall companion.") from None
+            raise ModelError(
+                f"llama-cpp-python is not installed or broken ({error}); reinstall companion."
+            ) from None
+        _route_llama_logs()
         self.gpu_layers = resolve_gpu_layers(n_gpu_layers)
         self.threads = threads or physical_cores()
         self.flash_attn = _flash_attention(flash_attn, self.gpu_layers)
@@ -116,6 +145,14 @@ class LlamaModel:
             fallback_name, template, self.stops = fallback_for(self.info.architecture)
             self.template_source = f"fallback:{fallback_name}"
         self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        # Turn markers that are single control tokens stop generation at the token (they detokenize to "",
+        # so a stop string alone would miss them): a base model that starts a new turn has finished its own.
+        self._stop_ids: set[int] = set()
+        for marker in TURN_MARKERS:
+            if marker in template:
+                ids = self.llm.tokenize(marker.encode("utf-8"), add_bos=False, special=True)
+                if len(ids) == 1:
+                    self._stop_ids.add(int(ids[0]))
 
     # -- tokens ---------------------------------------------------------------------------------------------
     @property
@@ -126,7 +163,7 @@ class LlamaModel:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def render(self, messages: list[ChatMessage]) -> str:
-        return str(self._formatter(messages=_merge_same_roles(messages)).prompt)
+        return str(self._formatter(messages=_merge_same_roles(messages)).prompt)  # type: ignore[arg-type]
 
     def prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:
         # The template writes BOS itself; tokenizing with special=True keeps its control tokens as tokens.
@@ -179,20 +216,22 @@ class LlamaModel:
                 repeat_penalty=options.repeat_penalty,
                 seed=options.seed if options.seed >= 0 else None,
                 stop=[*self.stops, *options.stop],
+                stopping_criteria=self._stopping(),
                 stream=True,
             )
             try:
                 for chunk in chunks:
-                    choice = chunk["choices"][0]  # type: ignore[index]
+                    choice: dict[str, Any] = chunk["choices"][0]  # type: ignore[index, assignment]
                     piece = choice.get("text") or ""
                     now = time.perf_counter()
                     if first is None:
                         first = now
                         stats.ttft_ms = (now - start) * 1000
-                    count += 1
-                    stats.completion_tokens = count
                     if choice.get("finish_reason"):
                         stats.finish_reason = str(choice["finish_reason"])
+                    else:  # the closing chunk carries the finish reason, not a new token
+                        count += 1
+                        stats.completion_tokens = count
                     if piece:
                         yield piece
                     if cancel.is_set():
@@ -208,6 +247,16 @@ class LlamaModel:
                 if first is not None and count > 1:
                     stats.gen_tok_s = (count - 1) / max(end - first, 1e-9)
                 # The KV cache holds the prompt and the reply; the next turn's prompt starts the same way.
+
+    def _stopping(self) -> Any:
+        from llama_cpp import StoppingCriteriaList
+
+        stop_ids = self._stop_ids
+
+        def at_turn_marker(input_ids: Any, logits: Any) -> bool:
+            return len(input_ids) > 0 and int(input_ids[-1]) in stop_ids
+
+        return StoppingCriteriaList([at_turn_marker]) if stop_ids else None
 
     def complete_json(
         self, messages: list[ChatMessage], schema: dict[str, Any], options: GenerationOptions

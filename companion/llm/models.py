@@ -47,7 +47,9 @@ class GgufInfo:
             "architecture": self.architecture,
             "model_name": self.model_name,
             "context_length": self.context_length,
-            "chat_template": "from the GGUF file" if self.chat_template else "none in file (fallback by architecture)",
+            "chat_template": "from the GGUF file"
+            if self.chat_template
+            else "none in file (fallback by architecture)",
             "file_type": self.file_type,
             "tensors": self.tensor_count,
             "parameters": self.parameters,
@@ -67,14 +69,18 @@ def _field_value(reader: Any, key: str) -> Any:
 def check_gguf_header(path: Path) -> None:
     """Cheap checks before anything is parsed: the file exists, is readable and starts with GGUF's magic."""
     if not path.exists():
-        raise ModelError(f"The model file {path} does not exist; check the path or run `companion model list`.")
+        raise ModelError(
+            f"The model file {path} does not exist; check the path or run `companion model list`."
+        )
     if not path.is_file():
         raise ModelError(f"{path} is not a file; give the path of a .gguf model file.")
     try:
         with path.open("rb") as handle:
             magic = handle.read(4)
     except OSError as error:
-        raise ModelError(f"The model file {path} cannot be read ({error.strerror}); check its permissions.") from None
+        raise ModelError(
+            f"The model file {path} cannot be read ({error.strerror}); check its permissions."
+        ) from None
     if magic != GGUF_MAGIC:
         raise ModelError(
             f"{path} is not a GGUF model file; companion runs llama.cpp GGUF files (convert or download one)."
@@ -119,7 +125,9 @@ def inspect_gguf(path: Path) -> GgufInfo:
     try:
         from gguf import LlamaFileType
 
-        file_type_name = LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_") if file_type is not None else "?"
+        file_type_name = (
+            LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_") if file_type is not None else "?"
+        )
     except (ValueError, ImportError):
         file_type_name = str(file_type)
     template = _field_value(reader, "tokenizer.chat_template")
@@ -172,7 +180,9 @@ def resolve(settings: Settings, paths: Paths, name: str | None = None) -> tuple[
     if name in settings.models:
         return name, Path(settings.models[name])
     known = ", ".join(registered(settings))
-    raise CompanionError(f"There is no model named '{name}' (known: {known}); add one with `companion model add PATH`.")
+    raise CompanionError(
+        f"There is no model named '{name}' (known: {known}); add one with `companion model add PATH`."
+    )
 
 
 def check_new_name(settings: Settings, name: str) -> None:
@@ -204,7 +214,9 @@ def pull(repo: str, filename: str, paths: Paths, revision: str | None = None) ->
     progress bar, and for LFS files verifies the sha256 the hub publishes; we check it again on the final file.
     """
     if not filename.endswith(".gguf"):
-        raise CompanionError(f"'{filename}' is not a .gguf file; companion runs GGUF models (pick a *.gguf file).")
+        raise CompanionError(
+            f"'{filename}' is not a .gguf file; companion runs GGUF models (pick a *.gguf file)."
+        )
     try:
         from huggingface_hub import HfApi, hf_hub_download
         from huggingface_hub.errors import (
@@ -236,17 +248,23 @@ def pull(repo: str, filename: str, paths: Paths, revision: str | None = None) ->
     except RepositoryNotFoundError:
         raise CompanionError(f"The repository '{repo}' was not found on the hub; check its name.") from None
     except EntryNotFoundError:
-        raise CompanionError(f"'{filename}' is not in the repository '{repo}'; check the file name.") from None
+        raise CompanionError(
+            f"'{filename}' is not in the repository '{repo}'; check the file name."
+        ) from None
     except LocalEntryNotFoundError:
         raise CompanionError(
             "The Hugging Face hub could not be reached; check the network (or HF_ENDPOINT) and run the pull again."
         ) from None
     except HfHubHTTPError as error:
-        raise CompanionError(f"The hub refused the download ({error}); check the repository and file.") from None
+        raise CompanionError(
+            f"The hub refused the download ({error}); check the repository and file."
+        ) from None
     path = Path(local)
     if expected and sha256_file(path) != expected:
         path.unlink(missing_ok=True)
-        raise CompanionError(f"The downloaded {filename} does not match the hub's checksum; run the pull again.")
+        raise CompanionError(
+            f"The downloaded {filename} does not match the hub's checksum; run the pull again."
+        )
     os.chmod(path, 0o600)
     inspect_gguf(path)
     return path

