@@ -38,7 +38,7 @@ def _route_llama_logs() -> None:
     # ggml_log_level: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation
     levels = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 
-    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    @llama_cpp.llama_log_callback
     def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         logger.log(levels.get(level, logging.DEBUG), text.decode("utf-8", "replace").rstrip())
 

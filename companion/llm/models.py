@@ -230,14 +230,13 @@ def pull(repo: str, filename: str, paths: Paths, revision: str | None = None) ->
     target_dir = paths.models_dir / repo.replace("/", "__")
     try:
         expected: str | None = None
-        try:
-            info = HfApi().get_paths_info(repo, [filename], revision=revision)
-            for entry in info:
-                lfs = getattr(entry, "lfs", None)
-                if lfs is not None:
-                    expected = getattr(lfs, "sha256", None)
-        except (HfHubHTTPError, ValueError):
-            expected = None
+        info = HfApi().get_paths_info(repo, [filename], revision=revision)
+        if not info:
+            raise CompanionError(f"'{filename}' is not in the repository '{repo}'; check the file name.")
+        for entry in info:
+            lfs = getattr(entry, "lfs", None)
+            if lfs is not None:
+                expected = getattr(lfs, "sha256", None)
         local = hf_hub_download(
             repo_id=repo,
             filename=filename,
@@ -256,8 +255,18 @@ def pull(repo: str, filename: str, paths: Paths, revision: str | None = None) ->
             "The Hugging Face hub could not be reached; check the network (or HF_ENDPOINT) and run the pull again."
         ) from None
     except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status == 404:
+            raise CompanionError(f"'{repo}/{filename}' was not found on the hub; check both names.") from None
         raise CompanionError(
-            f"The hub refused the download ({error}); check the repository and file."
+            f"The hub refused the download (HTTP {status}); check the repository and file."
+        ) from None
+    except Exception as error:  # the client's own connection errors (httpx, OSError) have no common base
+        if isinstance(error, CompanionError):
+            raise
+        raise CompanionError(
+            f"The Hugging Face hub could not be reached ({type(error).__name__}); check the network (or HF_ENDPOINT) "
+            "and run the pull again: it resumes where it stopped."
         ) from None
     path = Path(local)
     if expected and sha256_file(path) != expected:
