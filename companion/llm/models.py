@@ -56,16 +56,6 @@ class GgufInfo:
         }
 
 
-def _field_value(reader: Any, key: str) -> Any:
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    try:
-        return field.contents()
-    except Exception:  # an odd field type must not stop the whole inspection
-        return None
-
-
 def check_gguf_header(path: Path) -> None:
     """Cheap checks before anything is parsed: the file exists, is readable and starts with GGUF's magic."""
     if not path.exists():
@@ -101,27 +91,26 @@ def check_fits_in_memory(path: Path) -> None:
 
 def inspect_gguf(path: Path) -> GgufInfo:
     """Read a GGUF's metadata without loading it into llama.cpp; a damaged file gives a ModelError."""
+    from companion.llm.gguf_header import GgufFormatError, read_header
+
     path = path.expanduser().resolve()
     check_gguf_header(path)
     check_fits_in_memory(path)
-    from gguf import GGUFReader
-
     try:
-        reader = GGUFReader(path, "r")
-    except Exception as error:  # gguf raises ValueError, IndexError, struct errors on damage
+        header = read_header(path)
+    except (GgufFormatError, OSError, ValueError) as error:
         raise ModelError(
-            f"The model file {path} is truncated or damaged ({type(error).__name__}); download it again."
+            f"The model file {path} is truncated or damaged ({error}); download it again."
         ) from None
     size = path.stat().st_size
-    parameters = 0
-    for tensor in reader.tensors:
-        end = int(tensor.data_offset) + int(tensor.n_bytes)
-        if end > size:
-            raise ModelError(f"The model file {path} is truncated; download it again.")
-        parameters += int(tensor.n_elements)
-    architecture = str(_field_value(reader, "general.architecture") or "unknown")
-    context = _field_value(reader, f"{architecture}.context_length")
-    file_type = _field_value(reader, "general.file_type")
+    if header.data_end > size:
+        raise ModelError(
+            f"The model file {path} is truncated ({size} of {header.data_end} bytes); download it again."
+        )
+    meta = header.metadata
+    architecture = str(meta.get("general.architecture") or "unknown")
+    context = meta.get(f"{architecture}.context_length")
+    file_type = meta.get("general.file_type")
     try:
         from gguf import LlamaFileType
 
@@ -130,17 +119,17 @@ def inspect_gguf(path: Path) -> GgufInfo:
         )
     except (ValueError, ImportError):
         file_type_name = str(file_type)
-    template = _field_value(reader, "tokenizer.chat_template")
+    template = meta.get("tokenizer.chat_template")
     return GgufInfo(
         path=path,
         size_bytes=size,
         architecture=architecture,
-        model_name=str(_field_value(reader, "general.name") or path.stem),
-        context_length=int(context) if context else 0,
-        chat_template=str(template) if template else None,
+        model_name=str(meta.get("general.name") or path.stem),
+        context_length=int(context) if isinstance(context, int) else 0,
+        chat_template=str(template) if isinstance(template, str) and template else None,
         file_type=file_type_name,
-        tensor_count=len(reader.tensors),
-        parameters=parameters,
+        tensor_count=header.tensor_count,
+        parameters=header.parameters,
     )
 
 

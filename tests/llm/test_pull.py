@@ -16,26 +16,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from tests.conftest import tiny_gguf
 
 REPO = "someone/tiny-GGUF"
 FILE = "tiny-Q8_0.gguf"
 COMMIT = "a" * 40
-
-
-def tiny_gguf(path: Path) -> bytes:
-    from gguf import GGUFWriter
-
-    writer = GGUFWriter(str(path), "llama")
-    writer.add_name("tiny")
-    writer.add_context_length(128)
-    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path.read_bytes()
 
 
 class Hub:
