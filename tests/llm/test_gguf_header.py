@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,5 @@ def test_cut_anywhere_is_a_clear_error(tmp_path: Path, fraction: float) -> None:
 def test_random_bytes_never_crash(tmp_path: Path, tail: bytes) -> None:
     path = tmp_path / "fuzz.gguf"
     path.write_bytes(b"GGUF" + tail)
-    try:
+    with contextlib.suppress(GgufFormatError):  # a clean refusal is fine; any other exception fails
         read_header(path)
-    except GgufFormatError:
-        pass
