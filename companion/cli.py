@@ -30,8 +30,12 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show and change settings (a TOML file).", no_args_is_help=True)
 model_app = typer.Typer(help="Choose, add and download language models (GGUF files).", no_args_is_help=True)
+memory_app = typer.Typer(
+    help="Look at, search, export and forget what companion remembers.", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
 app.add_typer(model_app, name="model")
+app.add_typer(memory_app, name="memory")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -301,6 +305,373 @@ def ask(
         _run_turn(engine, message, stats, seed, max_tokens)
     finally:
         engine.close()
+
+
+# -- memory ---------------------------------------------------------------------------------------------------
+class _Memory:
+    """The memory file opened for one command, with a progress bar for long work (embedding)."""
+
+    def __init__(self, ready: bool = True) -> None:
+        from companion.memory.operations import LongTermMemory
+        from companion.memory.store import Store
+
+        paths = get_paths().ensure()
+        settings = config_mod.load(paths)
+        self.store = Store(paths.database)
+        self.memory = LongTermMemory(self.store, paths.index_file, settings.memory.embedding_model)
+        if ready:
+            with _progress() as report:
+                self.memory.ready(report)
+
+    def __enter__(self) -> Any:
+        return self.memory
+
+    def __exit__(self, *exc: object) -> None:
+        self.memory.close()
+        self.store.close()
+
+
+class _progress:  # noqa: N801 - used like a function
+    """A rich progress bar on stderr that appears only once there is something to report."""
+
+    def __enter__(self) -> Any:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self.tasks: dict[str, Any] = {}
+
+        def report(what: str, done: int, total: int) -> None:
+            if what not in self.tasks:
+                if not self.tasks:
+                    self.bar.start()
+                self.tasks[what] = self.bar.add_task(what, total=total)
+            self.bar.update(self.tasks[what], completed=done, total=total)
+
+        return report
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tasks:
+            self.bar.stop()
+
+
+def _when(value: str | None, option: str) -> Any:
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CompanionError(
+            f"{option} {value!r} is not an ISO date, e.g. 2023-05-08 or 2023-05-08T13:56:00."
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@memory_app.command("stats")
+def memory_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts by kind, archived, file and index sizes, index state, oldest and newest."""
+    with _Memory() as memory:
+        stats = memory.stats()
+    if as_json:
+        print(json.dumps(stats, indent=2))
+        return
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(stats["memories"].items())) or "none yet"
+    print(f"messages:  {stats['messages']} in {stats['sessions']} sessions")
+    print(
+        f"memories:  {kinds}; {stats['archived']} archived, {stats['superseded']} superseded, {stats['pinned']} pinned"
+    )
+    print(f"file:      {stats['file']} ({stats['file_bytes'] / 2**20:.1f} MiB)")
+    print(
+        f"index:     {stats['index_kind']}, {stats['vectors']} vectors, {stats['index_bytes'] / 2**20:.1f} MiB, {stats['index_state']}"
+    )
+    print(f"embedding: {stats['embedding_model']}")
+    print(f"oldest:    {stats['oldest'] or '-'}")
+    print(f"newest:    {stats['newest'] or '-'}")
+
+
+@memory_app.command("list")
+def memory_list(
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="message, fact, summary, digest, profile or note.")
+    ] = None,
+    archived: Annotated[bool, typer.Option("--archived", help="Show archived memories instead.")] = False,
+    session: Annotated[int | None, typer.Option("--session", help="The messages of one session.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 200,
+) -> None:
+    """List memories (or, with --session or --kind message, messages)."""
+    with _Memory(ready=False) as memory:
+        if session is not None or kind == "message":
+            sql = "select id, session_id, created_at, role, speaker, text from messages"
+            params: list[Any] = []
+            if session is not None:
+                sql += " where session_id = ?"
+                params.append(session)
+            for mid, sid, created, role, speaker, text in memory.store.conn.execute(
+                sql + " order by id limit ?", [*params, limit]
+            ):
+                print(f"message:{mid}\tsession {sid}\t{created[:16]}\t{speaker or role}: {text}")
+            return
+        for item in memory.list_memories(kind, archived, limit):
+            pin = " (pinned)" if item.pinned else ""
+            print(f"{item.id}\t{item.kind}{pin}\t{(item.event_time or item.created_at)[:10]}\t{item.text}")
+
+
+@memory_app.command("show")
+def memory_show(ref: str) -> None:
+    """One memory (ID) or message (message:ID): text, provenance and full change history."""
+    from companion.memory.operations import Ref
+
+    target = Ref.parse(ref)
+    with _Memory(ready=False) as memory:
+        if target.kind == "message":
+            message = memory.store.get_message(target.id)
+            if message is None:
+                raise CompanionError(f"There is no message {target.id}.")
+            print(f"message:{message.id} in session {message.session_id}, {message.created_at}")
+            print(f"{message.speaker or message.role}: {message.text}")
+            if message.source_id:
+                print(f"external id: {message.source_id}")
+            derived = memory.store.conn.execute(
+                "select memory_id from memory_sources where message_id = ?", (message.id,)
+            ).fetchall()
+            if derived:
+                print("memories from it: " + ", ".join(str(r[0]) for r in derived))
+            return
+        item = memory.require_memory(target.id)
+        state = "archived" if item.archived else ("superseded" if item.valid_to else "active")
+        print(f"{item.id} · {item.kind} · {state}{' · pinned' if item.pinned else ''}")
+        print(item.text)
+        print(
+            f"created {item.created_at}; event {item.event_time or '-'}; importance {item.importance:.2f}; "
+            f"strength {item.strength:.2f}; recalled {item.recall_count} times, last {item.last_recalled_at or 'never'}"
+        )
+        sources = memory.store.memory_sources(item.id)
+        print("from:" if sources else "from: (no messages: added by hand)")
+        for message in sources:
+            print(
+                f"  message:{message.id} ({message.source_id or '-'}) {message.created_at[:16]} {message.speaker or message.role}: {message.text}"
+            )
+        print("history:")
+        for entry in memory.store.history("memory", item.id):
+            change = f" {entry['old_text']!r} -> {entry['new_text']!r}" if entry["old_text"] else ""
+            print(f"  {entry['at'][:19]} {entry['action']}{change} {entry['reason'] or ''}".rstrip())
+
+
+@memory_app.command("search")
+def memory_search(
+    query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 10,
+    now: Annotated[
+        str | None, typer.Option("--now", help="Treat this ISO time as now (for 'last week').")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    queries: Annotated[
+        Path | None, typer.Option("--queries", help="One query per line; prints one JSON array per line.")
+    ] = None,
+) -> None:
+    """Search memories and messages: keywords and meaning together, time-aware."""
+    moment = _when(now, "--now")
+    if queries is None and (query is None or not query.strip()):
+        raise CompanionError(
+            'Give something to search for, e.g. `companion memory search "sister\'s wedding"`.'
+        )
+    if queries is not None and not queries.exists():
+        raise CompanionError(f"{queries} does not exist; give a file with one query per line.")
+    with _Memory() as memory:
+        if queries is not None:
+            for line in queries.read_text(encoding="utf-8").splitlines():
+                hits = memory.search(line, now=moment, limit=limit) if line.strip() else []
+                sys.stdout.write(json.dumps([h.as_json() for h in hits], ensure_ascii=False) + "\n")
+            return
+        assert query is not None
+        hits = memory.search(query, now=moment, limit=limit)
+    if as_json:
+        print(json.dumps([h.as_json() for h in hits], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        print("Nothing found.")
+    for hit in hits:
+        ref = f"message:{hit.id}" if hit.kind == "message" else str(hit.id)
+        who = f"{hit.speaker or hit.role}: " if hit.kind == "message" else f"({hit.kind}) "
+        print(f"{hit.score:6.2f}  {ref:<14} {hit.time[:10]}  {who}{hit.text}")
+
+
+@memory_app.command("add")
+def memory_add(text: str) -> None:
+    """Add a note for the companion to remember."""
+    with _Memory() as memory:
+        memory_id = memory.add_note(text)
+    print(f"Remembered as memory {memory_id}.")
+
+
+@memory_app.command("pin")
+def memory_pin(ref: str) -> None:
+    """Pin a memory: it never fades and ranks higher in recall."""
+    from companion.memory.operations import Ref
+
+    with _Memory(ready=False) as memory:
+        memory.pin(_memory_id(Ref.parse(ref)), True)
+    print("Pinned.")
+
+
+@memory_app.command("unpin")
+def memory_unpin(ref: str) -> None:
+    """Unpin a memory."""
+    from companion.memory.operations import Ref
+
+    with _Memory(ready=False) as memory:
+        memory.pin(_memory_id(Ref.parse(ref)), False)
+    print("Unpinned.")
+
+
+@memory_app.command("edit")
+def memory_edit(ref: str, text: str) -> None:
+    """Correct a memory's text (the old text stays in its history)."""
+    from companion.memory.operations import Ref
+
+    with _Memory() as memory:
+        memory.edit(_memory_id(Ref.parse(ref)), text)
+    print("Updated.")
+
+
+@memory_app.command("restore")
+def memory_restore(ref: str) -> None:
+    """Bring an archived memory back."""
+    from companion.memory.operations import Ref
+
+    with _Memory() as memory:
+        memory.restore(_memory_id(Ref.parse(ref)))
+    print("Restored.")
+
+
+def _memory_id(ref: Any) -> int:
+    if ref.kind != "memory":
+        raise CompanionError(
+            "Messages cannot be pinned or edited; they are what was said. Forget one with `forget message:ID`."
+        )
+    return int(ref.id)
+
+
+@memory_app.command("forget")
+def memory_forget(
+    ref: Annotated[str | None, typer.Argument(help="A memory ID or message:ID.")] = None,
+    session: Annotated[int | None, typer.Option("--session", help="Forget a whole session.")] = None,
+    before: Annotated[
+        str | None, typer.Option("--before", help="Forget everything before this ISO date.")
+    ] = None,
+    matching: Annotated[
+        str | None, typer.Option("--matching", help="Forget everything containing this text.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete for good: the text is removed from the file, the index and everything derived only from it."""
+    from companion.memory.operations import Ref
+
+    if ref is None and session is None and before is None and matching is None:
+        raise CompanionError(
+            "Say what to forget: an ID, message:ID, --session S, --before DATE or --matching TEXT."
+        )
+    moment = _when(before, "--before")
+    with _Memory(ready=False) as memory:
+        messages: list[int] = []
+        memories: list[int] = []
+        sessions: list[int] = []
+        if ref is not None:
+            target = Ref.parse(ref)
+            if target.kind == "message":
+                if memory.store.get_message(target.id) is None:
+                    raise CompanionError(f"There is no message {target.id}.")
+                messages.append(target.id)
+            else:
+                memories.append(memory.require_memory(target.id).id)
+        if session is not None:
+            if not memory.store.scalar("select count(*) from sessions where id = ?", (session,)):
+                raise CompanionError(
+                    f"There is no session {session}; see `companion memory list --kind message`."
+                )
+            sessions.append(session)
+        if moment is not None or matching:
+            messages += memory.select_messages(before=moment, matching=matching)
+            memories += memory.select_memories(before=moment, matching=matching)
+        count = len(set(messages)) + len(set(memories)) + len(sessions)
+        if count == 0:
+            print("Nothing matches; nothing was forgotten.")
+            return
+        what = []
+        if messages:
+            what.append(f"{len(set(messages))} messages")
+        if memories:
+            what.append(f"{len(set(memories))} memories")
+        if sessions:
+            what.append(f"{len(sessions)} session(s) with all their messages")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise CompanionError(f"This would forget {', '.join(what)} for good; add --yes to confirm.")
+            if not typer.confirm(f"Forget {', '.join(what)} for good?"):
+                print("Nothing was forgotten.")
+                return
+        memory.ready()
+        done = memory.forget(messages=messages, memories=memories, sessions=sessions)
+    print(
+        f"Forgotten: {done['messages']} messages, {done['memories']} memories, {done['sessions']} sessions."
+    )
+
+
+@memory_app.command("export")
+def memory_export(
+    fmt: Annotated[
+        str, typer.Option("--format", help="json (complete), jsonl (conversation log) or markdown.")
+    ] = "json",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to this file (default: stdout).")
+    ] = None,
+) -> None:
+    """Export the memory: json (complete, re-importable), jsonl (the conversation log) or markdown (a journal)."""
+    from companion.memory import portability
+
+    if fmt not in ("json", "jsonl", "markdown"):
+        raise CompanionError(f"'{fmt}' is not an export format; use json, jsonl or markdown.")
+    with _Memory(ready=False) as memory:
+        if fmt == "json":
+            text = json.dumps(portability.export_json(memory), ensure_ascii=False, indent=1) + "\n"
+        elif fmt == "jsonl":
+            text = portability.export_jsonl(memory)
+        else:
+            text = portability.export_markdown(memory)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from companion.paths import write_private_text
+
+    write_private_text(output.expanduser().resolve(), text)
+    err.print(f"Exported to {output} (plain text: keep it somewhere private).")
+
+
+@memory_app.command("import")
+def memory_import(
+    file: Path,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="json, jsonl or chatgpt (default: by file name).")
+    ] = None,
+) -> None:
+    """Import a companion json export, a JSON Lines conversation log, or a ChatGPT conversations.json."""
+    from companion.memory import portability
+
+    if fmt is not None and fmt not in ("json", "jsonl", "chatgpt"):
+        raise CompanionError(f"'{fmt}' is not an import format; use json, jsonl or chatgpt.")
+    with _Memory() as memory, _progress() as report:
+        result = portability.import_file(memory, file, fmt, report)
+    skipped = f", {result.skipped} already there" if result.skipped else ""
+    extra = f", {result.memories} memories" if result.memories else ""
+    print(f"Imported {result.messages} messages in {result.sessions} new sessions{extra}{skipped}.")
 
 
 # -- doctor ---------------------------------------------------------------------------------------------------

@@ -49,6 +49,13 @@ class RemoteSettings:
 
 
 @dataclass
+class MemorySettings:
+    embedding_model: str = "all-MiniLM-L6-v2"
+    recall_limit: int = 5
+    tau_days: float = 5.0
+
+
+@dataclass
 class UserSettings:
     name: str = ""
 
@@ -58,6 +65,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     remote: RemoteSettings = field(default_factory=RemoteSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
     user: UserSettings = field(default_factory=UserSettings)
     # Registered GGUF files: name -> absolute path. Managed by `companion model add/pull`.
     models: dict[str, str] = field(default_factory=dict)
@@ -110,6 +118,8 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "remote.base_url": _url,
     "remote.n_ctx": _range(256, 1_048_576),
     "remote.timeout": _range(1.0, 3600.0),
+    "memory.recall_limit": _range(0, 50),
+    "memory.tau_days": _range(0.1, 3650.0),
 }
 
 

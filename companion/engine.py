@@ -19,7 +19,8 @@ from companion.config import Settings
 from companion.errors import CompanionError
 from companion.llm.base import ChatMessage, ChatModel, GenerationOptions, Stream
 from companion.llm.prompt import DEFAULT_PERSONA, Assembled, MemoryItem, assemble, memory_block
-from companion.memory.retrieve import Hit, retrieve
+from companion.memory.operations import LongTermMemory
+from companion.memory.retrieve import Hit
 from companion.memory.store import Store
 from companion.paths import Paths, get_paths
 
@@ -117,6 +118,9 @@ class Engine:
         self.paths = (paths or get_paths()).ensure()
         self.settings = settings or config_mod.load(self.paths)
         self.store = Store(self.paths.database)
+        self.memory = LongTermMemory(
+            self.store, index_path=self.paths.index_file, embed_model=self.settings.memory.embedding_model
+        )
         self._model = model
         self._model_name = model_name
         self._lock = threading.Lock()
@@ -142,6 +146,11 @@ class Engine:
     @property
     def model(self) -> ChatModel:
         return self.load_model()
+
+    def prepare(self) -> None:
+        """Load what the first turn needs (model, embedder, index) ahead of time, e.g. while a UI starts."""
+        self.load_model()
+        self.memory.ready()
 
     def options(self, **overrides: Any) -> GenerationOptions:
         chat = self.settings.chat
@@ -180,12 +189,16 @@ class Engine:
         stats = TurnStats(turn=self.turns)
 
         t0 = time.perf_counter()
-        hits = retrieve(self.store, text, now=self.now(), exclude_session=self.session_id)
+        hits: list[Hit] = []
+        if self.settings.memory.recall_limit > 0 and self._has_memories():
+            hits = self.memory.search(
+                text, now=self.now(), limit=self.settings.memory.recall_limit, exclude_session=self.session_id
+            )
         stats.retrieval_ms = (time.perf_counter() - t0) * 1000
 
         t1 = time.perf_counter()
         now = self.now()
-        items = [MemoryItem(h.text, _parse_time(h.time), h.kind) for h in hits]
+        items = [MemoryItem(_recalled_text(h), _parse_time(h.time), h.kind) for h in hits]
         opts = self.options(**options)
         assembled = assemble(
             persona=self.persona_text(),
@@ -206,6 +219,15 @@ class Engine:
         self.current = turn
         return turn
 
+    def _has_memories(self) -> bool:
+        """Anything to recall outside this conversation? (Saves loading the embedder on a first chat.)"""
+        return bool(
+            self.store.scalar(
+                "select exists(select 1 from messages where session_id != ?) or exists(select 1 from memories)",
+                (self.session_id,),
+            )
+        )
+
     def ask(self, text: str, **options: Any) -> tuple[str, Turn]:
         turn = self.send(text, **options)
         return "".join(turn), turn
@@ -215,7 +237,7 @@ class Engine:
             self.current.cancel()
 
     def _store_reply(self, turn: Turn) -> int:
-        return self.store.add_message(
+        reply_id = self.store.add_message(
             self.session_id,
             "assistant",
             turn.text.strip(),
@@ -224,6 +246,12 @@ class Engine:
             token_count=turn.stats.completion_tokens,
             model=getattr(self._model, "name", None),
         )
+        # After the reply, off the time-to-first-token path: both turns become recallable, recall strengthens.
+        # When the embedder is not loaded yet (a first conversation), `memory.ready()` embeds them later.
+        if self.memory.embedder_loaded:
+            self.memory.embed_messages([turn.user_message_id, reply_id])
+        self.memory.reinforce(turn.hits, self.now())
+        return reply_id
 
     def close(self) -> None:
         if self.current is not None and self.current.reply_id is None:
@@ -231,7 +259,14 @@ class Engine:
         if self._model is not None:
             self._model.close()
             self._model = None
+        self.memory.close()
         self.store.close()
+
+
+def _recalled_text(hit: Hit) -> str:
+    if hit.kind == "message" and hit.speaker:
+        return f"{hit.speaker}: {hit.text}"
+    return hit.text
 
 
 def _parse_time(value: str) -> datetime | None:

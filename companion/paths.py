@@ -36,6 +36,10 @@ class Paths:
         return self.data_dir / "memory.db"
 
     @property
+    def index_file(self) -> Path:
+        return self.data_dir / "memory.faiss"
+
+    @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
 

@@ -1,34 +1,331 @@
-"""Retrieval: what the companion recalls for a turn.
+"""Retrieval: what the companion recalls for a question. One function, used by chat, the CLI and the TUI.
 
-The long-term memory issue fills this in (FTS5 + FAISS fused, weighted by retention, time-aware). Until then
-recall returns nothing, and every caller already goes through this one function.
+How a hit is scored (no language model in the path):
+  1. Candidates from FTS5 BM25 over each message (stopwords dropped, Porter stems), BM25 over the message read
+     together with the turn before it, BM25 over derived memories, and FAISS over the embeddings of the
+     message, of the message with its previous turn, and of derived memories.
+  2. Every candidate gets all its scores exactly (dense scores from the stored vectors), each feature is
+     z-scored over the candidates, and they are fused by value, not rank:
+         bm25 + max(dense, dense-with-context) + 0.4 * bm25-with-context
+     (the combination measured best on the LoCoMo development subset, see ../shared/DESIGN.md).
+  3. Priors: a time window found in the question ("last week", "in May") relative to `now`, a speaker named in
+     the question, pinned memories, and memory retention (a gentle weight; archived memories are never here).
+Every hit carries its score and provenance (`source_ids`: the external ids, else message ids, of the messages
+it comes from). FTS5 syntax in a query is never interpreted: each word is quoted.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from companion.memory.store import Store
+import numpy as np
+
+from companion.memory.store import (
+    VARIANT_MEMORY,
+    VARIANT_MESSAGE,
+    VARIANT_MESSAGE_CONTEXT,
+    Store,
+    split_key,
+    vector_key,
+)
+from companion.memory.timewords import find_window
+
+if TYPE_CHECKING:
+    from companion.memory.embed import Embedder
+    from companion.memory.index import VectorIndex
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are aren't as at be because been before being below
+    between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down during each
+    few for from further had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers herself
+    him himself his how how's i i'd i'll i'm i've if in into is isn't it it's its itself let's me more most
+    mustn't my myself no nor not of off on once only or other ought our ours ourselves out over own same shan't
+    she she'd she'll she's should shouldn't so some such than that that's the their theirs them themselves then
+    there there's these they they'd they'll they're they've this those through to too under until up very was
+    wasn't we we'd we'll we're we've were weren't what what's when when's where where's which while who who's whom
+    why why's with won't would wouldn't you you'd you'll you're you've your yours yourself yourselves also just
+    did does ever get got go going gone like likely kind sort thing things would will yes yeah really much many
+    s t d ll m re ve""".split()
+)
+CANDIDATES = 150
+W_BM25, W_DENSE, W_CONTEXT = 1.0, 1.0, 0.4
+TIME_BOOST = 1.0
+SPEAKER_BOOST = 0.25
+PIN_BOOST = 0.5
 
 
-@dataclass(frozen=True)
+@dataclass
 class Hit:
     id: int
-    kind: str
+    kind: str  # "message" or a memory kind (fact, summary, ...)
     text: str
     score: float
     time: str
     source_ids: list[str] = field(default_factory=list)
+    session_id: int | None = None
+    speaker: str = ""
+    role: str = ""
+    why: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "text": self.text,
+            "score": round(self.score, 4),
+            "time": self.time,
+            "source_ids": self.source_ids,
+        }
 
 
-def retrieve(
-    store: Store,
-    query: str,
-    *,
-    now: datetime | None = None,
-    limit: int = 8,
-    exclude_session: int | None = None,
-) -> list[Hit]:
-    """Memories relevant to `query`, best first. Not built yet: returns no hits."""
-    return []
+def query_terms(query: str) -> list[str]:
+    words = re.findall(r"\w+(?:'\w+)?", query.lower())
+    out: list[str] = []
+    for word in words:
+        word = re.sub(r"'s$", "", word)
+        if word in STOPWORDS or len(word) < 2 or word in out:
+            continue
+        out.append(word)
+    return out
+
+
+def fts_match(terms: Iterable[str]) -> str:
+    """An FTS5 query that ORs the words, each quoted so that no FTS5 operator survives."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def _z(values: dict[int, float], keys: list[int], missing: float | None = None) -> dict[int, float]:
+    present = [values[k] for k in keys if k in values]
+    if not present:
+        return {k: 0.0 for k in keys}
+    floor = min(present) if missing is None else missing
+    filled = np.array([values.get(k, floor) for k in keys], dtype=np.float64)
+    std = float(filled.std()) or 1.0
+    mean = float(filled.mean())
+    return {k: (v - mean) / std for k, v in zip(keys, filled, strict=True)}
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def retention(strength: float, last: datetime | None, now: datetime, tau_days: float = 5.0) -> float:
+    """Ebbinghaus retention R = exp(-dt / (tau * S)); dt in days since last recall (or creation)."""
+    if last is None:
+        return 1.0
+    days = max((now - last).total_seconds() / 86400.0, 0.0)
+    return math.exp(-days / (tau_days * max(strength, 1e-3)))
+
+
+class Retriever:
+    def __init__(self, store: Store, embedder: Embedder, index: VectorIndex) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.index = index
+        self._speakers: set[str] | None = None
+
+    def speakers(self) -> set[str]:
+        if self._speakers is None:
+            rows = self.store.conn.execute("select distinct lower(speaker) from messages where speaker != ''")
+            self._speakers = {r[0] for r in rows if r[0]}
+        return self._speakers
+
+    def forget_caches(self) -> None:
+        self._speakers = None
+
+    def search(
+        self,
+        query: str,
+        *,
+        now: datetime | None = None,
+        limit: int = 10,
+        query_vector: np.ndarray | None = None,
+        exclude_session: int | None = None,
+        kinds: set[str] | None = None,
+    ) -> list[Hit]:
+        now = now or datetime.now(UTC)
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        terms = query_terms(query)
+        window = find_window(query, now)
+        if window:
+            terms = [t for t in terms if t not in window.words] or terms
+        want_messages = kinds is None or "message" in kinds
+        want_memories = kinds is None or bool(kinds - {"message"})
+
+        bm25: dict[int, float] = {}  # key -> score (higher is better)
+        bm25_ctx: dict[int, float] = {}
+        if terms:
+            match = fts_match(terms)
+            if want_messages:
+                matches = self.store.conn.execute(
+                    "select rowid, -bm25(messages_fts, 1.0, 0.0), -bm25(messages_fts, 0.0, 1.0) from messages_fts"
+                    " where messages_fts match ? order by bm25(messages_fts, 1.0, 0.4) limit ?",
+                    (match, CANDIDATES * 2),
+                ).fetchall()
+                for rowid, text_score, ctx_score in matches:
+                    key = vector_key(rowid, VARIANT_MESSAGE)
+                    bm25[key] = text_score
+                    bm25_ctx[key] = ctx_score
+            if want_memories:
+                matches = self.store.conn.execute(
+                    "select rowid, -bm25(memories_fts) from memories_fts where memories_fts match ?"
+                    " order by bm25(memories_fts) limit ?",
+                    (match, CANDIDATES),
+                ).fetchall()
+                for rowid, score in matches:
+                    key = vector_key(rowid, VARIANT_MEMORY)
+                    bm25[key] = score
+                    bm25_ctx[key] = score
+
+        if query_vector is None:
+            query_vector = self.embedder.encode_one(query)
+        dense: dict[int, float] = {}
+        scores, keys = self.index.search(query_vector, CANDIDATES * 2)
+        for score, key in zip(scores.tolist(), keys.tolist(), strict=True):
+            item, variant = split_key(int(key))
+            base = vector_key(item, VARIANT_MEMORY if variant == VARIANT_MEMORY else VARIANT_MESSAGE)
+            dense[base] = max(dense.get(base, -1.0), float(score))
+
+        candidates = list(dict.fromkeys([*bm25, *dense]))
+        if not candidates:
+            return []
+        self._fill_dense(candidates, dense, query_vector)
+        rows = self._rows(candidates)
+        candidates = [k for k in candidates if k in rows and self._allowed(rows[k], exclude_session, kinds)]
+        if not candidates:
+            return []
+        z_bm25 = _z(bm25, candidates, missing=0.0)
+        z_ctx = _z(bm25_ctx, candidates, missing=0.0)
+        z_dense = _z(dense, candidates)
+        named = {s for s in self.speakers() if re.search(rf"\b{re.escape(s)}\b", query.lower())}
+        hits = []
+        for key in candidates:
+            row = rows[key]
+            why = {"bm25": z_bm25[key], "dense": z_dense[key], "context": z_ctx[key]}
+            score = W_BM25 * why["bm25"] + W_DENSE * why["dense"] + W_CONTEXT * why["context"]
+            when = _parse(row["time"])
+            if window and when and window.contains(when):
+                why["time"] = TIME_BOOST
+                score += TIME_BOOST
+            if named and row["speaker"] and row["speaker"].lower() in named:
+                why["speaker"] = SPEAKER_BOOST
+                score += SPEAKER_BOOST
+            if row["pinned"]:
+                why["pinned"] = PIN_BOOST
+                score += PIN_BOOST
+            if row["kind"] != "message":
+                kept = retention(row["strength"], _parse(row["last_recalled_at"] or row["created_at"]), now)
+                why["retention"] = kept
+                score += 0.3 * (kept - 1.0)
+            hits.append((score, key, why))
+        hits.sort(key=lambda h: -h[0])
+        top = hits[:limit]
+        sources = self._sources([split_key(k)[0] for _, k, _ in top if rows[k]["kind"] != "message"])
+        out = []
+        for score, key, why in top:
+            row = rows[key]
+            item = split_key(key)[0]
+            if row["kind"] == "message":
+                source_ids = [row["source_id"] or str(item)]
+            else:
+                source_ids = sources.get(item, [])
+            out.append(
+                Hit(
+                    id=item,
+                    kind=row["kind"],
+                    text=row["text"],
+                    score=score,
+                    time=row["time"] or "",
+                    source_ids=source_ids,
+                    session_id=row["session_id"],
+                    speaker=row["speaker"] or "",
+                    role=row["role"] or "",
+                    why=why,
+                )
+            )
+        return out
+
+    def _fill_dense(self, candidates: list[int], dense: dict[int, float], query: np.ndarray) -> None:
+        """Exact dense scores for candidates that came from BM25 only (vectors read from SQLite)."""
+        missing = [k for k in candidates if k not in dense]
+        wanted: list[int] = []
+        for key in missing:
+            item, variant = split_key(key)
+            if variant == VARIANT_MEMORY:
+                wanted.append(key)
+            else:
+                wanted += [key, vector_key(item, VARIANT_MESSAGE_CONTEXT)]
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.store.conn.execute(
+                f"select key, vector from vectors where model = ? and key in ({marks})",
+                (self.index.model, *chunk),
+            ).fetchall()
+            for key, blob in rows:
+                item, variant = split_key(key)
+                base = vector_key(item, VARIANT_MEMORY if variant == VARIANT_MEMORY else VARIANT_MESSAGE)
+                score = float(np.frombuffer(blob, dtype=np.float32) @ query)
+                dense[base] = max(dense.get(base, -1.0), score)
+
+    def _rows(self, keys: list[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        messages = [split_key(k)[0] for k in keys if split_key(k)[1] != VARIANT_MEMORY]
+        memories = [split_key(k)[0] for k in keys if split_key(k)[1] == VARIANT_MEMORY]
+        for start in range(0, len(messages), 500):
+            chunk = messages[start : start + 500]
+            rows = self.store.db.query(
+                "select m.id, 'message' as kind, m.text, m.created_at as time, m.source_id, m.session_id,"
+                " m.speaker, m.role, 0 as pinned, s.off_record from messages m join sessions s on s.id = m.session_id"
+                f" where m.id in ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for row in rows:
+                out[vector_key(row["id"], VARIANT_MESSAGE)] = row
+        for start in range(0, len(memories), 500):
+            chunk = memories[start : start + 500]
+            rows = self.store.db.query(
+                "select id, kind, text, coalesce(event_time, created_at) as time, null as source_id, session_id,"
+                " '' as speaker, '' as role, pinned, archived, strength, last_recalled_at, created_at, valid_to,"
+                f" 0 as off_record from memories where id in ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for row in rows:
+                out[vector_key(row["id"], VARIANT_MEMORY)] = row
+        return out
+
+    @staticmethod
+    def _allowed(row: dict[str, Any], exclude_session: int | None, kinds: set[str] | None) -> bool:
+        if row.get("off_record"):
+            return False
+        if row["kind"] != "message" and (row.get("archived") or row.get("valid_to")):
+            return False
+        if exclude_session is not None and row["kind"] == "message" and row["session_id"] == exclude_session:
+            return False
+        return kinds is None or row["kind"] in kinds
+
+    def _sources(self, memory_ids: list[int]) -> dict[int, list[str]]:
+        if not memory_ids:
+            return {}
+        rows = self.store.conn.execute(
+            "select s.memory_id, coalesce(m.source_id, cast(m.id as text)) from memory_sources s"
+            f" join messages m on m.id = s.message_id where s.memory_id in ({','.join('?' * len(memory_ids))})"
+            " order by m.id",
+            memory_ids,
+        ).fetchall()
+        out: dict[int, list[str]] = {}
+        for memory_id, source in rows:
+            out.setdefault(memory_id, []).append(source)
+        return out

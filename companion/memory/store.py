@@ -54,6 +54,58 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Memory:
+    id: int
+    kind: str
+    text: str
+    event_time: str | None
+    created_at: str
+    importance: float
+    strength: float
+    last_recalled_at: str | None
+    recall_count: int
+    pinned: bool
+    archived: bool
+    valid_from: str | None = None
+    valid_to: str | None = None
+    superseded_by: int | None = None
+    session_id: int | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Memory:
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            text=row["text"],
+            event_time=row["event_time"],
+            created_at=row["created_at"],
+            importance=float(row["importance"] if row["importance"] is not None else 0.5),
+            strength=float(row["strength"] if row["strength"] is not None else 1.0),
+            last_recalled_at=row["last_recalled_at"],
+            recall_count=int(row["recall_count"] or 0),
+            pinned=bool(row["pinned"]),
+            archived=bool(row["archived"]),
+            valid_from=row["valid_from"],
+            valid_to=row["valid_to"],
+            superseded_by=row["superseded_by"],
+            session_id=row["session_id"],
+        )
+
+
+MEMORY_KINDS = ("fact", "summary", "digest", "profile", "note")
+# FAISS ids: one int64 key per vector, from the item and which text of it was embedded.
+VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, VARIANT_MEMORY = 0, 1, 2
+
+
+def vector_key(item_id: int, variant: int) -> int:
+    return item_id * 4 + variant
+
+
+def split_key(key: int) -> tuple[int, int]:
+    return key // 4, key % 4
+
+
+@dataclass(frozen=True)
 class Session:
     id: int
     title: str
@@ -99,9 +151,107 @@ def _m001_sessions_and_messages(db: sqlite_utils.Database) -> None:
     db["messages"].create_index(["created_at"])  # type: ignore[union-attr]
 
 
+def _fts(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
+    """An external-content FTS5 table kept in sync by triggers (what sqlite-utils' `enable_fts` writes, issued
+    statement by statement: `enable_fts` uses executescript, which would commit the migration's transaction)."""
+    cols = ", ".join(columns)
+    new = ", ".join(f"new.{c}" for c in columns)
+    old = ", ".join(f"old.{c}" for c in columns)
+    fts = f"{table}_fts"
+    db.execute(
+        f"create virtual table {fts} using fts5({cols}, content={table}, content_rowid=id, "
+        "tokenize='porter unicode61 remove_diacritics 2')"
+    )
+    db.execute(f"insert into {fts} (rowid, {cols}) select id, {cols} from {table}")
+    db.execute(
+        f"create trigger {table}_ai after insert on {table} begin "
+        f"insert into {fts} (rowid, {cols}) values (new.id, {new}); end"
+    )
+    db.execute(
+        f"create trigger {table}_ad after delete on {table} begin "
+        f"insert into {fts} ({fts}, rowid, {cols}) values ('delete', old.id, {old}); end"
+    )
+    db.execute(
+        f"create trigger {table}_au after update of {cols} on {table} begin "
+        f"insert into {fts} ({fts}, rowid, {cols}) values ('delete', old.id, {old}); "
+        f"insert into {fts} (rowid, {cols}) values (new.id, {new}); end"
+    )
+
+
+def _m002_long_term_memory(db: sqlite_utils.Database) -> None:
+    # The neighbouring turn, for recall: a question often matches a reply only together with what it answered.
+    db.execute("alter table messages add column context text not null default ''")
+    db.execute("create index messages_source_id on messages(source_id)")
+    db.execute("create index sessions_external_id on sessions(external_id)")
+    db["memories"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "kind": str,  # fact | summary | digest | profile | note
+            "text": str,
+            "event_time": str,
+            "created_at": str,
+            "updated_at": str,
+            "importance": float,
+            "strength": float,
+            "last_recalled_at": str,
+            "recall_count": int,
+            "pinned": int,
+            "archived": int,
+            "valid_from": str,
+            "valid_to": str,
+            "superseded_by": int,
+            "session_id": int,
+            "persona": str,
+        },
+        pk="id",
+        not_null={"kind", "text", "created_at"},
+        defaults={
+            "importance": 0.5,
+            "strength": 1.0,
+            "recall_count": 0,
+            "pinned": 0,
+            "archived": 0,
+            "persona": "",
+        },
+    )
+    db.execute("create index memories_kind on memories(kind, archived)")
+    db["memory_sources"].create(  # type: ignore[union-attr]
+        {"memory_id": int, "message_id": int},
+        pk=("memory_id", "message_id"),
+        foreign_keys=[("memory_id", "memories", "id"), ("message_id", "messages", "id")],
+    )
+    db.execute("create index memory_sources_message on memory_sources(message_id)")
+    db["audit"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "at": str,
+            "action": str,
+            "target": str,
+            "target_id": int,
+            "old_text": str,
+            "new_text": str,
+            "reason": str,
+        },
+        pk="id",
+        not_null={"at", "action", "target"},
+    )
+    db.execute("create index audit_target on audit(target, target_id)")
+    # Every embedding, so the SQLite file alone is the whole memory; FAISS is a cache rebuilt from here.
+    db["vectors"].create(  # type: ignore[union-attr]
+        {"key": int, "kind": str, "item_id": int, "variant": int, "model": str, "vector": bytes},
+        pk="key",
+        not_null={"kind", "item_id", "variant", "model", "vector"},
+    )
+    db.execute("create index vectors_item on vectors(kind, item_id)")
+    db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+    _fts(db, "messages", ["text", "context"])
+    _fts(db, "memories", ["text"])
+
+
 # Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_sessions_and_messages,
+    _m002_long_term_memory,
 ]
 
 
@@ -124,6 +274,8 @@ class Store:
                 os.chmod(path, FILE_MODE)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
+            # Deleted text is overwritten on disk, not just unlinked: `forget` must really forget.
+            self.conn.execute("PRAGMA secure_delete=ON")
             self.conn.execute("PRAGMA busy_timeout=30000")
             self.db = sqlite_utils.Database(self.conn)
             self._lock = threading.RLock()
@@ -196,9 +348,13 @@ class Store:
     ) -> int:
         """Insert one message and commit it before returning."""
         with self.transaction() as conn:
+            previous = conn.execute(
+                "select text from messages where session_id = ? order by id desc limit 1", (session_id,)
+            ).fetchone()
+            context = f"{previous[0]}\n{text}" if previous else text
             cursor = conn.execute(
                 "insert into messages (session_id, role, speaker, text, created_at, source_id, token_count,"
-                " incomplete, model) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " incomplete, model, context) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     role,
@@ -209,6 +365,7 @@ class Store:
                     token_count,
                     int(incomplete),
                     model,
+                    context,
                 ),
             )
             return int(cursor.lastrowid or 0)
@@ -223,6 +380,112 @@ class Store:
 
     def count(self, table: str) -> int:
         return int(self.conn.execute(f"select count(*) from [{table}]").fetchone()[0])
+
+    # -- memories -------------------------------------------------------------------------------------------
+    def add_memory(
+        self,
+        kind: str,
+        text: str,
+        *,
+        sources: list[int] | None = None,
+        event_time: str | None = None,
+        importance: float = 0.5,
+        reason: str = "",
+        session_id: int | None = None,
+        conn: sqlite3.Connection | None = None,
+    ) -> int:
+        """Insert a derived memory with its provenance and an audit entry, in one transaction."""
+        if kind not in MEMORY_KINDS:
+            raise CompanionError(f"'{kind}' is not a memory kind; use one of: {', '.join(MEMORY_KINDS)}.")
+        with self.transaction() if conn is None else contextlib.nullcontext(conn) as c:
+            now = utcnow()
+            cursor = c.execute(
+                "insert into memories (kind, text, event_time, created_at, updated_at, importance, strength,"
+                " valid_from, session_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    kind,
+                    text,
+                    event_time,
+                    now,
+                    now,
+                    importance,
+                    max(importance, 0.1),
+                    event_time or now,
+                    session_id,
+                ),
+            )
+            memory_id = int(cursor.lastrowid or 0)
+            c.executemany(
+                "insert or ignore into memory_sources (memory_id, message_id) values (?, ?)",
+                [(memory_id, m) for m in sources or []],
+            )
+            self.audit(c, "add", "memory", memory_id, None, text, reason)
+            return memory_id
+
+    def get_memory(self, memory_id: int) -> Memory | None:
+        rows = list(self.db.query("select * from memories where id = ?", [memory_id]))
+        return Memory.from_row(rows[0]) if rows else None
+
+    def memory_sources(self, memory_id: int) -> list[Message]:
+        rows = self.db.query(
+            "select m.* from messages m join memory_sources s on s.message_id = m.id where s.memory_id = ?"
+            " order by m.id",
+            [memory_id],
+        )
+        return [Message.from_row(r) for r in rows]
+
+    def history(self, target: str, target_id: int) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "select * from audit where target = ? and target_id = ? order by id", [target, target_id]
+            )
+        )
+
+    @staticmethod
+    def audit(
+        conn: sqlite3.Connection,
+        action: str,
+        target: str,
+        target_id: int | None,
+        old_text: str | None,
+        new_text: str | None,
+        reason: str = "",
+    ) -> None:
+        conn.execute(
+            "insert into audit (at, action, target, target_id, old_text, new_text, reason)"
+            " values (?, ?, ?, ?, ?, ?, ?)",
+            (utcnow(), action, target, target_id, old_text, new_text, reason),
+        )
+
+    # -- vectors and meta -----------------------------------------------------------------------------------
+    def put_vectors(
+        self, conn: sqlite3.Connection, rows: list[tuple[int, str, int, int, str, bytes]]
+    ) -> None:
+        """rows: (key, kind, item_id, variant, model, float32 bytes)."""
+        conn.executemany(
+            "insert or replace into vectors (key, kind, item_id, variant, model, vector) values (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("select value from meta where key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str, conn: sqlite3.Connection | None = None) -> None:
+        with self.transaction() if conn is None else contextlib.nullcontext(conn) as c:
+            c.execute("insert or replace into meta (key, value) values (?, ?)", (key, value))
+
+    def vector_fingerprint(self, model: str) -> tuple[int, int]:
+        """(count, checksum) of the vectors of one model: what a saved FAISS index must match."""
+        row = self.conn.execute(
+            "select count(*), coalesce(sum(key % 1000003), 0) + coalesce(max(key), 0) from vectors where model = ?",
+            (model,),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -1,0 +1,177 @@
+"""The FAISS vector index: a cache of the vectors kept in SQLite, rebuilt whenever it cannot be trusted.
+
+Exact inner product (the vectors are unit length, so this is cosine similarity) while the memory is small; an
+IVF index above `IVF_THRESHOLD` vectors, which keeps search fast at hundreds of thousands of vectors and, unlike
+HNSW, supports removing ids. Both sit in an IndexIDMap2, so adds and removals are incremental.
+
+The file on disk (`memory.faiss`, 0600) carries a small JSON sidecar with the vector count, a checksum of the
+keys and the embedding model. When the file is missing, unreadable, or its sidecar disagrees with the database,
+the index is rebuilt from the SQLite vectors: deleting or corrupting it loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from companion.memory.store import Store
+from companion.paths import FILE_MODE, atomic_path
+
+IVF_THRESHOLD = 50_000
+NPROBE = 24
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+class VectorIndex:
+    def __init__(self, store: Store, model: str, dim: int, path: Path | None) -> None:
+        self.store = store
+        self.model = model
+        self.dim = dim
+        self.path = path
+        self._lock = threading.RLock()
+        self.index: Any = None
+        self.state = "empty"
+        self.dirty = False
+
+    @property
+    def sidecar(self) -> Path | None:
+        return self.path.with_suffix(self.path.suffix + ".json") if self.path else None
+
+    def _new_index(self, count: int, sample: np.ndarray | None) -> Any:
+        faiss = _faiss()
+        if count < IVF_THRESHOLD or sample is None or len(sample) < 1000:
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        nlist = int(4 * math.sqrt(count))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(sample)
+        ivf.nprobe = NPROBE
+        return faiss.IndexIDMap2(ivf)
+
+    def open(self) -> str:
+        """Load the saved index if it matches the database, else rebuild. Returns how it was opened."""
+        with self._lock:
+            count, checksum = self.store.vector_fingerprint(self.model)
+            if self.path and self.path.exists() and self.sidecar and self.sidecar.exists():
+                try:
+                    meta = json.loads(self.sidecar.read_text())
+                    if meta == {"count": count, "checksum": checksum, "model": self.model, "dim": self.dim}:
+                        index = _faiss().read_index(str(self.path))
+                        if index.ntotal == count and index.d == self.dim:
+                            self.index = index
+                            self._tune()
+                            self.state = "loaded"
+                            return self.state
+                except (OSError, ValueError, RuntimeError):
+                    pass  # corrupt or foreign: rebuilt below
+            self.rebuild()
+            self.state = "rebuilt"
+            return self.state
+
+    def _tune(self) -> None:
+        faiss = _faiss()
+        inner = faiss.downcast_index(self.index.index)
+        if hasattr(inner, "nprobe"):
+            inner.nprobe = NPROBE
+
+    def rebuild(self) -> None:
+        with self._lock:
+            keys, vectors = self._all_vectors()
+            sample = (
+                vectors[np.random.default_rng(0).permutation(len(vectors))[:20_000]] if len(vectors) else None
+            )
+            self.index = self._new_index(len(keys), sample)
+            if len(keys):
+                self.index.add_with_ids(vectors, keys)
+            self.dirty = True
+            self.save()
+
+    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.store.conn.execute(
+            "select key, vector from vectors where model = ? order by key", (self.model,)
+        ).fetchall()
+        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+        return keys, np.ascontiguousarray(vectors)
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        if len(keys) == 0:
+            return
+        with self._lock:
+            if self.index is None:
+                self.open()
+                return  # open() rebuilt from the database, which already holds these vectors
+            self.index.remove_ids(np.asarray(keys, dtype=np.int64))
+            self.index.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(keys, dtype=np.int64)
+            )
+            self.dirty = True
+
+    def remove(self, keys: list[int]) -> None:
+        if not keys:
+            return
+        with self._lock:
+            if self.index is None:
+                self.open()
+                return
+            self.index.remove_ids(np.asarray(keys, dtype=np.int64))
+            self.dirty = True
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, keys) of the k nearest vectors; keys are -1 where there are fewer."""
+        with self._lock:
+            if self.index is None:
+                self.open()
+            if self.index.ntotal == 0:
+                return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+            scores, keys = self.index.search(np.asarray(query, dtype=np.float32).reshape(1, -1), k)
+            keep = keys[0] >= 0
+            return scores[0][keep], keys[0][keep]
+
+    def reconstruct(self, key: int) -> np.ndarray | None:
+        with self._lock:
+            try:
+                return np.asarray(self.index.reconstruct(int(key)))
+            except (RuntimeError, AttributeError):
+                return None
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal) if self.index is not None else 0
+
+    @property
+    def kind(self) -> str:
+        if self.index is None:
+            return "not loaded"
+        inner = type(_faiss().downcast_index(self.index.index)).__name__
+        return {"IndexFlatIP": "exact (flat)", "IndexIVFFlat": "IVF"}.get(inner, inner)
+
+    def save(self) -> None:
+        """Write the index and its sidecar atomically (skipped when nothing changed or there is no path)."""
+        with self._lock:
+            if not self.dirty or self.path is None or self.index is None:
+                return
+            count, checksum = self.store.vector_fingerprint(self.model)
+            if count != self.index.ntotal:
+                return  # a writer is mid-way; the next save (or the next open) settles it
+            with atomic_path(self.path) as tmp:
+                _faiss().write_index(self.index, str(tmp))
+            assert self.sidecar is not None
+            with atomic_path(self.sidecar) as tmp:
+                tmp.write_text(
+                    json.dumps({"count": count, "checksum": checksum, "model": self.model, "dim": self.dim})
+                )
+            with contextlib.suppress(OSError):
+                self.path.chmod(FILE_MODE)
+            self.dirty = False

@@ -1,0 +1,147 @@
+"""Time expressions in a question, turned into a window of time relative to `now`.
+
+"yesterday", "last week", "in May", "three weeks ago", "last Tuesday", "in 2022": recall uses the window to
+favour what happened then (LongMemEval's time-aware recall). No model involved: plain patterns, English only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+NUMBERS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "couple of": 2,
+    "few": 3,
+}
+UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    start: datetime
+    end: datetime
+    words: tuple[str, ...]  # the words of the query that said it
+
+    def contains(self, when: datetime) -> bool:
+        return self.start <= when < self.end
+
+
+def _day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _month_start(year: int, month: int, tz: object) -> datetime:
+    return datetime(year, month, 1, tzinfo=tz)  # type: ignore[arg-type]
+
+
+def _next_month(moment: datetime) -> datetime:
+    return (
+        moment.replace(year=moment.year + 1, month=1)
+        if moment.month == 12
+        else moment.replace(month=moment.month + 1)
+    )
+
+
+def find_window(query: str, now: datetime) -> TimeWindow | None:
+    """The first time expression in `query`, as a half-open window; None when there is none."""
+    text = query.lower()
+    today = _day(now)
+    tz = now.tzinfo
+
+    if m := re.search(r"\byesterday\b", text):
+        return TimeWindow(today - timedelta(days=1), today, (m.group(0),))
+    if m := re.search(r"\b(today|tonight|this morning|this afternoon|this evening)\b", text):
+        return TimeWindow(today, today + timedelta(days=1), tuple(m.group(0).split()))
+    number = r"(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|couple of|few)"
+    if m := re.search(rf"\b{number} (day|week|month|year)s? ago\b", text):
+        amount = int(m.group(1)) if m.group(1).isdigit() else NUMBERS[m.group(1)]
+        days = amount * UNIT_DAYS[m.group(2)]
+        slack = max(1, UNIT_DAYS[m.group(2)] // 2)
+        center = today - timedelta(days=days)
+        return TimeWindow(
+            center - timedelta(days=slack), center + timedelta(days=slack + 1), tuple(m.group(0).split())
+        )
+    if m := re.search(r"\b(last|this|past) (week|weekend|month|year)\b", text):
+        which, unit = m.group(1), m.group(2)
+        words = tuple(m.group(0).split())
+        week_start = today - timedelta(days=today.weekday())
+        if unit == "week":
+            if which == "this":
+                return TimeWindow(week_start, week_start + timedelta(days=7), words)
+            if which == "past":
+                return TimeWindow(today - timedelta(days=7), today + timedelta(days=1), words)
+            return TimeWindow(week_start - timedelta(days=7), week_start, words)
+        if unit == "weekend":
+            saturday = week_start - timedelta(days=2) if which == "last" else week_start + timedelta(days=5)
+            return TimeWindow(saturday, saturday + timedelta(days=2), words)
+        if unit == "month":
+            this_month = today.replace(day=1)
+            if which == "this":
+                return TimeWindow(this_month, _next_month(this_month), words)
+            if which == "past":
+                return TimeWindow(today - timedelta(days=30), today + timedelta(days=1), words)
+            previous = (this_month - timedelta(days=1)).replace(day=1)
+            return TimeWindow(previous, this_month, words)
+        this_year = today.replace(month=1, day=1)
+        if which == "this":
+            return TimeWindow(this_year, this_year.replace(year=this_year.year + 1), words)
+        if which == "past":
+            return TimeWindow(today - timedelta(days=365), today + timedelta(days=1), words)
+        return TimeWindow(this_year.replace(year=this_year.year - 1), this_year, words)
+    if m := re.search(rf"\b(last|on|this past) ({'|'.join(WEEKDAYS)})\b", text):
+        target = WEEKDAYS.index(m.group(2))
+        back = (today.weekday() - target) % 7 or 7
+        day = today - timedelta(days=back)
+        return TimeWindow(day, day + timedelta(days=1), tuple(m.group(0).split()))
+    month_names = "|".join(sorted(MONTHS, key=len, reverse=True))
+    if m := re.search(rf"\b(?:in |during |of )?({month_names})\b,? ?(\d{{4}})?", text):
+        name, year_text = m.group(1), m.group(2)
+        if name == "may" and not year_text and not re.search(r"\b(in|during|of) may\b", text):
+            return None  # "may" the verb
+        month = MONTHS[name]
+        year = int(year_text) if year_text else (now.year if month <= now.month else now.year - 1)
+        start = _month_start(year, month, tz)
+        return TimeWindow(start, _next_month(start), tuple(m.group(0).replace(",", "").split()))
+    if m := re.search(r"\b(?:in |during )(19\d\d|20\d\d)\b", text):
+        year = int(m.group(1))
+        return TimeWindow(
+            datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz), tuple(m.group(0).split())
+        )
+    if m := re.search(r"\b(recently|lately)\b", text):
+        return TimeWindow(today - timedelta(days=30), today + timedelta(days=1), (m.group(0),))
+    return None
