@@ -48,14 +48,16 @@ def convert(conversation: dict[str, Any]) -> tuple[list[dict[str, Any]], datetim
             text = turn.get("text", "")
             if turn.get("blip_caption"):
                 text = f"{text} [shares an image: {turn['blip_caption']}]".strip()
-            lines.append({
-                "session": f"session_{n}",
-                "time": start.replace(second=min(i, 59)).isoformat(),
-                "role": "user" if turn["speaker"] == a else "assistant",
-                "speaker": turn["speaker"],
-                "text": text,
-                "id": turn["dia_id"],
-            })
+            lines.append(
+                {
+                    "session": f"session_{n}",
+                    "time": start.replace(second=min(i, 59)).isoformat(),
+                    "role": "user" if turn["speaker"] == a else "assistant",
+                    "speaker": turn["speaker"],
+                    "text": text,
+                    "id": turn["dia_id"],
+                }
+            )
     _ = b
     return lines, last
 
@@ -75,20 +77,45 @@ def recall(ranked: list[str], evidence: list[str], k: int) -> float:
     return sum(1 for e in evidence if e in top) / len(evidence)
 
 
-def run_companion(lines: list[dict[str, Any]], questions: list[str], now: datetime, home: Path) -> tuple[list[list[str]], float, float]:
+def run_companion(
+    lines: list[dict[str, Any]], questions: list[str], now: datetime, home: Path
+) -> tuple[list[list[str]], float, float]:
     env = os.environ | {"COMPANION_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     log = home / "log.jsonl"
     home.mkdir(parents=True, exist_ok=True)
     log.write_text("".join(json.dumps(line) + "\n" for line in lines))
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "companion", "memory", "import", str(log), "--format", "jsonl"],
-                   env=env, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "companion", "memory", "import", str(log), "--format", "jsonl"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     imported = time.perf_counter() - started
     queries = home / "queries.txt"
     queries.write_text("".join(q.replace("\n", " ") + "\n" for q in questions))
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "companion", "memory", "search", "--queries", str(queries), "--json",
-                          "--limit", "20", "--now", now.isoformat()], env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "companion",
+            "memory",
+            "search",
+            "--queries",
+            str(queries),
+            "--json",
+            "--limit",
+            "20",
+            "--now",
+            now.isoformat(),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     searched = time.perf_counter() - started
     ranked = []
     for row in out.stdout.splitlines():
@@ -122,7 +149,9 @@ def baselines(lines: list[dict[str, Any]], questions: list[str], embedder: Any) 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data", type=Path, help="folder of LoCoMo conversation JSON files")
     parser.add_argument("--keep", type=Path, help="keep each conversation's COMPANION_HOME under this folder")
     parser.add_argument("--no-baselines", action="store_true")
@@ -158,13 +187,21 @@ def main() -> int:
                 evidence = evidence_ids(qa)
                 for k in KS:
                     scores[name][f"all@{k}"].append(recall(ranks, evidence, k))
-                    scores[name][f"{CATEGORIES.get(qa['category'], qa['category'])}@{k}"].append(recall(ranks, evidence, k))
-        print(f"{file.name}: {len(lines)} turns, {len(questions)} questions; import {imported:.1f} s "
-              f"({len(lines) / imported:.0f} messages/s incl. start-up), search {searched:.1f} s", flush=True)
+                    scores[name][f"{CATEGORIES.get(qa['category'], qa['category'])}@{k}"].append(
+                        recall(ranks, evidence, k)
+                    )
+        print(
+            f"{file.name}: {len(lines)} turns, {len(questions)} questions; import {imported:.1f} s "
+            f"({len(lines) / imported:.0f} messages/s incl. start-up), search {searched:.1f} s",
+            flush=True,
+        )
     print(f"\n{total_queries} questions over {len(files)} conversations, {total_messages} turns")
     print(f"{'method':<12}" + "".join(f"{'R@' + str(k):>8}" for k in KS))
     for name in scores:
-        print(f"{name:<12}" + "".join(f"{sum(v) / len(v):>8.3f}" for k in KS for v in [scores[name][f'all@{k}']]))
+        print(
+            f"{name:<12}"
+            + "".join(f"{sum(v) / len(v):>8.3f}" for k in KS for v in [scores[name][f"all@{k}"]])
+        )
     print("\ncompanion by category (questions):")
     for category in CATEGORIES.values():
         values = scores["companion"].get(f"{category}@10")

@@ -33,6 +33,12 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+# Loaded models by (path, precision): a model is read-only once loaded, so every Embedder of the process shares
+# it instead of loading the weights again.
+_LOADED: dict[tuple[str, bool], Any] = {}
+_LOAD_LOCK = threading.Lock()
+
+
 class Embedder:
     """Text -> unit-length float32 vectors. Thread-safe; the model loads on first use."""
 
@@ -60,12 +66,21 @@ class Embedder:
                 except ImportError:
                     pass
                 path = resolve_model_path(self.name)
+                half = self._use_bfloat16()
                 try:
-                    from sentence_transformers import SentenceTransformer
+                    with _LOAD_LOCK:
+                        if (path, half) not in _LOADED:
+                            from sentence_transformers import SentenceTransformer
 
-                    self._model = SentenceTransformer(
-                        path, device="cpu", local_files_only=os.path.exists(path)
-                    )
+                            model = SentenceTransformer(
+                                path, device="cpu", local_files_only=os.path.exists(path)
+                            )
+                            if half:
+                                import torch
+
+                                model.to(torch.bfloat16)
+                            _LOADED[(path, half)] = model
+                        self._model = _LOADED[(path, half)]
                 except (OSError, ValueError) as error:
                     raise CompanionError(
                         f"The embedding model '{self.name}' could not be loaded ({error}); check memory.embedding_model."

@@ -115,9 +115,7 @@ class LongTermMemory:
                 (model,),
             )
         ]
-        total = 2 * len(message_ids) + len(
-            memory_ids
-        )  # texts to embed: each message twice (alone, in context)
+        total = len(message_ids) + len(memory_ids)
         if not total:
             return 0
         done = 0

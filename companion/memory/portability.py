@@ -91,7 +91,10 @@ def parse_jsonl(text: str) -> list[LogLine]:
             raise CompanionError(f"{where} is not valid JSON ({error.msg}); nothing was imported.") from None
         if not isinstance(item, dict):
             raise CompanionError(f"{where} is not a JSON object; nothing was imported.")
-        lines.append(_log_line(item, where + " (nothing was imported)"))
+        try:
+            lines.append(_log_line(item, where))
+        except CompanionError as error:
+            raise CompanionError(f"{str(error).rstrip('.')}; nothing was imported.") from None
     if not lines:
         raise CompanionError(
             "The file has no messages; each line should be a JSON object with session, time, role and text."

@@ -10,6 +10,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -255,8 +256,12 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
 ]
 
 
+class _Connection(sqlite3.Connection):
+    """A plain connection that can be weakly referenced (the C type cannot)."""
+
+
 class Store:
-    """The memory database. Safe to share between threads: writes are serialised by a lock.
+    """The memory database. Safe to share between threads: each thread gets its own connection.
 
     Writes are plain SQL inside `transaction()`: sqlite-utils' own write helpers commit on their own, which would
     end an enclosing transaction early; sqlite-utils serves the schema and the queries.
@@ -266,25 +271,49 @@ class Store:
         self.path = path
         ensure_private_dir(path.parent)
         existed = path.exists()
+        self._local = threading.local()
+        # Weak: a finished thread's connection is closed when its thread-local storage goes away.
+        self._connections: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
+        self._connections_lock = threading.Lock()
         try:
-            self.conn = sqlite3.connect(
-                str(path), check_same_thread=False, timeout=30.0, isolation_level=None
-            )
+            conn = self.conn
             if not existed:
                 os.chmod(path, FILE_MODE)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            # Deleted text is overwritten on disk, not just unlinked: `forget` must really forget.
-            self.conn.execute("PRAGMA secure_delete=ON")
-            self.conn.execute("PRAGMA busy_timeout=30000")
-            self.db = sqlite_utils.Database(self.conn)
-            self._lock = threading.RLock()
+            conn.execute("PRAGMA journal_mode=WAL")
             self.migrate()
         except sqlite3.DatabaseError as error:
             raise CompanionError(
                 f"The memory file {path} cannot be opened ({error}); if it is damaged, move it aside and restore "
                 "a backup or an export."
             ) from None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection. Each thread has its own (WAL lets readers and one writer work at once;
+        a shared connection would mix one thread's statements into another's transaction)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                str(self.path),
+                timeout=30.0,
+                isolation_level=None,
+                check_same_thread=False,
+                factory=_Connection,
+            )
+            conn.execute("PRAGMA foreign_keys=ON")
+            # Deleted text is overwritten on disk, not just unlinked: `forget` must really forget.
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            self._local.db = sqlite_utils.Database(conn)
+            with self._connections_lock:
+                self._connections.add(conn)
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        self.conn  # noqa: B018 - makes sure this thread's connection exists
+        return self._local.db
 
     @property
     def version(self) -> int:
@@ -304,14 +333,14 @@ class Store:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: everything inside commits together or not at all."""
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # -- sessions -------------------------------------------------------------------------------------------
     def new_session(self, title: str = "", persona: str = "", off_record: bool = False) -> int:
@@ -490,4 +519,9 @@ class Store:
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.conn.close()
+        with self._connections_lock:
+            for conn in list(self._connections):
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+        self._local = threading.local()
