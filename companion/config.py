@@ -52,6 +52,7 @@ class RemoteSettings:
 class MemorySettings:
     embedding_model: str = "all-MiniLM-L6-v2"
     recall_limit: int = 5
+    block_tokens: int = 256
     tau_days: float = 5.0
 
 
@@ -119,6 +120,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "remote.n_ctx": _range(256, 1_048_576),
     "remote.timeout": _range(1.0, 3600.0),
     "memory.recall_limit": _range(0, 50),
+    "memory.block_tokens": _range(0, 8192),
     "memory.tau_days": _range(0.1, 3650.0),
 }
 

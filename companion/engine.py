@@ -18,7 +18,7 @@ from companion import config as config_mod
 from companion.config import Settings
 from companion.errors import CompanionError
 from companion.llm.base import ChatMessage, ChatModel, GenerationOptions, Stream
-from companion.llm.prompt import DEFAULT_PERSONA, Assembled, MemoryItem, assemble, memory_block
+from companion.llm.prompt import DEFAULT_PERSONA, Assembled, MemoryItem, assemble, memory_block, quote
 from companion.memory.operations import LongTermMemory
 from companion.memory.retrieve import Hit
 from companion.memory.store import Store
@@ -129,6 +129,9 @@ class Engine:
         self.fold_start = 0
         self.now = now or (lambda: datetime.now(UTC))
         self.current: Turn | None = None
+        # The memory block each user turn of this session was sent with, and what it recalled (kind, id).
+        self._blocks: dict[int, tuple[str, set[tuple[str, int]]]] = {}
+        self._token_counts: dict[str, int] = {}
 
     # -- model ----------------------------------------------------------------------------------------------
     @property
@@ -169,12 +172,24 @@ class Engine:
         user = self.settings.user.name or "the user"
         return DEFAULT_PERSONA.format(char="Sam", user=user)
 
-    def history(self) -> list[ChatMessage]:
-        return [
-            ChatMessage(m.role, m.text)
-            for m in self.store.session_messages(self.session_id)
-            if m.role in ("user", "assistant") and m.text.strip()
-        ]
+    def history(self) -> tuple[list[int], list[ChatMessage]]:
+        """This session's turns as the model saw them: a user turn keeps the memory block it was sent with, so
+        the prompt of turn N starts exactly like turn N-1's prompt plus its reply (the KV cache stays warm)."""
+        ids, messages = [], []
+        for m in self.store.session_messages(self.session_id):
+            if m.role not in ("user", "assistant") or not m.text.strip():
+                continue
+            block = self._blocks.get(m.id)
+            ids.append(m.id)
+            messages.append(ChatMessage(m.role, f"{block[0]}\n\n{m.text}" if block else m.text))
+        return ids, messages
+
+    def _count(self, text: str) -> int:
+        """Token counts are cached: the same history is measured again every turn."""
+        count = self._token_counts.get(text)
+        if count is None:
+            count = self._token_counts[text] = self.model.count_tokens(text)
+        return count
 
     def send(self, text: str, **options: Any) -> Turn:
         """Store the user's message (committed), then start the reply. Iterate the returned Turn."""
@@ -183,7 +198,7 @@ class Engine:
             raise CompanionError("The message is empty; type something to say.")
         started = time.perf_counter()
         model = self.model
-        history = self.history()
+        history_ids, history = self.history()
         user_id = self.store.add_message(self.session_id, "user", text, speaker=self.settings.user.name)
         self.turns += 1
         stats = TurnStats(turn=self.turns)
@@ -194,30 +209,52 @@ class Engine:
             hits = self.memory.search(
                 text, now=self.now(), limit=self.settings.memory.recall_limit, exclude_session=self.session_id
             )
+            # What an earlier turn of the visible history already recalled is in the prompt: not again.
+            shown = {
+                key for mid in history_ids[self.fold_start :] for key in self._blocks.get(mid, ("", set()))[1]
+            }
+            hits = [h for h in hits if (h.kind, h.id) not in shown]
         stats.retrieval_ms = (time.perf_counter() - t0) * 1000
 
         t1 = time.perf_counter()
         now = self.now()
-        items = [MemoryItem(_recalled_text(h), _parse_time(h.time), h.kind) for h in hits]
+        items = [MemoryItem(self._recalled_text(h), _parse_time(h.time), h.kind) for h in hits]
+        block = memory_block(items, now, self._count, self.settings.memory.block_tokens)
         opts = self.options(**options)
         assembled = assemble(
             persona=self.persona_text(),
             profile="",
             history=history,
-            memory=memory_block(items, now),
+            memory=block,
             user=text,
             n_ctx=model.n_ctx,
             reply_tokens=opts.max_tokens,
-            count=model.count_tokens,
+            count=self._count,
             fold_start=self.fold_start,
         )
         self.fold_start = assembled.fold_start
+        if block and assembled.messages[-1].content.startswith(block):
+            self._blocks[user_id] = (
+                block,
+                {
+                    (h.kind, h.id)
+                    for h, item in zip(hits, items, strict=True)
+                    if f'"{quote(item.text)}"' in block
+                },
+            )
         stats.assembly_ms = (time.perf_counter() - t1) * 1000
         cancel = threading.Event()
         stream = model.stream(assembled.messages, opts, cancel)
         turn = Turn(self, self.turns, user_id, stream, started, stats, hits, assembled)
         self.current = turn
         return turn
+
+    def _recalled_text(self, hit: Hit) -> str:
+        """A recalled message comes with the turn before it, so the model sees what it answered."""
+        if hit.kind != "message":
+            return hit.text
+        lines = [f"{m['speaker'] or m['role']}: {m['text']}" for m in self.memory.neighbours(hit.id, 1, 0)]
+        return " / ".join([*lines, f"{hit.speaker or hit.role}: {hit.text}"])
 
     def _has_memories(self) -> bool:
         """Anything to recall outside this conversation? (Saves loading the embedder on a first chat.)"""
@@ -261,12 +298,6 @@ class Engine:
             self._model = None
         self.memory.close()
         self.store.close()
-
-
-def _recalled_text(hit: Hit) -> str:
-    if hit.kind == "message" and hit.speaker:
-        return f"{hit.speaker}: {hit.text}"
-    return hit.text
 
 
 def _parse_time(value: str) -> datetime | None:

@@ -74,3 +74,29 @@ def test_long_conversation_folds_instead_of_crashing(demo_home: Paths) -> None:
     assert turn.assembled.messages[0].content.startswith("You are Sam")
     assert turn.stats.prompt_tokens + 24 <= 512
     engine.close()
+
+
+def test_chat_recalls_earlier_sessions_and_keeps_the_cache_warm(demo_home: Paths, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from companion.memory.portability import import_file
+    from tests.memory.conftest import write_log
+
+    engine = Engine(paths=demo_home)
+    engine.memory.ready()
+    import_file(engine.memory, write_log(tmp_path / "log.jsonl"), "jsonl")
+    engine.session_id = engine.store.new_session()
+    first = engine.send("How is my cat Bolacha doing?", max_tokens=8, seed=1)
+    "".join(first)
+    assert any("Bolacha" in h.text for h in first.hits)
+    prompt = first.assembled.messages[-1].content
+    assert (
+        prompt.startswith("[What you remember")
+        and '"Ana: Hi! I just adopted a grey cat called Bolacha."' in prompt
+    )
+    assert prompt.endswith("How is my cat Bolacha doing?")
+    second = engine.send("And the cat's favourite place?", max_tokens=8, seed=1)
+    "".join(second)
+    # Turn 2 reuses all of turn 1's prompt: its memory block stayed in the history.
+    assert second.stats.cached_tokens >= first.stats.prompt_tokens
+    # What turn 1 already recalled is not recalled again while it is in view.
+    assert not {(h.kind, h.id) for h in first.hits} & {(h.kind, h.id) for h in second.hits}
+    engine.close()

@@ -24,7 +24,7 @@ from companion.memory.store import Store
 from companion.paths import FILE_MODE, atomic_path
 
 IVF_THRESHOLD = 50_000
-NPROBE = 24
+NPROBE = 16
 
 
 def _faiss() -> Any:
@@ -52,7 +52,7 @@ class VectorIndex:
         faiss = _faiss()
         if count < IVF_THRESHOLD or sample is None or len(sample) < 1000:
             return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        nlist = int(4 * math.sqrt(count))
+        nlist = int(math.sqrt(count))  # FAISS wants >= 39 training points per list: 20k samples cover 500k
         quantizer = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.train(sample)

@@ -245,6 +245,13 @@ def _m002_long_term_memory(db: sqlite_utils.Database) -> None:
     )
     db.execute("create index vectors_item on vectors(kind, item_id)")
     db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+    # Personas the user talks with; the card (Character Card V2 JSON) is the persona issue's to fill.
+    db["personas"].create(  # type: ignore[union-attr]
+        {"id": int, "name": str, "card": str, "created_at": str, "updated_at": str},
+        pk="id",
+        not_null={"name", "created_at"},
+    )
+    db.execute("create unique index personas_name on personas(name)")
     _fts(db, "messages", ["text", "context"])
     _fts(db, "memories", ["text"])
 

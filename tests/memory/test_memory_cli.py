@@ -1,0 +1,89 @@
+"""`companion memory …` as a user types it, in subprocesses over a real memory file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_cli import assert_clean_error
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "companion", "memory", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+    )
+
+
+def test_import_search_show_export(log_file: Path, tmp_path: Path, home: Path) -> None:
+    result = run("import", str(log_file))
+    assert result.returncode == 0, result.stderr
+    assert "Imported 11 messages in 3 new sessions" in result.stdout
+    assert "Traceback" not in result.stderr
+
+    hits = json.loads(run("search", "what is my cat called", "--json", "--limit", "3").stdout)
+    assert {"id", "kind", "text", "score", "time", "source_ids"} <= set(hits[0])
+    assert "D1:1" in [s for h in hits for s in h["source_ids"]]
+
+    queries = tmp_path / "q.txt"
+    queries.write_text("cat name\nwedding in Porto\n\nsurf lessons\n")
+    lines = run("search", "--queries", str(queries), "--limit", "2").stdout.splitlines()
+    assert len(lines) == 4 and json.loads(lines[2]) == []
+    assert all(isinstance(json.loads(line), list) for line in lines)
+
+    text = run("search", "surfing", "--now", "2023-06-27").stdout
+    assert "message:" in text and "surfing lessons" in text
+
+    stats = run("stats").stdout
+    assert "11 in 3 sessions" in stats and "exact (flat)" in stats
+
+    added = run("add", "Ana's favourite colour is teal")
+    memory_id = added.stdout.split()[-1].rstrip(".")
+    assert run("pin", memory_id).returncode == 0
+    assert run("edit", memory_id, "Ana's favourite colour is dark teal").returncode == 0
+    shown = run("show", memory_id).stdout
+    assert "dark teal" in shown and "pinned" in shown and "update" in shown
+    assert "Ana" in run("show", "message:1").stdout
+    assert memory_id in run("list").stdout
+    assert "message:1" in run("list", "--session", "1").stdout
+
+    out = tmp_path / "journal.md"
+    assert run("export", "--format", "markdown", "-o", str(out)).returncode == 0
+    assert "dark teal" in out.read_text() and out.stat().st_mode & 0o077 == 0
+    jsonl = run("export", "--format", "jsonl").stdout
+    assert len(jsonl.splitlines()) == 11
+
+
+def test_forget_needs_confirmation(log_file: Path) -> None:
+    run("import", str(log_file))
+    assert_clean_error(run("forget", "--matching", "password", stdin=""), "add --yes")
+    assert "password" in run("search", "password").stdout
+    result = run("forget", "--matching", "password", "--yes")
+    assert result.returncode == 0 and "1 messages" in result.stdout
+    assert "hunter2" not in run("search", "password", "--limit", "20").stdout
+    assert "Nothing matches" in run("forget", "--matching", "no-such-words", "--yes").stdout
+
+
+def test_bad_memory_commands(tmp_path: Path, log_file: Path) -> None:
+    assert_clean_error(run("import", str(tmp_path / "missing.jsonl")), "does not exist")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(log_file.read_text() + "{oops\n")
+    assert_clean_error(run("import", str(broken)), "Line 12 is not valid JSON", "nothing was imported")
+    assert "0 in 0 sessions" in run("stats").stdout
+    assert_clean_error(run("show", "42"), "no memory 42")
+    assert_clean_error(run("show", "banana"), "not a memory id")
+    assert_clean_error(run("search", ""), "Give something to search for")
+    assert_clean_error(run("search", "x", "--now", "soon"), "--now 'soon' is not an ISO date")
+    assert_clean_error(run("export", "--format", "pdf"), "not an export format")
+    assert_clean_error(run("forget"), "Say what to forget")
+    assert_clean_error(run("pin", "message:3"), "Messages cannot be pinned")
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert_clean_error(run("import", str(binary)), "not UTF-8")
