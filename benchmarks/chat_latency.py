@@ -87,7 +87,9 @@ def seed_memory(paths: Any) -> None:
     store.close()
 
 
-def app_run(model_path: Path, turns: int, max_tokens: int, seed: int, n_ctx: int) -> list[dict[str, Any]]:
+def app_run(
+    model_path: Path, turns: int, max_tokens: int, seed: int, n_ctx: int, recall: bool
+) -> list[dict[str, Any]]:
     from companion import config
     from companion.engine import Engine
     from companion.llm.llama import LlamaModel
@@ -99,7 +101,8 @@ def app_run(model_path: Path, turns: int, max_tokens: int, seed: int, n_ctx: int
     settings.chat.seed = seed
     settings.chat.temperature = 0.7
     model = LlamaModel(model_path, name="bench", n_ctx=n_ctx, seed=seed)
-    seed_memory(paths)
+    if recall:
+        seed_memory(paths)
     engine = Engine(settings, paths, model=model)
     engine.prepare()  # model, embedder and index loaded before the first timed turn, as the TUI does
     rows: list[dict[str, Any]] = []
@@ -188,6 +191,52 @@ def raw_run(
     return rows
 
 
+def measure(args: argparse.Namespace, recall: bool) -> None:
+    ttft_ratio, raw_ratio, gen_ratio, overhead_t30, overhead_all = [], [], [], [], []
+    retrieval_all: list[float] = []
+    recalled_all: list[float] = []
+    title = (
+        "with recall of earlier sessions (300 messages)"
+        if recall
+        else "a first conversation (nothing to recall)"
+    )
+    print(f"\n=== {title} ===")
+    for repeat in range(args.repeats):
+        os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-bench-")
+        app = app_run(args.model, args.turns, args.max_tokens, args.seed + repeat, args.n_ctx, recall)
+        raw = raw_run(args.model, app, args.max_tokens, args.seed + repeat, args.n_ctx)
+        ttft_ratio.append(app[-1]["ttft_ms"] / app[1]["ttft_ms"])
+        raw_ratio.append(raw[-1]["ttft_ms"] / raw[1]["ttft_ms"])
+        app_gen = [r["gen_tok_s"] for r in app if r["completion_tokens"] > 4]
+        raw_gen = [r["gen_tok_s"] for r in raw if r["completion_tokens"] > 4]
+        gen_ratio.append(median(app_gen) / median(raw_gen))
+        overhead = [a["ttft_ms"] - r["ttft_ms"] for a, r in zip(app, raw, strict=True)]
+        overhead_t30.append(overhead[-1])
+        overhead_all.extend(overhead)
+        retrieval_all.extend(r["retrieval_ms"] for r in app)
+        recalled_all.extend(r["recalled"] for r in app)
+        print(f"repeat {repeat + 1}")
+        print("turn  prompt  cached  app_ttft_ms  raw_ttft_ms  app_tok/s  raw_tok/s")
+        for a, r in zip(app, raw, strict=True):
+            print(
+                f"{a['turn']:>4}  {a['prompt_tokens']:>6}  {a['cached_tokens']:>6}  {a['ttft_ms']:>11.1f}  "
+                f"{r['ttft_ms']:>11.1f}  {a['gen_tok_s']:>9.1f}  {r['gen_tok_s']:>9.1f}"
+            )
+    n = args.turns
+    print(f"summary, {title} (median over repeats)")
+    print(
+        f"  app TTFT turn {n} / turn 2:           {median(ttft_ratio):.2f}   (target <= 1.5; raw llama-cpp-python on the same prompts: {median(raw_ratio):.2f})"
+    )
+    print(f"  app gen tok/s / raw gen tok/s:         {median(gen_ratio):.3f}  (target >= 0.95)")
+    print(f"  app - raw time to first token, turn {n}: {median(overhead_t30):.1f} ms (target <= 50 ms)")
+    print(f"  app - raw time to first token, all turns: {median(overhead_all):.1f} ms median")
+    if recall:
+        print(
+            f"  of which retrieval (query embedding + search), median: {median(retrieval_all):.1f} ms; "
+            f"memories recalled per turn: {median(recalled_all):.0f}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -198,6 +247,12 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--memory",
+        choices=["none", "recall", "both"],
+        default="both",
+        help="run without earlier sessions, with them (recall every turn), or both",
+    )
     args = parser.parse_args()
 
     os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-bench-")
@@ -222,42 +277,9 @@ def main() -> int:
         f"model: {args.model.name}; {args.turns} turns, max {args.max_tokens} tokens per reply, {args.repeats} repeats"
     )
 
-    ttft_ratio, gen_ratio, overhead_t30, overhead_all = [], [], [], []
-    retrieval_all: list[float] = []
-    recalled_all: list[float] = []
-    for repeat in range(args.repeats):
-        os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-bench-")
-        app = app_run(args.model, args.turns, args.max_tokens, args.seed + repeat, args.n_ctx)
-        raw = raw_run(args.model, app, args.max_tokens, args.seed + repeat, args.n_ctx)
-        ttft_ratio.append(app[-1]["ttft_ms"] / app[1]["ttft_ms"])
-        app_gen = [r["gen_tok_s"] for r in app if r["completion_tokens"] > 4]
-        raw_gen = [r["gen_tok_s"] for r in raw if r["completion_tokens"] > 4]
-        gen_ratio.append(median(app_gen) / median(raw_gen))
-        overhead = [a["ttft_ms"] - r["ttft_ms"] for a, r in zip(app, raw, strict=True)]
-        overhead_t30.append(overhead[-1])
-        overhead_all.extend(overhead)
-        retrieval_all.extend(r["retrieval_ms"] for r in app)
-        recalled_all.extend(r["recalled"] for r in app)
-        print(f"\nrepeat {repeat + 1}")
-        print("turn  prompt  cached  app_ttft_ms  raw_ttft_ms  app_tok/s  raw_tok/s")
-        for a, r in zip(app, raw, strict=True):
-            if a["turn"] in (1, 2, 5, 10, 15, 20, 25, 30) or a["turn"] == len(app):
-                print(
-                    f"{a['turn']:>4}  {a['prompt_tokens']:>6}  {a['cached_tokens']:>6}  {a['ttft_ms']:>11.1f}  "
-                    f"{r['ttft_ms']:>11.1f}  {a['gen_tok_s']:>9.1f}  {r['gen_tok_s']:>9.1f}"
-                )
-
-    print("\nsummary (median over repeats)")
-    print(f"  app TTFT turn {args.turns} / turn 2:           {median(ttft_ratio):.2f}   (target <= 1.5)")
-    print(f"  app gen tok/s / raw gen tok/s:         {median(gen_ratio):.3f}  (target >= 0.95)")
-    print(
-        f"  app - raw time to first token, turn {args.turns}: {median(overhead_t30):.1f} ms (target <= 50 ms)"
-    )
-    print(f"  app - raw time to first token, all turns: {median(overhead_all):.1f} ms median")
-    print(
-        f"  of which retrieval (query embedding + search), median: {median(retrieval_all):.1f} ms; "
-        f"memories recalled per turn: {median(recalled_all):.0f}"
-    )
+    modes = {"none": [False], "recall": [True], "both": [False, True]}[args.memory]
+    for recall in modes:
+        measure(args, recall)
     return 0
 
 

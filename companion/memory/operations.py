@@ -56,6 +56,19 @@ class Ref:
         return cls(kind, int(raw))
 
 
+def progress_counter(progress: Progress | None, what: str, total: int) -> Callable[[int], None]:
+    """A callback that adds up finished items and reports (what, done, total) to `progress`."""
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(what, done, total)
+
+    return tick
+
+
 def context_text(previous: str | None, text: str) -> str:
     return f"{previous}\n{text}" if previous else text
 
@@ -118,14 +131,7 @@ class LongTermMemory:
         total = len(message_ids) + len(memory_ids)
         if not total:
             return 0
-        done = 0
-
-        def tick(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress:
-                progress("Embedding memories", done, total)
-
+        tick = progress_counter(progress, "Embedding memories", total)
         for start in range(0, len(message_ids), 2048):
             self.embed_messages(message_ids[start : start + 2048], tick, add_to_index=False)
         for start in range(0, len(memory_ids), 2048):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from companion.errors import CompanionError
-from companion.memory.operations import LongTermMemory, context_text
+from companion.memory.operations import LongTermMemory, context_text, progress_counter
 from companion.memory.store import VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
 
 FORMAT_NAME = "companion-memory"
@@ -226,14 +226,7 @@ def import_log(
         context = context_text(last_text[line.session], line.text)
         last_text[line.session] = line.text
         fresh.append((line, context))
-    total = len(fresh)
-    done = 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress("Embedding messages", done, total)
+    tick = progress_counter(progress, "Embedding messages", len(fresh))
 
     # Temporary session keys for the vectors: existing sessions continue from their last stored message.
     session_keys = {name: index for index, name in enumerate(sessions)}
