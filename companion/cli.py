@@ -318,7 +318,9 @@ class _Memory:
         paths = get_paths().ensure()
         settings = config_mod.load(paths)
         self.store = Store(paths.database)
-        self.memory = LongTermMemory(self.store, paths.index_file, settings.memory.embedding_model)
+        self.memory = LongTermMemory(
+            self.store, paths.index_file, settings.memory.embedding_model, settings.memory.tau_days
+        )
         if ready:
             with _progress() as report:
                 self.memory.ready(report)
@@ -672,6 +674,38 @@ def memory_import(
     skipped = f", {result.skipped} already there" if result.skipped else ""
     extra = f", {result.memories} memories" if result.memories else ""
     print(f"Imported {result.messages} messages in {result.sessions} new sessions{extra}{skipped}.")
+
+
+# -- maintain -------------------------------------------------------------------------------------------------
+@app.command("maintain")
+def maintain(
+    now: Annotated[str | None, typer.Option("--now", help="Treat this ISO time as now.")] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Run just this job (forget, index).")] = None,
+    show_status: Annotated[
+        bool, typer.Option("--status", help="Show last and next runs and failures.")
+    ] = False,
+) -> None:
+    """Run memory upkeep once, headless (for cron or a systemd timer): the forgetting sweep, index upkeep."""
+    from companion.memory import scheduler
+
+    moment = _when(now, "--now")
+    settings = config_mod.load()
+    with _Memory(ready=not show_status) as memory:
+        if show_status:
+            for row in scheduler.status(memory):
+                failed = f"; {row['failures']} failures, last: {row['last_error']}" if row["failures"] else ""
+                print(
+                    f"{row['job']:<7} every {row['every']:<15} last {row['last_run'] or 'never'} "
+                    f"({row['last_result'] or '-'}); next {row['next_run']}{failed}"
+                )
+            return
+        outcomes = scheduler.run_jobs(
+            memory, moment, only=only, force=True, options={"archive_below": settings.memory.archive_below}
+        )
+    for name, outcome in outcomes.items():
+        print(f"{name}: {outcome}")
+    if any(outcome.startswith("failed") for outcome in outcomes.values()):
+        raise typer.Exit(1)
 
 
 # -- doctor ---------------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ class MemorySettings:
     recall_limit: int = 5
     block_tokens: int = 256
     tau_days: float = 5.0
+    archive_below: float = 0.05
 
 
 @dataclass
@@ -122,6 +123,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "memory.recall_limit": _range(0, 50),
     "memory.block_tokens": _range(0, 8192),
     "memory.tau_days": _range(0.1, 3650.0),
+    "memory.archive_below": _range(0.0, 1.0),
 }
 
 

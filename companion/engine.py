@@ -119,7 +119,10 @@ class Engine:
         self.settings = settings or config_mod.load(self.paths)
         self.store = Store(self.paths.database)
         self.memory = LongTermMemory(
-            self.store, index_path=self.paths.index_file, embed_model=self.settings.memory.embedding_model
+            self.store,
+            index_path=self.paths.index_file,
+            embed_model=self.settings.memory.embedding_model,
+            tau_days=self.settings.memory.tau_days,
         )
         self._model = model
         self._model_name = model_name
@@ -132,6 +135,7 @@ class Engine:
         # The memory block each user turn of this session was sent with, and what it recalled (kind, id).
         self._blocks: dict[int, tuple[str, set[tuple[str, int]]]] = {}
         self._token_counts: dict[str, int] = {}
+        self._upkeep: Any = None
 
     # -- model ----------------------------------------------------------------------------------------------
     @property
@@ -154,6 +158,14 @@ class Engine:
         """Load what the first turn needs (model, embedder, index) ahead of time, e.g. while a UI starts."""
         self.load_model()
         self.memory.ready()
+
+    def start_upkeep(self) -> None:
+        """Run memory upkeep (forgetting, index) in the background while the app is open."""
+        from companion.memory.scheduler import Scheduler
+
+        if self._upkeep is None:
+            self._upkeep = Scheduler(self.memory, {"archive_below": self.settings.memory.archive_below})
+            self._upkeep.start()
 
     def options(self, **overrides: Any) -> GenerationOptions:
         chat = self.settings.chat
@@ -291,6 +303,9 @@ class Engine:
         return reply_id
 
     def close(self) -> None:
+        if self._upkeep is not None:
+            self._upkeep.stop()
+            self._upkeep = None
         if self.current is not None and self.current.reply_id is None:
             self.current.close()
         if self._model is not None:

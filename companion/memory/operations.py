@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ import numpy as np
 
 from companion.errors import CompanionError
 from companion.memory.embed import DEFAULT_MODEL, Embedder
+from companion.memory.forgetting import DEFAULT_TAU_DAYS, DEFAULT_THRESHOLD, Sweep, sweep
 from companion.memory.index import VectorIndex
 from companion.memory.retrieve import Hit, Retriever
 from companion.memory.store import (
@@ -75,14 +77,20 @@ def context_text(previous: str | None, text: str) -> str:
 
 class LongTermMemory:
     def __init__(
-        self, store: Store, index_path: Path | None = None, embed_model: str = DEFAULT_MODEL
+        self,
+        store: Store,
+        index_path: Path | None = None,
+        embed_model: str = DEFAULT_MODEL,
+        tau_days: float = DEFAULT_TAU_DAYS,
     ) -> None:
         self.store = store
+        self.tau_days = tau_days
         self.index_path = index_path
         self.embed_model = embed_model
         self.embedder = Embedder(embed_model)
         self._index: VectorIndex | None = None
         self._retriever: Retriever | None = None
+        self._ready_lock = threading.Lock()  # the UI's loader and a first turn may both ask
 
     # -- embeddings and index -------------------------------------------------------------------------------
     @property
@@ -99,16 +107,17 @@ class LongTermMemory:
     @property
     def retriever(self) -> Retriever:
         if self._retriever is None:
-            self._retriever = Retriever(self.store, self.embedder, self.index)
+            self._retriever = Retriever(self.store, self.embedder, self.index, self.tau_days)
         return self._retriever
 
     def ready(self, progress: Progress | None = None) -> str:
         """Embed whatever has no vector for the configured model (all of it after switching models), then open
         the FAISS index (loading the saved one if it matches, else rebuilding). Returns the index state."""
-        self.embed_missing(progress)
-        if self._index is None:
-            self._index = VectorIndex(self.store, self.embed_model, self.embedder.dim, self.index_path)
-        return self._index.open()
+        with self._ready_lock:
+            self.embed_missing(progress)
+            if self._index is None:
+                self._index = VectorIndex(self.store, self.embed_model, self.embedder.dim, self.index_path)
+            return self._index.open()
 
     def embed_missing(self, progress: Progress | None = None) -> int:
         model = self.embed_model
@@ -328,6 +337,14 @@ class LongTermMemory:
         if not memory.archived:
             self.embed_memories([memory_id], add_to_index=self._index is not None)
         self._save()
+
+    def archive_faded(self, now: datetime | None = None, threshold: float = DEFAULT_THRESHOLD) -> Sweep:
+        """The forgetting sweep: archive what has faded below `threshold`, and take it out of the index."""
+        result = sweep(self.store, now or datetime.now(UTC), tau_days=self.tau_days, threshold=threshold)
+        if result.archived and self._index is not None:
+            self._index.remove([vector_key(i, VARIANT_MEMORY) for i in result.archived])
+            self._save()
+        return result
 
     def restore(self, memory_id: int) -> None:
         memory = self.require_memory(memory_id)

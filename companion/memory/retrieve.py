@@ -16,7 +16,6 @@ it comes from). FTS5 syntax in a query is never interpreted: each word is quoted
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from companion.memory.forgetting import DEFAULT_TAU_DAYS, retention
 from companion.memory.store import (
     VARIANT_MEMORY,
     VARIANT_MESSAGE,
@@ -120,17 +120,12 @@ def _parse(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def retention(strength: float, last: datetime | None, now: datetime, tau_days: float = 5.0) -> float:
-    """Ebbinghaus retention R = exp(-dt / (tau * S)); dt in days since last recall (or creation)."""
-    if last is None:
-        return 1.0
-    days = max((now - last).total_seconds() / 86400.0, 0.0)
-    return math.exp(-days / (tau_days * max(strength, 1e-3)))
-
-
 class Retriever:
-    def __init__(self, store: Store, embedder: Embedder, index: VectorIndex) -> None:
+    def __init__(
+        self, store: Store, embedder: Embedder, index: VectorIndex, tau_days: float = DEFAULT_TAU_DAYS
+    ) -> None:
         self.store = store
+        self.tau_days = tau_days
         self.embedder = embedder
         self.index = index
         self._speakers: set[str] | None = None
@@ -226,7 +221,9 @@ class Retriever:
                 why["pinned"] = PIN_BOOST
                 score += PIN_BOOST
             if row["kind"] != "message":
-                kept = retention(row["strength"], _parse(row["last_recalled_at"] or row["created_at"]), now)
+                kept = retention(
+                    row["strength"], _parse(row["last_recalled_at"] or row["created_at"]), now, self.tau_days
+                )
                 why["retention"] = kept
                 score += 0.3 * (kept - 1.0)
             hits.append((score, key, why))

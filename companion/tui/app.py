@@ -74,6 +74,8 @@ class CompanionApp(App[None]):
                 self.engine = Engine(model_name=self._model_name)
             self.engine.load_model()
             self.post_message(ModelLoaded(self.engine.model.name))
+            self.engine.memory.ready()
+            self.engine.start_upkeep()
         except CompanionError as error:
             self.post_message(ModelFailed(str(error)))
 

@@ -1,0 +1,96 @@
+"""Forgetting the way people do: an Ebbinghaus curve that recall slows (MemoryBank's idea, with the sign right).
+
+Retention R = exp(-Δt / (τ·S)): Δt is the days since the memory was last recalled (or made), S its strength and
+τ the days of memory per unit of strength (default 5). A memory starts with S = its importance, and each recall
+adds 1 (spaced repetition): the more often something comes up, the longer it stays. MemoryBank's code wrote
+`exp(-t / 5*S)`, which Python reads as exp(-t·S/5): there recall made memories fade *faster*.
+
+Pinned memories never fade. A derived memory whose retention falls below the threshold is archived: out of the
+index and the prompt, still in the file, listed with `--archived`, restorable, and logged in the audit log.
+Forgetting never deletes; only the user's `forget` does. Messages are never archived: for them retention is only
+a gentle prior in ranking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from companion.memory.store import VARIANT_MEMORY, Store, vector_key
+
+DEFAULT_TAU_DAYS = 5.0
+DEFAULT_THRESHOLD = 0.05
+
+
+def retention(
+    strength: float, last: datetime | None, now: datetime, tau_days: float = DEFAULT_TAU_DAYS
+) -> float:
+    """R = exp(-Δt / (τ·S)), Δt in days (never negative: a clock that jumped back forgets nothing)."""
+    if last is None:
+        return 1.0
+    days = max((now - last).total_seconds() / 86400.0, 0.0)
+    return math.exp(-days / (tau_days * max(strength, 1e-3)))
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class Sweep:
+    checked: int = 0
+    archived: list[int] = field(default_factory=list)
+    lowest: float = 1.0
+
+
+def sweep(
+    store: Store,
+    now: datetime,
+    *,
+    tau_days: float = DEFAULT_TAU_DAYS,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Sweep:
+    """Archive every derived memory whose retention at `now` is below `threshold`, in one transaction.
+
+    Returns what was archived; the caller removes those vectors from the FAISS index (`LongTermMemory.archive`
+    does both)."""
+    result = Sweep()
+    rows = store.conn.execute(
+        "select id, text, strength, coalesce(last_recalled_at, created_at) from memories"
+        " where archived = 0 and pinned = 0 and valid_to is null"
+    ).fetchall()
+    due: list[tuple[int, str, float]] = []
+    for memory_id, text, strength, last in rows:
+        result.checked += 1
+        kept = retention(float(strength or 0.0), parse_time(last), now, tau_days)
+        result.lowest = min(result.lowest, kept)
+        if kept < threshold:
+            due.append((memory_id, text, kept))
+    if not due:
+        return result
+    stamp = now.isoformat(timespec="seconds")
+    with store.transaction() as conn:
+        for memory_id, text, kept in due:
+            conn.execute(
+                "update memories set archived = 1, updated_at = ? where id = ? and archived = 0",
+                (stamp, memory_id),
+            )
+            store.audit(
+                conn,
+                "archive",
+                "memory",
+                memory_id,
+                text,
+                text,
+                f"retention {kept:.3f} fell below {threshold:g}",
+            )
+            conn.execute("delete from vectors where key = ?", (vector_key(memory_id, VARIANT_MEMORY),))
+    result.archived = [memory_id for memory_id, _, _ in due]
+    return result

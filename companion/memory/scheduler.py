@@ -1,0 +1,216 @@
+"""Memory upkeep on a schedule: the forgetting sweep (hourly) and index maintenance (nightly).
+
+Inside the app an APScheduler BackgroundScheduler checks every few minutes which jobs are due; on start it
+catches up on what was missed while the app was closed (last-run times live in the database's `meta` table).
+`companion maintain` runs the same jobs once, headless, for cron or systemd timers. A failed job is recorded,
+leaves the data as it was (each job is one transaction, or idempotent), and is retried later with backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from companion.errors import CompanionError
+from companion.memory.forgetting import parse_time
+from companion.memory.operations import LongTermMemory
+
+log = logging.getLogger("companion.scheduler")
+CHECK_EVERY = timedelta(minutes=5)
+MAX_BACKOFF = timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every: timedelta
+    about: str
+    run: Callable[[LongTermMemory, datetime, dict[str, Any]], str]
+
+
+def _forget(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:
+    result = memory.archive_faded(now, threshold=float(options.get("archive_below", 0.05)))
+    return f"checked {result.checked}, archived {len(result.archived)}"
+
+
+def _index(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:
+    embedded = memory.embed_missing()
+    state = memory.index.open()  # rebuilt from SQLite when the saved index no longer matches
+    memory.scrub()  # FTS merge + WAL checkpoint
+    memory.store.conn.execute("PRAGMA optimize")
+    return f"embedded {embedded}, index {state}"
+
+
+JOBS: dict[str, Job] = {
+    job.name: job
+    for job in (
+        Job("forget", timedelta(hours=1), "archive memories whose retention has faded", _forget),
+        Job(
+            "index",
+            timedelta(days=1),
+            "embed what is missing, check the vector index, compact the search index",
+            _index,
+        ),
+    )
+}
+
+
+@dataclass
+class JobState:
+    last_run: datetime | None = None
+    last_ok: datetime | None = None
+    last_result: str = ""
+    last_error: str = ""
+    failures: int = 0
+    retry_at: datetime | None = None
+
+    def due(self, job: Job, now: datetime) -> bool:
+        if self.retry_at is not None and now < self.retry_at:
+            return False
+        if self.last_ok is None or self.last_ok > now:  # never ran, or the clock went back: run again
+            return True
+        return now - self.last_ok >= job.every
+
+    def next_run(self, job: Job) -> datetime | None:
+        if self.retry_at is not None:
+            return self.retry_at
+        return self.last_ok + job.every if self.last_ok else None
+
+
+def load_state(memory: LongTermMemory, name: str) -> JobState:
+    raw = memory.store.get_meta(f"job.{name}")
+    if not raw:
+        return JobState()
+    data = json.loads(raw)
+    return JobState(
+        last_run=parse_time(data.get("last_run")),
+        last_ok=parse_time(data.get("last_ok")),
+        last_result=data.get("last_result", ""),
+        last_error=data.get("last_error", ""),
+        failures=int(data.get("failures", 0)),
+        retry_at=parse_time(data.get("retry_at")),
+    )
+
+
+def _save_state(memory: LongTermMemory, name: str, state: JobState) -> None:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat(timespec="seconds") if value else None
+
+    memory.store.set_meta(
+        f"job.{name}",
+        json.dumps(
+            {
+                "last_run": iso(state.last_run),
+                "last_ok": iso(state.last_ok),
+                "last_result": state.last_result,
+                "last_error": state.last_error,
+                "failures": state.failures,
+                "retry_at": iso(state.retry_at),
+            }
+        ),
+    )
+
+
+def run_jobs(
+    memory: LongTermMemory,
+    now: datetime | None = None,
+    *,
+    only: str | None = None,
+    force: bool = False,
+    options: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """Run the due jobs (all of them with `force`, or just `only`); returns each run job's outcome."""
+    now = now or datetime.now(UTC)
+    if only is not None and only not in JOBS:
+        raise CompanionError(f"There is no job '{only}'; the jobs are: {', '.join(JOBS)}.")
+    outcomes: dict[str, str] = {}
+    for job in JOBS.values():
+        if only is not None and job.name != only:
+            continue
+        state = load_state(memory, job.name)
+        if not (force or only is not None or state.due(job, now)):
+            continue
+        state.last_run = now
+        try:
+            result = job.run(memory, now, options or {})
+        except (CompanionError, sqlite3.Error, OSError, RuntimeError, ValueError) as error:
+            state.failures += 1
+            state.last_error = f"{type(error).__name__}: {error}"
+            state.retry_at = now + min(timedelta(minutes=2**state.failures), MAX_BACKOFF)
+            outcomes[job.name] = f"failed ({state.last_error}); retry after {state.retry_at:%Y-%m-%d %H:%M}"
+            log.warning("job %s failed: %s", job.name, state.last_error)
+        else:
+            state.last_ok, state.last_result, state.failures, state.retry_at = now, result, 0, None
+            state.last_error = ""
+            outcomes[job.name] = result
+        _save_state(memory, job.name, state)
+    return outcomes
+
+
+def status(memory: LongTermMemory) -> list[dict[str, Any]]:
+    rows = []
+    for job in JOBS.values():
+        state = load_state(memory, job.name)
+        rows.append(
+            {
+                "job": job.name,
+                "about": job.about,
+                "every": str(job.every),
+                "last_run": state.last_run.isoformat(timespec="seconds") if state.last_run else None,
+                "last_result": state.last_result,
+                "next_run": (state.next_run(job) or datetime.now(UTC)).isoformat(timespec="seconds"),
+                "failures": state.failures,
+                "last_error": state.last_error,
+            }
+        )
+    return rows
+
+
+class Scheduler:
+    """The in-app schedule: an APScheduler BackgroundScheduler that runs due jobs off the UI thread.
+
+    Jobs and chat share the memory file; each job is short transactions, so a chat turn never waits long. A
+    lock keeps two runs from overlapping (a slow run and the next check)."""
+
+    def __init__(self, memory: LongTermMemory, options: dict[str, Any] | None = None) -> None:
+        self.memory = memory
+        self.options = options or {}
+        self._lock = threading.Lock()
+        self._scheduler: Any = None
+
+    def run_due(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            run_jobs(self.memory, options=self.options)
+        finally:
+            self._lock.release()
+
+    def start(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self._scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
+        # First check right away: catches up on what was missed while the app was closed.
+        self._scheduler.add_job(
+            self.run_due,
+            "interval",
+            seconds=int(CHECK_EVERY.total_seconds()),
+            next_run_time=datetime.now(UTC),
+            id="memory-upkeep",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            with contextlib.suppress(Exception):  # stopping twice, or during interpreter exit
+                self._scheduler.shutdown(wait=True)
+            self._scheduler = None
