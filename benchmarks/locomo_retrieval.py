@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def recall(ranked: list[str], evidence: list[str], k: int) -> float:
 
 
 def run_companion(
-    lines: list[dict[str, Any]], questions: list[str], now: datetime, home: Path
+    lines: list[dict[str, Any]], questions: list[str], now: datetime, home: Path, consolidate: bool = False
 ) -> tuple[list[list[str]], float, float]:
     env = os.environ | {"COMPANION_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     log = home / "log.jsonl"
@@ -93,6 +93,28 @@ def run_companion(
         text=True,
     )
     imported = time.perf_counter() - started
+    if consolidate:
+        # Every session has ended by `now`: consolidation writes summaries and facts (fact keys) with the model.
+        started = time.perf_counter()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "companion",
+                "maintain",
+                "--only",
+                "consolidate",
+                "--now",
+                (now + timedelta(days=1)).isoformat(),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        print(
+            f"  consolidation ({time.perf_counter() - started:.0f} s): {done.stdout.strip() or done.stderr.strip()}",
+            flush=True,
+        )
     queries = home / "queries.txt"
     queries.write_text("".join(q.replace("\n", " ") + "\n" for q in questions))
     started = time.perf_counter()
@@ -155,6 +177,12 @@ def main() -> int:
     parser.add_argument("data", type=Path, help="folder of LoCoMo conversation JSON files")
     parser.add_argument("--keep", type=Path, help="keep each conversation's COMPANION_HOME under this folder")
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument(
+        "--with-consolidation",
+        action="store_true",
+        help="also run `companion maintain --only consolidate` (the model) before searching, and "
+        "report recall both ways",
+    )
     args = parser.parse_args()
     files = sorted(args.data.glob("*.json"))
     if not files:
@@ -175,11 +203,17 @@ def main() -> int:
         qas = [qa for qa in conversation["qa"] if evidence_ids(qa)]
         questions = [qa["question"] for qa in qas]
         ranked, imported, searched = run_companion(lines, questions, last, root / file.stem)
+        systems_extra = {}
+        if args.with_consolidation:
+            consolidated, _, _ = run_companion(
+                lines, questions, last, root / f"{file.stem}-consolidated", True
+            )
+            systems_extra["consolidated"] = consolidated
         total_messages += len(lines)
         total_import += imported
         total_queries += len(questions)
         total_search += searched
-        systems = {"companion": ranked}
+        systems = {"companion": ranked, **systems_extra}
         if embedder is not None:
             systems |= baselines(lines, questions, embedder)
         for name, ranking in systems.items():

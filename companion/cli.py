@@ -676,16 +676,94 @@ def memory_import(
     print(f"Imported {result.messages} messages in {result.sessions} new sessions{extra}{skipped}.")
 
 
+# -- profile --------------------------------------------------------------------------------------------------
+profile_app = typer.Typer(
+    help="The profile companion keeps of you: see it, its history, veto a line.", invoke_without_command=True
+)
+app.add_typer(profile_app, name="profile")
+
+
+@profile_app.callback()
+def profile_show(ctx: typer.Context) -> None:
+    """Show the current profile."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from companion.memory.consolidate import current_profile
+
+    with _Memory(ready=False) as memory:
+        version, sections, created = current_profile(memory.store)
+    if version is None:
+        print("No profile yet: it is written from what you talk about, after a conversation has ended.")
+        return
+    print(f"Profile version {version} ({created[:16] if created else ''}):")
+    for name, lines in sections.items():
+        for line in lines:
+            print(f"  {name}: {line}")
+
+
+@profile_app.command("history")
+def profile_history_command() -> None:
+    """Every version of the profile with what changed."""
+    from companion.memory.consolidate import profile_history
+
+    with _Memory(ready=False) as memory:
+        rows = profile_history(memory.store)
+    if not rows:
+        print("No profile yet.")
+    for row in rows:
+        print(f"version {row['id']} · {row['created_at'][:16]} · {row['reason']}")
+        for line in row["diff"].get("added", []):
+            print(f"  + {line}")
+        for line in row["diff"].get("removed", []):
+            print(f"  - {line}")
+
+
+@profile_app.command("veto")
+def profile_veto(line: str) -> None:
+    """Remove a line from the profile and keep companion from inferring it again."""
+    from companion.memory.consolidate import veto
+
+    with _Memory(ready=False) as memory:
+        version = veto(memory.store, line)
+    print(f"Removed; the profile is now version {version}, and that line will not be inferred again.")
+
+
+@memory_app.command("threads")
+def memory_threads(
+    close: Annotated[str | None, typer.Option("--close", help="Close this thread (a memory ID).")] = None,
+    closed: Annotated[bool, typer.Option("--closed", help="List closed threads instead.")] = False,
+) -> None:
+    """Open threads: things coming up in your life (an interview, a trip) the companion may ask about later."""
+    from companion.memory.operations import Ref
+
+    with _Memory(ready=False) as memory:
+        if close is not None:
+            memory.close_thread(_memory_id(Ref.parse(close)))
+            print("Closed.")
+            return
+        rows = memory.store.conn.execute(
+            "select id, text, event_time from memories where thread = ? and archived = 0 and valid_to is null"
+            " order by event_time",
+            ("closed" if closed else "open",),
+        ).fetchall()
+    if not rows:
+        print("No closed threads." if closed else "No open threads.")
+    for memory_id, text, when in rows:
+        print(f"{memory_id}\t{(when or '')[:10]}\t{text}")
+
+
 # -- maintain -------------------------------------------------------------------------------------------------
 @app.command("maintain")
 def maintain(
     now: Annotated[str | None, typer.Option("--now", help="Treat this ISO time as now.")] = None,
-    only: Annotated[str | None, typer.Option("--only", help="Run just this job (forget, index).")] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Run just this job (forget, consolidate, digest, index).")
+    ] = None,
     show_status: Annotated[
         bool, typer.Option("--status", help="Show last and next runs and failures.")
     ] = False,
 ) -> None:
-    """Run memory upkeep once, headless (for cron or a systemd timer): the forgetting sweep, index upkeep."""
+    """Run memory upkeep once, headless (for cron or a systemd timer): forgetting, consolidation, digests, index."""
     from companion.memory import scheduler
 
     moment = _when(now, "--now")
@@ -699,9 +777,27 @@ def maintain(
                     f"({row['last_result'] or '-'}); next {row['next_run']}{failed}"
                 )
             return
-        outcomes = scheduler.run_jobs(
-            memory, moment, only=only, force=True, options={"archive_below": settings.memory.archive_below}
-        )
+        loaded: list[Any] = []
+
+        def model() -> Any:  # loaded only when a job needs it
+            if not loaded:
+                from companion.llm.models import open_model
+
+                with err.status("Loading the model…", spinner="dots"):
+                    loaded.append(open_model(settings, get_paths().ensure()))
+            return loaded[0]
+
+        options = {
+            "archive_below": settings.memory.archive_below,
+            "idle_minutes": settings.memory.session_idle_minutes,
+            "model": model,
+            "user": settings.user.name,
+        }
+        try:
+            outcomes = scheduler.run_jobs(memory, moment, only=only, force=True, options=options)
+        finally:
+            if loaded:
+                loaded[0].close()
     for name, outcome in outcomes.items():
         print(f"{name}: {outcome}")
     if any(outcome.startswith("failed") for outcome in outcomes.values()):

@@ -55,6 +55,7 @@ class MemorySettings:
     block_tokens: int = 256
     tau_days: float = 5.0
     archive_below: float = 0.05
+    session_idle_minutes: int = 30
 
 
 @dataclass
@@ -124,6 +125,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "memory.block_tokens": _range(0, 8192),
     "memory.tau_days": _range(0.1, 3650.0),
     "memory.archive_below": _range(0.0, 1.0),
+    "memory.session_idle_minutes": _range(1, 100_000),
 }
 
 

@@ -136,6 +136,7 @@ class Engine:
         self._blocks: dict[int, tuple[str, set[tuple[str, int]]]] = {}
         self._token_counts: dict[str, int] = {}
         self._upkeep: Any = None
+        self._profile: str | None = None
 
     # -- model ----------------------------------------------------------------------------------------------
     @property
@@ -164,8 +165,44 @@ class Engine:
         from companion.memory.scheduler import Scheduler
 
         if self._upkeep is None:
-            self._upkeep = Scheduler(self.memory, {"archive_below": self.settings.memory.archive_below})
+            self._upkeep = Scheduler(self.memory, self.upkeep_options())
             self._upkeep.start()
+
+    def upkeep_options(self) -> dict[str, Any]:
+        """What the upkeep jobs need: the shared model (a chat turn goes first), who the user is, this session."""
+        return {
+            "archive_below": self.settings.memory.archive_below,
+            "idle_minutes": self.settings.memory.session_idle_minutes,
+            "model": lambda: self.model,
+            "wait_turn": self._wait_for_turn,
+            "user": self.settings.user.name,
+            "exclude_session": self.session_id,
+        }
+
+    def _wait_for_turn(self) -> None:
+        while self.current is not None and self.current.reply_id is None:
+            time.sleep(0.1)
+
+    def profile_text(self) -> str:
+        """The user's profile and the open threads that are due, for the stable prefix of the prompt.
+
+        Read once per conversation, so the prefix (and llama.cpp's KV cache) stays the same turn after turn."""
+        if self._profile is None:
+            from companion.memory.consolidate import current_profile, profile_text
+
+            lines = profile_text(current_profile(self.store)[1])
+            due = self.store.conn.execute(
+                "select text, event_time from memories where thread = 'open' and archived = 0 and valid_to is null"
+                " and event_time <= ? order by event_time limit 5",
+                (self.now().isoformat(),),
+            ).fetchall()
+            if due:
+                lines += (
+                    "\n[Open threads: things that were coming up for the user; you may ask how they went:]\n"
+                )
+                lines += "\n".join(f"- {text} ({(when or '')[:10]})" for text, when in due)
+            self._profile = lines.strip()
+        return self._profile
 
     def options(self, **overrides: Any) -> GenerationOptions:
         chat = self.settings.chat
@@ -235,7 +272,7 @@ class Engine:
         opts = self.options(**options)
         assembled = assemble(
             persona=self.persona_text(),
-            profile="",
+            profile=self.profile_text(),
             history=history,
             memory=block,
             user=text,

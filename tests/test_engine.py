@@ -100,3 +100,34 @@ def test_chat_recalls_earlier_sessions_and_keeps_the_cache_warm(demo_home: Paths
     # What turn 1 already recalled is not recalled again while it is in view.
     assert not {(h.kind, h.id) for h in first.hits} & {(h.kind, h.id) for h in second.hits}
     engine.close()
+
+
+def test_profile_and_due_threads_sit_in_the_stable_prefix(demo_home: Paths) -> None:
+    from datetime import UTC, datetime
+
+    from companion.memory.consolidate import save_profile
+
+    engine = Engine(paths=demo_home, now=lambda: datetime(2023, 6, 1, tzinfo=UTC))
+    save_profile(
+        engine.store,
+        {"traits": ["curious"], "relationships": ["sister Marta"]},
+        [],
+        "test",
+        datetime(2023, 5, 1, tzinfo=UTC),
+    )
+    interview = engine.store.add_memory(
+        "fact", "Ana has a job interview at the library on 30 May 2023", event_time="2023-05-30"
+    )
+    later = engine.store.add_memory("fact", "Ana flies to Madeira on 20 June 2023", event_time="2023-06-20")
+    with engine.store.transaction() as conn:
+        conn.execute("update memories set thread = 'open' where id in (?, ?)", (interview, later))
+    first = engine.send("Hello again!", max_tokens=6, seed=1)
+    "".join(first)
+    system = first.assembled.messages[0].content
+    assert "traits: curious" in system and "relationships: sister Marta" in system
+    assert "job interview" in system and "you may ask how they went" in system
+    assert "Madeira" not in system  # not due yet
+    second = engine.send("Anything new?", max_tokens=6, seed=1)
+    "".join(second)
+    assert second.assembled.messages[0].content == system
+    engine.close()

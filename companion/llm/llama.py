@@ -131,6 +131,7 @@ class LlamaModel:
                 "architecture this llama.cpp build does not know (try `pip install -U llama-cpp-python`)."
             ) from None
         self._lock = threading.Lock()
+        self._chat_waiting = threading.Event()
         model = self.llm._model
         bos = model.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
         eos = model.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
@@ -200,7 +201,9 @@ class LlamaModel:
     def _generate(
         self, tokens: list[int], options: GenerationOptions, cancel: threading.Event, stats: StreamStats
     ) -> Iterator[str]:
+        self._chat_waiting.set()  # a background job's generation stops at its next token and lets go
         with self._lock:
+            self._chat_waiting.clear()
             stats.prompt_tokens = len(tokens)
             stats.cached_tokens = self.cached_prefix(tokens)
             start = time.perf_counter()
@@ -261,7 +264,7 @@ class LlamaModel:
         self, messages: list[ChatMessage], schema: dict[str, Any], options: GenerationOptions
     ) -> Any:
         """A completion constrained by llama.cpp's grammar for the JSON schema, parsed; junk gives ModelError."""
-        from llama_cpp import LlamaGrammar
+        from llama_cpp import LlamaGrammar, StoppingCriteriaList
 
         try:
             grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
@@ -269,19 +272,28 @@ class LlamaModel:
             raise ModelError(f"The JSON schema could not be turned into a grammar ({error}).") from None
         tokens = self.prompt_tokens(messages)
         with self._lock:
-            result = self.llm.create_completion(
-                prompt=tokens,
-                max_tokens=options.max_tokens,
-                temperature=options.temperature,
-                top_p=options.top_p,
-                repeat_penalty=options.repeat_penalty,
-                seed=options.seed if options.seed >= 0 else None,
-                grammar=grammar,
-                stream=False,
-            )
+            # A background job must not cost the chat its warm KV cache: keep the chat's state and put it back.
+            chat_state = self.llm.save_state() if self.llm.n_tokens > 0 else None
+            try:
+                result = self.llm.create_completion(
+                    prompt=tokens,
+                    max_tokens=options.max_tokens,
+                    temperature=options.temperature,
+                    top_p=options.top_p,
+                    repeat_penalty=options.repeat_penalty,
+                    seed=options.seed if options.seed >= 0 else None,
+                    grammar=grammar,
+                    stopping_criteria=StoppingCriteriaList([lambda ids, logits: self._chat_waiting.is_set()]),
+                    stream=False,
+                )
+                if self._chat_waiting.is_set():
+                    raise ModelError("The job stopped to let a chat turn use the model; it runs again later.")
+            finally:
+                if chat_state is not None:
+                    self.llm.load_state(chat_state)
         text = result["choices"][0]["text"]  # type: ignore[index]
         try:
-            return json.loads(text)
+            return json.loads(text, strict=False)  # the grammar lets raw newlines into strings
         except json.JSONDecodeError:
             raise ModelError(
                 "The model's structured answer was not valid JSON (it likely ran out of tokens); try again "

@@ -191,7 +191,7 @@ class RemoteModel:
             self._raise_for_status(response)
             text = response.json()["choices"][0]["message"]["content"] or ""
             try:
-                return json.loads(text)
+                return json.loads(text, strict=False)  # the grammar lets raw newlines into strings
             except json.JSONDecodeError:
                 raise ModelError(
                     "The remote model's structured answer was not valid JSON; try again."

@@ -346,6 +346,16 @@ class LongTermMemory:
             self._save()
         return result
 
+    def close_thread(self, memory_id: int) -> None:
+        memory = self.require_memory(memory_id)
+        if memory.thread != "open":
+            raise CompanionError(f"Memory {memory_id} is not an open thread; see `companion memory threads`.")
+        with self.store.transaction() as conn:
+            conn.execute(
+                "update memories set thread = 'closed', updated_at = ? where id = ?", (utcnow(), memory_id)
+            )
+            self.store.audit(conn, "update", "memory", memory_id, memory.text, memory.text, "thread closed")
+
     def restore(self, memory_id: int) -> None:
         memory = self.require_memory(memory_id)
         if not memory.archived:

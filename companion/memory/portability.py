@@ -27,7 +27,8 @@ from companion.memory.store import VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vec
 FORMAT_NAME = "companion-memory"
 ROLES = ("user", "assistant", "system")
 MAX_IMPORT_BYTES = 1 << 30
-TABLES = ("sessions", "messages", "memories", "memory_sources", "audit")
+TABLES = ("sessions", "messages", "memories", "memory_sources", "audit", "profile_versions", "profile_vetoes")
+ORDER = {"memory_sources": "memory_id, message_id", "profile_vetoes": "line"}
 
 Progress = Callable[[str, int, int], None]
 
@@ -295,7 +296,7 @@ def export_json(memory: LongTermMemory) -> dict[str, Any]:
         "embedding_model": memory.embed_model,
     }
     for table in TABLES:
-        order = "memory_id, message_id" if table == "memory_sources" else "id"
+        order = ORDER.get(table, "id")
         out[table] = list(store.db.query(f"select * from [{table}] order by {order}"))
     for message in out["messages"]:
         message.pop("context", None)  # derived from the previous message on import
@@ -332,7 +333,7 @@ def import_json(memory: LongTermMemory, text: str, progress: Progress | None = N
                 )
     offsets = {
         t: int(store.scalar(f"select coalesce(max(id), 0) from [{t}]") or 0)
-        for t in ("sessions", "messages", "memories", "audit")
+        for t in ("sessions", "messages", "memories", "audit", "profile_versions")
     }
     try:
         with store.transaction() as conn:
@@ -370,6 +371,13 @@ def import_json(memory: LongTermMemory, text: str, progress: Progress | None = N
                         "memory_id": row["memory_id"] + offsets["memories"],
                         "message_id": row["message_id"] + offsets["messages"],
                     },
+                )
+            for row in data.get("profile_versions", []):
+                insert("profile_versions", row | {"id": row["id"] + offsets["profile_versions"]})
+            for row in data.get("profile_vetoes", []):
+                conn.execute(
+                    "insert or ignore into profile_vetoes (line, created_at) values (?, ?)",
+                    (row["line"], row.get("created_at")),
                 )
             for row in data.get("audit", []):
                 moved = row | {"id": row["id"] + offsets["audit"]}

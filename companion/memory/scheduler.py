@@ -1,4 +1,5 @@
-"""Memory upkeep on a schedule: the forgetting sweep (hourly) and index maintenance (nightly).
+"""Memory upkeep on a schedule: forgetting (hourly), consolidation of ended sessions (every 15 minutes, when
+there are any), digests (daily) and index maintenance (nightly).
 
 Inside the app an APScheduler BackgroundScheduler checks every few minutes which jobs are due; on start it
 catches up on what was missed while the app was closed (last-run times live in the database's `meta` table).
@@ -48,10 +49,50 @@ def _index(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> st
     return f"embedded {embedded}, index {state}"
 
 
+def _consolidator(memory: LongTermMemory, options: dict[str, Any]) -> Any:
+    from companion.memory.consolidate import Consolidator
+
+    provider = options.get("model")
+    if provider is None:
+        raise CompanionError("No language model is available for consolidation.")
+    return Consolidator(
+        memory, provider(), user=options.get("user") or "the user", wait_turn=options.get("wait_turn")
+    )
+
+
+def _consolidate(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:
+    from companion.memory.consolidate import Report
+
+    consolidator = _consolidator(memory, options)
+    idle = timedelta(minutes=float(options.get("idle_minutes", 30)))
+    report = Report()
+    for session_id in consolidator.pending_sessions(now, idle, exclude=options.get("exclude_session")):
+        consolidator.consolidate_session(session_id, now, report)
+    if report.facts_added or report.facts_updated or report.facts_superseded:
+        consolidator.update_profile(now, report)
+    version = f", profile version {report.profile_version}" if report.profile_version else ""
+    return report.line() + version
+
+
+def _digest(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:
+    from companion.memory.consolidate import Report
+
+    report = Report()
+    _consolidator(memory, options).make_digests(now, report)
+    return f"{report.digests} digests"
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
         Job("forget", timedelta(hours=1), "archive memories whose retention has faded", _forget),
+        Job(
+            "consolidate",
+            timedelta(minutes=15),
+            "summarize ended sessions, learn facts, update the profile",
+            _consolidate,
+        ),
+        Job("digest", timedelta(days=1), "daily and weekly digests of the conversations", _digest),
         Job(
             "index",
             timedelta(days=1),
@@ -140,7 +181,15 @@ def run_jobs(
         state.last_run = now
         try:
             result = job.run(memory, now, options or {})
-        except (CompanionError, sqlite3.Error, OSError, RuntimeError, ValueError) as error:
+        except (
+            CompanionError,
+            sqlite3.Error,
+            OSError,
+            RuntimeError,
+            ValueError,
+            KeyError,
+            TypeError,
+        ) as error:
             state.failures += 1
             state.last_error = f"{type(error).__name__}: {error}"
             state.retry_at = now + min(timedelta(minutes=2**state.failures), MAX_BACKOFF)

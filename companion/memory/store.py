@@ -71,6 +71,7 @@ class Memory:
     valid_to: str | None = None
     superseded_by: int | None = None
     session_id: int | None = None
+    thread: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Memory:
@@ -90,6 +91,7 @@ class Memory:
             valid_to=row["valid_to"],
             superseded_by=row["superseded_by"],
             session_id=row["session_id"],
+            thread=row.get("thread"),
         )
 
 
@@ -256,10 +258,24 @@ def _m002_long_term_memory(db: sqlite_utils.Database) -> None:
     _fts(db, "memories", ["text"])
 
 
+def _m003_profile_and_threads(db: sqlite_utils.Database) -> None:
+    # The user's portrait, one row per version: sections as JSON, the diff against the version before, and the
+    # memories it was built from.
+    db["profile_versions"].create(  # type: ignore[union-attr]
+        {"id": int, "created_at": str, "sections": str, "diff": str, "sources": str, "reason": str},
+        pk="id",
+        not_null={"created_at", "sections"},
+    )
+    db["profile_vetoes"].create({"line": str, "created_at": str}, pk="line")  # type: ignore[union-attr]
+    # A fact about a future event is an open thread until it is closed ("open" | "closed" | null).
+    db.execute("alter table memories add column thread text")
+
+
 # Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_sessions_and_messages,
     _m002_long_term_memory,
+    _m003_profile_and_threads,
 ]
 
 

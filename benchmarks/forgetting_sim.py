@@ -1,0 +1,124 @@
+"""A simulated year of daily conversations with a fake clock: does the active memory stay bounded while nothing
+is lost?
+
+    python benchmarks/forgetting_sim.py [--days 365] [--per-day 12] [--seed 3]
+
+Each simulated day adds `per-day` derived memories (synthetic, seeded: importance drawn from a skewed
+distribution, a few pinned), recalls some of the active ones (more often the important ones, as conversation
+would), and runs the same forgetting sweep the app runs. Vectors are random unit vectors (search cost does not
+depend on meaning). Printed every month: active and archived counts, the index size, and retrieval latency over
+the active set; at the end, the check that active + archived = everything ever made (forgetting never deletes).
+The baseline is the same year without forgetting: how large the active set and the index would have grown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--per-day", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--tau", type=float, default=5.0)
+    parser.add_argument("--threshold", type=float, default=0.05)
+    args = parser.parse_args()
+    os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-forget-")
+
+    from companion.memory.forgetting import sweep
+    from companion.memory.index import VectorIndex
+    from companion.memory.store import VARIANT_MEMORY, Store, vector_key
+    from companion.paths import get_paths
+
+    paths = get_paths().ensure()
+    store = Store(paths.database)
+    rng = np.random.default_rng(args.seed)
+    dim = 384
+    index = VectorIndex(store, "sim", dim, None)
+    index.open()
+    start = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
+    made = 0
+    print(
+        f"{args.days} days, {args.per_day} new memories a day, tau {args.tau} days, archive below {args.threshold}"
+    )
+    print("day   made  active  archived  pinned  index  search p50/p95 ms")
+    for day in range(args.days):
+        now = start + timedelta(days=day)
+        importance = np.clip(rng.beta(2, 5, args.per_day), 0.05, 1.0)
+        vectors = rng.standard_normal((args.per_day, dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        keys = []
+        with store.transaction() as conn:
+            for value, vector in zip(importance, vectors, strict=True):
+                memory_id = store.add_memory(
+                    "fact", f"day {day} memory {made}", importance=float(value), conn=conn
+                )
+                stamp = now.isoformat()
+                conn.execute(
+                    "update memories set created_at = ?, pinned = ? where id = ?",
+                    (stamp, int(rng.random() < 0.01), memory_id),
+                )
+                key = vector_key(memory_id, VARIANT_MEMORY)
+                store.put_vectors(conn, [(key, "memory", memory_id, VARIANT_MEMORY, "sim", vector.tobytes())])
+                keys.append(key)
+                made += 1
+        index.add(np.asarray(keys, dtype=np.int64), vectors)
+        # Conversation brings some memories up again: important ones more often.
+        active = store.conn.execute("select id, importance from memories where archived = 0").fetchall()
+        if active:
+            weights = np.array([a[1] for a in active]) ** 2
+            picks = rng.choice(
+                len(active), size=min(len(active), 4), replace=False, p=weights / weights.sum()
+            )
+            with store.transaction() as conn:
+                conn.executemany(
+                    "update memories set strength = strength + 1, recall_count = recall_count + 1,"
+                    " last_recalled_at = ? where id = ?",
+                    [((now + timedelta(hours=2)).isoformat(), active[i][0]) for i in picks],
+                )
+        result = sweep(store, now + timedelta(hours=12), tau_days=args.tau, threshold=args.threshold)
+        index.remove([vector_key(i, VARIANT_MEMORY) for i in result.archived])
+        if (day + 1) % 30 == 0 or day + 1 == args.days:
+            latencies = []
+            for _ in range(50):
+                query = rng.standard_normal(dim).astype(np.float32)
+                query /= np.linalg.norm(query)
+                t = time.perf_counter()
+                index.search(query, 10)
+                latencies.append((time.perf_counter() - t) * 1000)
+            counts = store.conn.execute(
+                "select sum(archived = 0), sum(archived = 1), sum(pinned) from memories"
+            ).fetchone()
+            print(
+                f"{day + 1:>3}  {made:>5}  {counts[0]:>6}  {counts[1]:>8}  {counts[2]:>6}  {index.size:>5}  "
+                f"{statistics.median(latencies):.2f} / {np.percentile(latencies, 95):.2f}"
+            )
+    total, active_n, archived_n = store.conn.execute(
+        "select count(*), sum(archived = 0), sum(archived = 1) from memories"
+    ).fetchone()
+    print(
+        f"\nnothing lost: {active_n} active + {archived_n} archived = {total} = {made} made: {active_n + archived_n == made == total}"
+    )
+    print(
+        f"baseline without forgetting: {made} active memories and index entries (x{made / max(active_n, 1):.1f} the active set)"
+    )
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

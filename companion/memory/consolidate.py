@@ -1,0 +1,674 @@
+"""Consolidation: the local model turns conversations into summaries, facts, a profile of the user and digests.
+
+Every job asks the model for JSON that fits a schema (llama.cpp grammar), so even a small model returns valid
+structure; the content is then validated and clamped in Python (schemas bound arrays and strings, since small
+models repeat items until `max_tokens`, and llama.cpp does not enforce `minimum`/`maximum`). Each unit of work
+(a session, a profile update, a digest) asks the model everything first and then writes in one transaction with
+its marker, so a job cut off by exit leaves nothing half-written and resumes next time without duplicates.
+
+- Session summary and facts (with provenance to their turns, importance, event time). A new fact is compared with
+  what is known (embedding similarity, then the model decides ADD / UPDATE / SUPERSEDE / NOOP); a contradiction
+  supersedes the old fact (valid-to set, kept in history), never deletes it. A fact about a future event is an
+  open thread.
+- The profile (MemoryBank's user portrait): traits, preferences, relationships, concerns, style; versioned with
+  a diff and provenance; vetoed lines never come back.
+- Daily and weekly digests above session summaries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from companion.errors import CompanionError, ModelError
+from companion.llm.base import ChatMessage, ChatModel, GenerationOptions
+from companion.memory.forgetting import parse_time
+from companion.memory.operations import LongTermMemory
+from companion.memory.store import VARIANT_MEMORY, Store, split_key, utcnow, vector_key
+from companion.paths import assets_dir
+
+PROFILE_SECTIONS = ("traits", "preferences", "relationships", "concerns", "style")
+SAME = 0.97  # cosine above which a new fact is the same fact
+SIMILAR = 0.80  # cosine above which the model decides what a new fact does to an old one
+# Token budgets: a string can cost a token per character in the worst case (a small model spelling digits), so
+# each answer's max_tokens covers its schema's longest possible output.
+MAX_FACTS = 5
+MAX_TURNS = 40  # turns per transcript chunk, so a fact can name its turns
+
+SUMMARY_SCHEMA = {
+    "type": "object",
+    "properties": {"summary": {"type": "string", "minLength": 10, "maxLength": 400}},
+    "required": ["summary"],
+}
+FACTS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "facts": {
+            "type": "array",
+            "maxItems": MAX_FACTS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string", "minLength": 5, "maxLength": 140},
+                    # An enum, not an integer: an unbounded number lets a small model write digits forever.
+                    "turns": {
+                        "type": "array",
+                        "items": {"type": "integer", "enum": list(range(1, MAX_TURNS + 1))},
+                        "maxItems": 4,
+                    },
+                    "importance": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+                    "date": {"type": "string", "maxLength": 10},
+                    "future": {"type": "boolean"},
+                },
+                "required": ["text", "turns", "importance", "date", "future"],
+            },
+        }
+    },
+    "required": ["facts"],
+}
+DECISION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "action": {"type": "string", "enum": ["ADD", "UPDATE", "SUPERSEDE", "NOOP"]},
+        "fact": {"type": "integer", "enum": [0, 1, 2, 3]},
+        "text": {"type": "string", "maxLength": 160},
+    },
+    "required": ["action", "fact", "text"],
+}
+PROFILE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        name: {"type": "array", "items": {"type": "string", "minLength": 3, "maxLength": 80}, "maxItems": 3}
+        for name in PROFILE_SECTIONS
+    },
+    "required": list(PROFILE_SECTIONS),
+}
+DIGEST_SCHEMA = {
+    "type": "object",
+    "properties": {"digest": {"type": "string", "minLength": 10, "maxLength": 400}},
+    "required": ["digest"],
+}
+
+
+def prompt(name: str, **values: str) -> str:
+    template = (assets_dir() / "prompts" / f"{name}.txt").read_text(encoding="utf-8")
+    return template.format(**values)
+
+
+def clean(text: Any, limit: int) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip()[:limit] if isinstance(text, str) else ""
+
+
+@dataclass
+class Fact:
+    text: str
+    sources: list[int]
+    importance: float
+    when: str | None
+    future: bool
+
+
+@dataclass
+class Report:
+    sessions: int = 0
+    summaries: int = 0
+    facts_added: int = 0
+    facts_updated: int = 0
+    facts_superseded: int = 0
+    facts_unchanged: int = 0
+    digests: int = 0
+    profile_version: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"{self.sessions} sessions: {self.summaries} summaries, facts +{self.facts_added} "
+            f"~{self.facts_updated} superseded {self.facts_superseded} unchanged {self.facts_unchanged}"
+        )
+
+
+class Consolidator:
+    def __init__(
+        self,
+        memory: LongTermMemory,
+        model: ChatModel,
+        *,
+        user: str = "the user",
+        char: str = "Sam",
+        wait_turn: Callable[[], None] | None = None,
+        seed: int = 7,
+    ) -> None:
+        self.memory = memory
+        self.store = memory.store
+        self.model = model
+        self.user = user or "the user"
+        self.char = char
+        self.wait_turn = wait_turn or (lambda: None)
+        self.seed = seed
+
+    # -- the model ------------------------------------------------------------------------------------------
+    def ask(self, text: str, schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+        """One structured question; a chat turn goes first (the job waits between questions)."""
+        answer: Any = None
+        for attempt in range(2):  # a small model can run out of tokens mid-JSON: one more try, another seed
+            self.wait_turn()
+            options = GenerationOptions(
+                max_tokens=max_tokens,
+                temperature=0.2,
+                top_p=0.9,
+                repeat_penalty=1.15,
+                seed=self.seed + attempt,
+            )
+            try:
+                answer = self.model.complete_json([ChatMessage("user", text)], schema, options)
+                break
+            except ModelError:
+                if attempt == 1:
+                    raise
+        if not isinstance(answer, dict):
+            raise ModelError("The model's answer was not a JSON object.")
+        return answer
+
+    def transcript_chunks(
+        self, rows: list[tuple[int, str, str, str]], reserve: int
+    ) -> list[list[tuple[int, str, str, str]]]:
+        """Split (id, who, text, time) turns into chunks whose numbered transcript fits the context."""
+        budget = max(self.model.n_ctx - reserve, 256)
+        chunks: list[list[tuple[int, str, str, str]]] = [[]]
+        used = 0
+        for row in rows:
+            cost = self.model.count_tokens(f"[{len(chunks[-1]) + 1}] {row[1]}: {row[2]}") + 2
+            if chunks[-1] and (used + cost > budget or len(chunks[-1]) >= MAX_TURNS):
+                chunks.append([])
+                used = 0
+            chunks[-1].append(row)
+            used += cost
+        return [c for c in chunks if c]
+
+    @staticmethod
+    def numbered(chunk: list[tuple[int, str, str, str]]) -> str:
+        return "\n".join(f"[{i}] {who}: {text}" for i, (_, who, text, _) in enumerate(chunk, start=1))
+
+    # -- sessions -------------------------------------------------------------------------------------------
+    def pending_sessions(self, now: datetime, idle: timedelta, exclude: int | None = None) -> list[int]:
+        """Sessions that have ended (closed, or idle for `idle`) and hold messages not yet consolidated."""
+        rows = self.store.conn.execute(
+            "select s.id, s.ended_at, max(m.created_at), max(m.id) from sessions s join messages m"
+            " on m.session_id = s.id where s.off_record = 0 group by s.id order by s.id"
+        ).fetchall()
+        pending = []
+        for session_id, ended, last_time, last_id in rows:
+            if session_id == exclude:
+                continue
+            marker = self.store.get_meta(f"consolidated.session.{session_id}")
+            if marker and json.loads(marker).get("last_message", 0) >= last_id:
+                continue
+            last = parse_time(last_time)
+            if ended or (last is not None and now - last >= idle):
+                pending.append(session_id)
+        return pending
+
+    def consolidate_session(self, session_id: int, now: datetime, report: Report) -> None:
+        marker = self.store.get_meta(f"consolidated.session.{session_id}")
+        after = json.loads(marker).get("last_message", 0) if marker else 0
+        rows = [
+            (r[0], r[1] or ("You" if r[2] == "user" else self.char), r[3], r[4])
+            for r in self.store.conn.execute(
+                "select id, speaker, role, text, created_at from messages where session_id = ? and id > ? order by id",
+                (session_id, after),
+            )
+        ]
+        if not rows:
+            return
+        day = (parse_time(rows[0][3]) or now).date()
+        when = f"{day.day} {day.strftime('%B %Y')}"
+        summaries: list[str] = []
+        facts: list[Fact] = []
+        for chunk in self.transcript_chunks(rows, reserve=700):
+            transcript = self.numbered(chunk)
+            answer = self.ask(
+                prompt("summary", user=self.user, char=self.char, date=when, transcript=transcript),
+                SUMMARY_SCHEMA,
+                440,
+            )
+            summary = clean(answer.get("summary"), 700)
+            if summary:
+                summaries.append(summary)
+            answer = self.ask(
+                prompt("facts", user=self.user, char=self.char, date=day.isoformat(), transcript=transcript),
+                FACTS_SCHEMA,
+                900,
+            )
+            facts += self.valid_facts(answer, chunk, day)
+        plan = self.plan_facts(self.dedupe(facts))
+        self.write_session(session_id, rows, summaries, plan, day, now, report)
+
+    def valid_facts(
+        self, answer: dict[str, Any], chunk: list[tuple[int, str, str, str]], day: date
+    ) -> list[Fact]:
+        out = []
+        raw = answer.get("facts")
+        for item in raw if isinstance(raw, list) else []:
+            if not isinstance(item, dict):
+                continue
+            text = clean(item.get("text"), 200)
+            if len(text) < 5:
+                continue
+            turns = [t for t in item.get("turns") or [] if isinstance(t, int) and 1 <= t <= len(chunk)]
+            sources = sorted({chunk[t - 1][0] for t in turns}) or [r[0] for r in chunk]
+            importance = min(max(int(item.get("importance") or 2), 1), 5) / 5
+            when = None
+            raw_date = item.get("date")
+            if isinstance(raw_date, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw_date.strip()):
+                try:
+                    when = date.fromisoformat(raw_date.strip()).isoformat()
+                except ValueError:
+                    when = None
+            future = bool(item.get("future")) and when is not None and when > day.isoformat()
+            out.append(Fact(text, sources, importance, when, future))
+        return out
+
+    def dedupe(self, facts: list[Fact]) -> list[Fact]:
+        """Drop repeats within one batch (small models repeat themselves)."""
+        seen: set[str] = set()
+        out = []
+        for fact in facts:
+            key = re.sub(r"\W+", " ", fact.text.lower()).strip()
+            if key not in seen:
+                seen.add(key)
+                out.append(fact)
+        return out
+
+    def plan_facts(self, facts: list[Fact]) -> list[tuple[str, Fact, int | None, str]]:
+        """For each new fact: (action, fact, old memory id, text), by similarity, then the model's decision."""
+        if not facts:
+            return []
+        vectors = self.memory.embedder.encode([f.text for f in facts])
+        plan: list[tuple[str, Fact, int | None, str]] = []
+        accepted: list[np.ndarray] = []
+        for fact, vector in zip(facts, vectors, strict=True):
+            if any(float(vector @ v) >= SAME for v in accepted):
+                continue
+            similar = self.similar_facts(vector)
+            if similar and similar[0][1] >= SAME:
+                plan.append(("NOOP", fact, similar[0][0], fact.text))
+                continue
+            if not similar:
+                plan.append(("ADD", fact, None, fact.text))
+                accepted.append(vector)
+                continue
+            existing = "\n".join(f"{i}. {text}" for i, (_, _, text) in enumerate(similar[:3], start=1))
+            answer = self.ask(
+                prompt("decide", user=self.user, existing=existing, new=fact.text), DECISION_SCHEMA, 200
+            )
+            raw_action = answer.get("action")
+            action = str(raw_action) if raw_action in ("ADD", "UPDATE", "SUPERSEDE", "NOOP") else "ADD"
+            raw_number = answer.get("fact")
+            number = raw_number if isinstance(raw_number, int) else 0
+            target = similar[number - 1][0] if 1 <= number <= min(len(similar), 3) else similar[0][0]
+            text = clean(answer.get("text"), 200) or fact.text
+            if action == "ADD":
+                plan.append(("ADD", fact, None, fact.text))
+                accepted.append(vector)
+            else:
+                plan.append((action, fact, target, text if action == "UPDATE" else fact.text))
+        return plan
+
+    def similar_facts(self, vector: np.ndarray) -> list[tuple[int, float, str]]:
+        scores, keys = self.memory.index.search(vector, 20)
+        out = []
+        for score, key in zip(scores.tolist(), keys.tolist(), strict=True):
+            item, variant = split_key(int(key))
+            if variant != VARIANT_MEMORY or score < SIMILAR:
+                continue
+            memory = self.store.get_memory(item)
+            if memory and memory.kind == "fact" and not memory.archived and memory.valid_to is None:
+                out.append((item, float(score), memory.text))
+        return out
+
+    def write_session(
+        self,
+        session_id: int,
+        rows: list[tuple[int, str, str, str]],
+        summaries: list[str],
+        plan: list[tuple[str, Fact, int | None, str]],
+        day: date,
+        now: datetime,
+        report: Report,
+    ) -> None:
+        stamp = now.isoformat(timespec="seconds")
+        touched: list[int] = []
+        with self.store.transaction() as conn:
+            if summaries:
+                for (old,) in conn.execute(
+                    "select id from memories where kind = 'summary' and session_id = ? and valid_to is null",
+                    (session_id,),
+                ).fetchall():
+                    conn.execute("update memories set valid_to = ? where id = ?", (stamp, old))
+                    self.store.audit(
+                        conn, "supersede", "memory", old, None, None, "the session went on; summarized anew"
+                    )
+                all_ids = [
+                    r[0] for r in conn.execute("select id from messages where session_id = ?", (session_id,))
+                ]
+                summary_id = self.store.add_memory(
+                    "summary",
+                    " ".join(summaries),
+                    sources=all_ids,
+                    event_time=rows[0][3],
+                    importance=0.6,
+                    reason="session summary",
+                    session_id=session_id,
+                    conn=conn,
+                )
+                touched.append(summary_id)
+                report.summaries += 1
+            for action, fact, old, text in plan:
+                if action == "ADD":
+                    new_id = self.store.add_memory(
+                        "fact",
+                        text,
+                        sources=fact.sources,
+                        event_time=fact.when,
+                        importance=fact.importance,
+                        reason="learned in conversation",
+                        session_id=session_id,
+                        conn=conn,
+                    )
+                    if fact.future:
+                        conn.execute("update memories set thread = 'open' where id = ?", (new_id,))
+                    touched.append(new_id)
+                    report.facts_added += 1
+                elif action == "UPDATE" and old is not None:
+                    before = self.store.get_memory(old)
+                    conn.execute(
+                        "update memories set text = ?, updated_at = ? where id = ?", (text, stamp, old)
+                    )
+                    conn.executemany(
+                        "insert or ignore into memory_sources (memory_id, message_id) values (?, ?)",
+                        [(old, m) for m in fact.sources],
+                    )
+                    self.store.audit(
+                        conn,
+                        "update",
+                        "memory",
+                        old,
+                        before.text if before else None,
+                        text,
+                        "more detail learned",
+                    )
+                    touched.append(old)
+                    report.facts_updated += 1
+                elif action == "SUPERSEDE" and old is not None:
+                    new_id = self.store.add_memory(
+                        "fact",
+                        text,
+                        sources=fact.sources,
+                        event_time=fact.when,
+                        importance=fact.importance,
+                        reason="replaces an older fact",
+                        session_id=session_id,
+                        conn=conn,
+                    )
+                    before = self.store.get_memory(old)
+                    conn.execute(
+                        "update memories set valid_to = ?, superseded_by = ?, updated_at = ? where id = ?",
+                        (stamp, new_id, stamp, old),
+                    )
+                    self.store.audit(
+                        conn,
+                        "supersede",
+                        "memory",
+                        old,
+                        before.text if before else None,
+                        text,
+                        "contradicted by a newer fact",
+                    )
+                    touched.append(new_id)
+                    report.facts_superseded += 1
+                elif old is not None:
+                    conn.executemany(
+                        "insert or ignore into memory_sources (memory_id, message_id) values (?, ?)",
+                        [(old, m) for m in fact.sources],
+                    )
+                    report.facts_unchanged += 1
+            self.store.set_meta(
+                f"consolidated.session.{session_id}",
+                json.dumps({"last_message": rows[-1][0], "at": stamp}),
+                conn=conn,
+            )
+        report.sessions += 1
+        self.memory.embed_memories(touched, add_to_index=True)
+        # Superseded memories leave recall: drop their vectors.
+        gone = [r[0] for r in self.store.conn.execute("select id from memories where valid_to is not null")]
+        if gone:
+            self.memory.index.remove([vector_key(i, VARIANT_MEMORY) for i in gone])
+        _ = day
+
+    # -- profile --------------------------------------------------------------------------------------------
+    def update_profile(self, now: datetime, report: Report) -> None:
+        version, sections, since = current_profile(self.store)
+        rows = self.store.conn.execute(
+            "select id, text from memories where kind in ('fact', 'note') and archived = 0 and valid_to is null"
+            " and created_at > ? order by importance desc, id limit 30",
+            (since or "",),
+        ).fetchall()
+        if not rows:
+            return
+        vetoed = vetoed_lines(self.store)
+        current = (
+            "\n".join(f"{name}: {'; '.join(lines)}" for name, lines in sections.items() if lines)
+            or "(nothing yet)"
+        )
+        answer = self.ask(
+            prompt(
+                "profile",
+                user=self.user,
+                char=self.char,
+                profile=current,
+                facts="\n".join(f"- {text}" for _, text in rows),
+                vetoed="; ".join(vetoed) or "(nothing)",
+            ),
+            PROFILE_SCHEMA,
+            1300,
+        )
+        fresh: dict[str, list[str]] = {}
+        for name in PROFILE_SECTIONS:
+            raw_lines = answer.get(name)
+            lines = raw_lines if isinstance(raw_lines, list) else []
+            kept: list[str] = []
+            for line in lines:
+                text = clean(line, 120)
+                if len(text) >= 3 and text not in kept and not is_vetoed(text, vetoed):
+                    kept.append(text)
+            fresh[name] = kept[:6]
+        version_id = save_profile(self.store, fresh, [r[0] for r in rows], "updated from new facts", now)
+        report.profile_version = version_id
+
+    # -- digests --------------------------------------------------------------------------------------------
+    def make_digests(self, now: datetime, report: Report, limit: int = 10) -> None:
+        """Daily digests of finished days with session summaries; weekly digests of finished weeks."""
+        rows = self.store.conn.execute(
+            "select id, text, event_time from memories where kind = 'summary' and valid_to is null and event_time is not null order by event_time"
+        ).fetchall()
+        days: dict[str, list[tuple[int, str]]] = {}
+        for memory_id, text, when in rows:
+            moment = parse_time(when)
+            if moment and moment.date() < now.date():
+                days.setdefault(moment.date().isoformat(), []).append((memory_id, text))
+        made = 0
+        for day, items in days.items():
+            if made >= limit:
+                return
+            if self.store.get_meta(f"digest.day.{day}"):
+                continue
+            self.write_digest(
+                f"digest.day.{day}", day, "day", f"{date.fromisoformat(day):%A %d %B %Y}", items, report
+            )
+            made += 1
+        weeks: dict[str, list[tuple[int, str]]] = {}
+        for memory_id, text, when in self.store.conn.execute(
+            "select id, text, event_time from memories where kind = 'digest' and text not like 'Week of%' and valid_to is null"
+        ).fetchall():
+            moment = parse_time(when)
+            if moment is None:
+                continue
+            start = moment.date() - timedelta(days=moment.weekday())
+            if start + timedelta(days=7) <= now.date():
+                weeks.setdefault(start.isoformat(), []).append((memory_id, text))
+        for week, items in weeks.items():
+            if made >= limit:
+                return
+            if self.store.get_meta(f"digest.week.{week}"):
+                continue
+            self.write_digest(
+                f"digest.week.{week}",
+                week,
+                "week",
+                f"the week of {date.fromisoformat(week):%d %B %Y}",
+                items,
+                report,
+                prefix="Week of ",
+            )
+            made += 1
+
+    def write_digest(
+        self,
+        marker: str,
+        day: str,
+        unit: str,
+        period: str,
+        items: list[tuple[int, str]],
+        report: Report,
+        prefix: str = "",
+    ) -> None:
+        summaries = "\n".join(f"- {text}" for _, text in items)
+        answer = self.ask(
+            prompt("digest", user=self.user, char=self.char, period=period, unit=unit, summaries=summaries),
+            DIGEST_SCHEMA,
+            440,
+        )
+        text = clean(answer.get("digest"), 700)
+        if not text:
+            raise ModelError("The model wrote an empty digest.")
+        sources = sorted(
+            {
+                m
+                for memory_id, _ in items
+                for m in (
+                    r[0]
+                    for r in self.store.conn.execute(
+                        "select message_id from memory_sources where memory_id = ?", (memory_id,)
+                    )
+                )
+            }
+        )
+        with self.store.transaction() as conn:
+            new_id = self.store.add_memory(
+                "digest",
+                f"{prefix}{day}: {text}" if prefix else text,
+                sources=sources,
+                event_time=f"{day}T00:00:00+00:00",
+                importance=0.6,
+                reason=f"{unit} digest",
+                conn=conn,
+            )
+            self.store.set_meta(marker, utcnow(), conn=conn)
+        self.memory.embed_memories([new_id])
+        report.digests += 1
+
+
+def current_profile(store: Store) -> tuple[int | None, dict[str, list[str]], str | None]:
+    """(version id, sections, created_at) of the newest profile version."""
+    row = store.conn.execute(
+        "select id, sections, created_at from profile_versions order by id desc limit 1"
+    ).fetchone()
+    if not row:
+        return None, {name: [] for name in PROFILE_SECTIONS}, None
+    return row[0], json.loads(row[1]), row[2]
+
+
+def vetoed_lines(store: Store) -> list[str]:
+    return [r[0] for r in store.conn.execute("select line from profile_vetoes order by line")]
+
+
+def save_profile(
+    store: Store, sections: dict[str, list[str]], sources: list[int], reason: str, now: datetime
+) -> int | None:
+    """A new version with its diff against the previous one; None when nothing changed."""
+    _, previous, _ = current_profile(store)
+    diff = profile_diff(previous, sections)
+    if not diff["added"] and not diff["removed"]:
+        return None
+    with store.transaction() as conn:
+        cursor = conn.execute(
+            "insert into profile_versions (created_at, sections, diff, sources, reason) values (?, ?, ?, ?, ?)",
+            (
+                now.isoformat(timespec="seconds"),
+                json.dumps(sections),
+                json.dumps(diff),
+                json.dumps(sources),
+                reason,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+
+def profile_history(store: Store) -> list[dict[str, Any]]:
+    rows = store.db.query("select id, created_at, diff, reason from profile_versions order by id")
+    return [{**r, "diff": json.loads(r["diff"] or "{}")} for r in rows]
+
+
+def is_vetoed(line: str, vetoed: list[str]) -> bool:
+    lowered = line.lower()
+    return any(v.lower() in lowered or lowered in v.lower() for v in vetoed)
+
+
+def profile_diff(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, list[str]]:
+    added = [
+        f"{name}: {line}"
+        for name in PROFILE_SECTIONS
+        for line in after.get(name, [])
+        if line not in before.get(name, [])
+    ]
+    removed = [
+        f"{name}: {line}"
+        for name in PROFILE_SECTIONS
+        for line in before.get(name, [])
+        if line not in after.get(name, [])
+    ]
+    return {"added": added, "removed": removed}
+
+
+def profile_text(sections: dict[str, list[str]]) -> str:
+    return "\n".join(f"- {name}: {'; '.join(lines)}" for name, lines in sections.items() if lines)
+
+
+def veto(store: Store, line: str, now: datetime | None = None) -> int:
+    """Remove a profile line and keep the inference from being made again; returns the new version id."""
+    now = now or datetime.now(UTC)
+    _, sections, _ = current_profile(store)
+    wanted = line.strip().lower()
+    found = False
+    fresh = {}
+    for name, lines in sections.items():
+        kept = [item for item in lines if item.lower() != wanted and f"{name}: {item}".lower() != wanted]
+        found |= len(kept) != len(lines)
+        fresh[name] = kept
+    if not found:
+        raise CompanionError(f"'{line}' is not a line of the profile; see `companion profile` for its lines.")
+    head, _, tail = line.partition(":")
+    text = tail.strip() if head.strip() in PROFILE_SECTIONS and tail.strip() else line.strip()
+    with store.transaction() as conn:
+        conn.execute(
+            "insert or ignore into profile_vetoes (line, created_at) values (?, ?)", (text, utcnow())
+        )
+    version = save_profile(store, fresh, [], "vetoed by the user", now)
+    assert version is not None
+    return version
