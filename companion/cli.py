@@ -546,11 +546,15 @@ def memory_edit(ref: str, text: str) -> None:
 
 @memory_app.command("restore")
 def memory_restore(ref: str) -> None:
-    """Bring an archived memory back."""
+    """Bring an archived memory (ID) or message (message:ID) back."""
     from companion.memory.operations import Ref
 
+    target = Ref.parse(ref)
     with _Memory() as memory:
-        memory.restore(_memory_id(Ref.parse(ref)))
+        if target.kind == "message":
+            memory.restore_message(target.id)
+        else:
+            memory.restore(target.id)
     print("Restored.")
 
 
@@ -789,6 +793,7 @@ def maintain(
 
         options = {
             "archive_below": settings.memory.archive_below,
+            "archive_messages": settings.memory.archive_messages,
             "idle_minutes": settings.memory.session_idle_minutes,
             "model": model,
             "user": settings.user.name,

@@ -56,6 +56,7 @@ class MemorySettings:
     tau_days: float = 5.0
     archive_below: float = 0.05
     session_idle_minutes: int = 30
+    archive_messages: bool = False
 
 
 @dataclass

@@ -172,6 +172,7 @@ class Engine:
         """What the upkeep jobs need: the shared model (a chat turn goes first), who the user is, this session."""
         return {
             "archive_below": self.settings.memory.archive_below,
+            "archive_messages": self.settings.memory.archive_messages,
             "idle_minutes": self.settings.memory.session_idle_minutes,
             "model": lambda: self.model,
             "wait_turn": self._wait_for_turn,
@@ -345,6 +346,8 @@ class Engine:
             self._upkeep = None
         if self.current is not None and self.current.reply_id is None:
             self.current.close()
+        if self.turns:  # the conversation is over: consolidation may take it from here
+            self.store.end_session(self.session_id)
         if self._model is not None:
             self._model.close()
             self._model = None

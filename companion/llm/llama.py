@@ -20,6 +20,7 @@ from companion.llm.models import inspect_gguf
 from companion.llm.templates import TURN_MARKERS, fallback_for, stops_for_template
 
 _LOG_CALLBACK: Any = None
+JSON_TIME_LIMIT = 180.0  # seconds for one structured answer (background jobs); past it the answer is refused
 
 
 def _route_llama_logs() -> None:
@@ -272,6 +273,7 @@ class LlamaModel:
             raise ModelError(f"The JSON schema could not be turned into a grammar ({error}).") from None
         tokens = self.prompt_tokens(messages)
         with self._lock:
+            deadline = time.monotonic() + JSON_TIME_LIMIT
             # A background job must not cost the chat its warm KV cache: keep the chat's state and put it back.
             chat_state = self.llm.save_state() if self.llm.n_tokens > 0 else None
             try:
@@ -283,11 +285,17 @@ class LlamaModel:
                     repeat_penalty=options.repeat_penalty,
                     seed=options.seed if options.seed >= 0 else None,
                     grammar=grammar,
-                    stopping_criteria=StoppingCriteriaList([lambda ids, logits: self._chat_waiting.is_set()]),
+                    stopping_criteria=StoppingCriteriaList(
+                        [lambda ids, logits: self._chat_waiting.is_set() or time.monotonic() > deadline]
+                    ),
                     stream=False,
                 )
                 if self._chat_waiting.is_set():
                     raise ModelError("The job stopped to let a chat turn use the model; it runs again later.")
+                if time.monotonic() > deadline:
+                    raise ModelError(
+                        f"The model took longer than {JSON_TIME_LIMIT:.0f} s for one structured answer."
+                    )
             finally:
                 if chat_state is not None:
                     self.llm.load_state(chat_state)

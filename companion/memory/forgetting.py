@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from companion.memory.store import VARIANT_MEMORY, Store, vector_key
 
@@ -47,6 +47,7 @@ def parse_time(value: str | None) -> datetime | None:
 class Sweep:
     checked: int = 0
     archived: list[int] = field(default_factory=list)
+    messages: list[int] = field(default_factory=list)
     lowest: float = 1.0
 
 
@@ -94,3 +95,31 @@ def sweep(
             conn.execute("delete from vectors where key = ?", (vector_key(memory_id, VARIANT_MEMORY),))
     result.archived = [memory_id for memory_id, _, _ in due]
     return result
+
+
+def sweep_messages(
+    store: Store, now: datetime, *, tau_days: float = DEFAULT_TAU_DAYS, threshold: float = DEFAULT_THRESHOLD
+) -> list[int]:
+    """Opt-in (`memory.archive_messages`): archive messages whose retention (strength 1, since they were said)
+    fell below `threshold`, except those a pinned memory comes from. Returns the archived message ids."""
+    cutoff = now - timedelta(days=-math.log(max(threshold, 1e-9)) * tau_days)
+    ids = [
+        r[0]
+        for r in store.conn.execute(
+            "select id from messages where archived = 0 and created_at < ? and id not in (select s.message_id"
+            " from memory_sources s join memories m on m.id = s.memory_id where m.pinned = 1)",
+            (cutoff.isoformat(),),
+        )
+    ]
+    if not ids:
+        return []
+    with store.transaction() as conn:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"update messages set archived = 1 where id in ({marks})", chunk)
+            conn.execute(f"delete from vectors where kind = 'message' and item_id in ({marks})", chunk)
+        store.audit(
+            conn, "archive", "messages", None, None, None, f"{len(ids)} messages faded below {threshold:g}"
+        )
+    return ids

@@ -19,7 +19,7 @@ import numpy as np
 
 from companion.errors import CompanionError
 from companion.memory.embed import DEFAULT_MODEL, Embedder
-from companion.memory.forgetting import DEFAULT_TAU_DAYS, DEFAULT_THRESHOLD, Sweep, sweep
+from companion.memory.forgetting import DEFAULT_TAU_DAYS, DEFAULT_THRESHOLD, Sweep, sweep, sweep_messages
 from companion.memory.index import VectorIndex
 from companion.memory.retrieve import Hit, Retriever
 from companion.memory.store import (
@@ -124,7 +124,7 @@ class LongTermMemory:
         message_ids = [
             r[0]
             for r in self.store.conn.execute(
-                "select id from messages m where not exists (select 1 from vectors v where v.kind = 'message'"
+                "select id from messages m where archived = 0 and not exists (select 1 from vectors v where v.kind = 'message'"
                 " and v.item_id = m.id and v.model = ?) order by id",
                 (model,),
             )
@@ -338,13 +338,35 @@ class LongTermMemory:
             self.embed_memories([memory_id], add_to_index=self._index is not None)
         self._save()
 
-    def archive_faded(self, now: datetime | None = None, threshold: float = DEFAULT_THRESHOLD) -> Sweep:
-        """The forgetting sweep: archive what has faded below `threshold`, and take it out of the index."""
-        result = sweep(self.store, now or datetime.now(UTC), tau_days=self.tau_days, threshold=threshold)
-        if result.archived and self._index is not None:
-            self._index.remove([vector_key(i, VARIANT_MEMORY) for i in result.archived])
+    def archive_faded(
+        self, now: datetime | None = None, threshold: float = DEFAULT_THRESHOLD, messages: bool = False
+    ) -> Sweep:
+        """The forgetting sweep: archive what has faded below `threshold`, and take it out of the index.
+        Messages too only when `messages` (the `memory.archive_messages` option)."""
+        now = now or datetime.now(UTC)
+        result = sweep(self.store, now, tau_days=self.tau_days, threshold=threshold)
+        keys = [vector_key(i, VARIANT_MEMORY) for i in result.archived]
+        if messages:
+            result.messages = sweep_messages(self.store, now, tau_days=self.tau_days, threshold=threshold)
+            keys += [
+                vector_key(i, v) for i in result.messages for v in (VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT)
+            ]
+        if keys and self._index is not None:
+            self._index.remove(keys)
             self._save()
         return result
+
+    def restore_message(self, message_id: int) -> None:
+        row = self.store.conn.execute("select archived from messages where id = ?", (message_id,)).fetchone()
+        if row is None:
+            raise CompanionError(f"There is no message {message_id}.")
+        if not row[0]:
+            raise CompanionError(f"Message {message_id} is not archived.")
+        with self.store.transaction() as conn:
+            conn.execute("update messages set archived = 0 where id = ?", (message_id,))
+            self.store.audit(conn, "restore", "message", message_id, None, None, "restored by the user")
+        self.embed_messages([message_id], add_to_index=self._index is not None)
+        self._save()
 
     def close_thread(self, memory_id: int) -> None:
         memory = self.require_memory(memory_id)

@@ -285,7 +285,7 @@ class Retriever:
             chunk = messages[start : start + 500]
             rows = self.store.db.query(
                 "select m.id, 'message' as kind, m.text, m.created_at as time, m.source_id, m.session_id,"
-                " m.speaker, m.role, 0 as pinned, s.off_record from messages m join sessions s on s.id = m.session_id"
+                " m.speaker, m.role, 0 as pinned, m.archived, s.off_record from messages m join sessions s on s.id = m.session_id"
                 f" where m.id in ({','.join('?' * len(chunk))})",
                 chunk,
             )
@@ -307,7 +307,7 @@ class Retriever:
     def _allowed(row: dict[str, Any], exclude_session: int | None, kinds: set[str] | None) -> bool:
         if row.get("off_record"):
             return False
-        if row["kind"] != "message" and (row.get("archived") or row.get("valid_to")):
+        if row.get("archived") or (row["kind"] != "message" and row.get("valid_to")):
             return False
         if exclude_session is not None and row["kind"] == "message" and row["session_id"] == exclude_session:
             return False

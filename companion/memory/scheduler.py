@@ -37,8 +37,13 @@ class Job:
 
 
 def _forget(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:
-    result = memory.archive_faded(now, threshold=float(options.get("archive_below", 0.05)))
-    return f"checked {result.checked}, archived {len(result.archived)}"
+    result = memory.archive_faded(
+        now,
+        threshold=float(options.get("archive_below", 0.05)),
+        messages=bool(options.get("archive_messages")),
+    )
+    extra = f", {len(result.messages)} messages archived" if result.messages else ""
+    return f"checked {result.checked}, archived {len(result.archived)}{extra}"
 
 
 def _index(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:

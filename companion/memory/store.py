@@ -271,11 +271,17 @@ def _m003_profile_and_threads(db: sqlite_utils.Database) -> None:
     db.execute("alter table memories add column thread text")
 
 
+def _m004_archived_messages(db: sqlite_utils.Database) -> None:
+    # Only when the user turns on `memory.archive_messages`: a faded message leaves recall, stays in the file.
+    db.execute("alter table messages add column archived integer not null default 0")
+
+
 # Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_sessions_and_messages,
     _m002_long_term_memory,
     _m003_profile_and_threads,
+    _m004_archived_messages,
 ]
 
 

@@ -158,3 +158,18 @@ def test_maintain_command(paths: Paths, store: Store) -> None:
     assert "old trivia" in listed.stdout
     bad = subprocess.run([*run, "--only", "dream"], capture_output=True, text=True)
     assert bad.returncode == 1 and "no job 'dream'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_archiving_messages_is_an_option(memory: LongTermMemory) -> None:  # the imported 2023 conversation
+    now = datetime(2023, 7, 1, tzinfo=UTC)
+    assert memory.archive_faded(now).messages == []  # off by default: messages stay
+    assert memory.search("grey cat", now=now, limit=3)
+    result = memory.archive_faded(now, messages=True)
+    # exp(-days / 5) < 0.05 after 15 days: May's two conversations fade, June 20th's does not.
+    old = {r[0] for r in memory.store.conn.execute("select id from messages where created_at < '2023-06-16'")}
+    assert set(result.messages) == old and len(old) == 6
+    assert not any("Bolacha" in h.text for h in memory.search("grey cat Bolacha", now=now, limit=10))
+    first = int(memory.store.scalar("select id from messages where source_id = 'D1:1'"))
+    memory.restore_message(first)
+    assert memory.search("grey cat Bolacha", now=now, limit=3)[0].source_ids == ["D1:1"]
+    assert memory.store.count("messages") == 11  # nothing deleted
