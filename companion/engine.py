@@ -19,6 +19,7 @@ from companion.config import Settings
 from companion.errors import CompanionError
 from companion.llm.base import ChatMessage, ChatModel, GenerationOptions, Stream
 from companion.llm.prompt import DEFAULT_PERSONA, Assembled, MemoryItem, assemble, memory_block, quote
+from companion.memory.forgetting import parse_time
 from companion.memory.operations import LongTermMemory
 from companion.memory.retrieve import Hit
 from companion.memory.store import Store
@@ -268,7 +269,7 @@ class Engine:
 
         t1 = time.perf_counter()
         now = self.now()
-        items = [MemoryItem(self._recalled_text(h), _parse_time(h.time), h.kind) for h in hits]
+        items = [MemoryItem(self._recalled_text(h), parse_time(h.time), h.kind) for h in hits]
         block = memory_block(items, now, self._count, self.settings.memory.block_tokens)
         opts = self.options(**options)
         assembled = assemble(
@@ -353,10 +354,3 @@ class Engine:
             self._model = None
         self.memory.close()
         self.store.close()
-
-
-def _parse_time(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return None

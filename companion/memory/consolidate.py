@@ -371,16 +371,7 @@ class Consolidator:
                 report.summaries += 1
             for action, fact, old, text in plan:
                 if action == "ADD":
-                    new_id = self.store.add_memory(
-                        "fact",
-                        text,
-                        sources=fact.sources,
-                        event_time=fact.when,
-                        importance=fact.importance,
-                        reason="learned in conversation",
-                        session_id=session_id,
-                        conn=conn,
-                    )
+                    new_id = self._add_fact(conn, fact, text, "learned in conversation", session_id)
                     if fact.future:
                         conn.execute("update memories set thread = 'open' where id = ?", (new_id,))
                     touched.append(new_id)
@@ -406,16 +397,7 @@ class Consolidator:
                     touched.append(old)
                     report.facts_updated += 1
                 elif action == "SUPERSEDE" and old is not None:
-                    new_id = self.store.add_memory(
-                        "fact",
-                        text,
-                        sources=fact.sources,
-                        event_time=fact.when,
-                        importance=fact.importance,
-                        reason="replaces an older fact",
-                        session_id=session_id,
-                        conn=conn,
-                    )
+                    new_id = self._add_fact(conn, fact, text, "replaces an older fact", session_id)
                     before = self.store.get_memory(old)
                     conn.execute(
                         "update memories set valid_to = ?, superseded_by = ?, updated_at = ? where id = ?",
@@ -450,6 +432,18 @@ class Consolidator:
         if gone:
             self.memory.index.remove([vector_key(i, VARIANT_MEMORY) for i in gone])
         _ = day
+
+    def _add_fact(self, conn: Any, fact: Fact, text: str, reason: str, session_id: int) -> int:
+        return self.store.add_memory(
+            "fact",
+            text,
+            sources=fact.sources,
+            event_time=fact.when,
+            importance=fact.importance,
+            reason=reason,
+            session_id=session_id,
+            conn=conn,
+        )
 
     # -- profile --------------------------------------------------------------------------------------------
     def update_profile(self, now: datetime, report: Report) -> None:

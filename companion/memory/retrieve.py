@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from companion.memory.forgetting import DEFAULT_TAU_DAYS, retention
+from companion.memory.forgetting import DEFAULT_TAU_DAYS, parse_time, retention
 from companion.memory.store import (
     VARIANT_MEMORY,
     VARIANT_MESSAGE,
@@ -108,16 +108,6 @@ def _z(values: dict[int, float], keys: list[int], missing: float | None = None) 
     std = float(filled.std()) or 1.0
     mean = float(filled.mean())
     return {k: (v - mean) / std for k, v in zip(keys, filled, strict=True)}
-
-
-def _parse(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Retriever:
@@ -210,7 +200,7 @@ class Retriever:
             row = rows[key]
             why = {"bm25": z_bm25[key], "dense": z_dense[key], "context": z_ctx[key]}
             score = W_BM25 * why["bm25"] + W_DENSE * why["dense"] + W_CONTEXT * why["context"]
-            when = _parse(row["time"])
+            when = parse_time(row["time"])
             if window and when and window.contains(when):
                 why["time"] = TIME_BOOST
                 score += TIME_BOOST
@@ -222,7 +212,10 @@ class Retriever:
                 score += PIN_BOOST
             if row["kind"] != "message":
                 kept = retention(
-                    row["strength"], _parse(row["last_recalled_at"] or row["created_at"]), now, self.tau_days
+                    row["strength"],
+                    parse_time(row["last_recalled_at"] or row["created_at"]),
+                    now,
+                    self.tau_days,
                 )
                 why["retention"] = kept
                 score += 0.3 * (kept - 1.0)
