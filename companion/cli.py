@@ -777,7 +777,7 @@ def maintain(
             for row in scheduler.status(memory):
                 failed = f"; {row['failures']} failures, last: {row['last_error']}" if row["failures"] else ""
                 print(
-                    f"{row['job']:<7} every {row['every']:<15} last {row['last_run'] or 'never'} "
+                    f"{row['job']:<12} every {row['every']:<15} last {row['last_run'] or 'never'} "
                     f"({row['last_result'] or '-'}); next {row['next_run']}{failed}"
                 )
             return

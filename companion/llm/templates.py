@@ -48,7 +48,8 @@ PHI3 = (
 )
 
 FALLBACKS: dict[str, tuple[str, list[str]]] = {
-    "gemma": (GEMMA, ["<end_of_turn>"]),
+    # Base models without a template (the demo model) start a new turn with a stray token and a bare role name.
+    "gemma": (GEMMA, ["<end_of_turn>", "user\n", "model\n"]),
     "chatml": (CHATML, ["<|im_end|>"]),
     "llama-2": (LLAMA2, []),
     "phi3": (PHI3, ["<|end|>"]),
