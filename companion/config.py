@@ -60,6 +60,14 @@ class MemorySettings:
 
 
 @dataclass
+class PersonaSettings:
+    name: str = "Sam"
+    # "shared": every persona recalls all of the user's memories (the default: one person, one memory);
+    # "separate": a persona recalls only its own conversations and what was learned in them (and shared notes).
+    memory: str = "shared"
+
+
+@dataclass
 class UserSettings:
     name: str = ""
 
@@ -70,6 +78,7 @@ class Settings:
     chat: ChatSettings = field(default_factory=ChatSettings)
     remote: RemoteSettings = field(default_factory=RemoteSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
+    persona: PersonaSettings = field(default_factory=PersonaSettings)
     user: UserSettings = field(default_factory=UserSettings)
     # Registered GGUF files: name -> absolute path. Managed by `companion model add/pull`.
     models: dict[str, str] = field(default_factory=dict)
@@ -123,6 +132,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "remote.n_ctx": _range(256, 1_048_576),
     "remote.timeout": _range(1.0, 3600.0),
     "memory.recall_limit": _range(0, 50),
+    "persona.memory": _choice("shared", "separate"),
     "memory.block_tokens": _range(0, 8192),
     "memory.tau_days": _range(0.1, 3650.0),
     "memory.archive_below": _range(0.0, 1.0),

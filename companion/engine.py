@@ -18,12 +18,13 @@ from companion import config as config_mod
 from companion.config import Settings
 from companion.errors import CompanionError
 from companion.llm.base import ChatMessage, ChatModel, GenerationOptions, Stream
-from companion.llm.prompt import DEFAULT_PERSONA, Assembled, MemoryItem, assemble, memory_block, quote
+from companion.llm.prompt import Assembled, MemoryItem, assemble, memory_block, quote
 from companion.memory.forgetting import parse_time
 from companion.memory.operations import LongTermMemory
 from companion.memory.retrieve import Hit
 from companion.memory.store import Store
 from companion.paths import Paths, get_paths
+from companion.persona.card import Card
 
 
 @dataclass
@@ -128,7 +129,8 @@ class Engine:
         self._model = model
         self._model_name = model_name
         self._lock = threading.Lock()
-        self.session_id = session_id or self.store.new_session()
+        self._persona: Card | None = None
+        self.session_id = session_id or self.store.new_session(persona=self.persona.name)
         self.turns = 0
         self.fold_start = 0
         self.now = now or (lambda: datetime.now(UTC))
@@ -138,6 +140,7 @@ class Engine:
         self._token_counts: dict[str, int] = {}
         self._upkeep: Any = None
         self._profile: str | None = None
+        self._lore_shown: dict[int, list[MemoryItem]] = {}
 
     # -- model ----------------------------------------------------------------------------------------------
     @property
@@ -219,9 +222,30 @@ class Engine:
         return GenerationOptions(**values)
 
     # -- a turn ---------------------------------------------------------------------------------------------
+    @property
+    def persona(self) -> Card:
+        """The persona this conversation is with (the default companion on first use)."""
+        if self._persona is None:
+            from companion.persona import library
+
+            library.ensure_default(self.store)
+            self._persona = library.get(self.store, self.settings.persona.name)
+        return self._persona
+
     def persona_text(self) -> str:
+        from companion.persona.library import system_text
+
+        return system_text(self.persona, self.settings.user.name)
+
+    def lore(self, history: list[ChatMessage], text: str) -> list[MemoryItem]:
+        """Lorebook entries the last few turns call up, within the book's budget."""
+        from companion.persona.library import fill
+        from companion.persona.lorebook import triggered
+
+        recent = "\n".join([*(m.content for m in history[-4:]), text])
+        entries = triggered(self.persona.character_book, recent, self._count)
         user = self.settings.user.name or "the user"
-        return DEFAULT_PERSONA.format(char="Sam", user=user)
+        return [MemoryItem(fill(entry, self.persona.name, user), None, "lore") for entry in entries]
 
     def history(self) -> tuple[list[int], list[ChatMessage]]:
         """This session's turns as the model saw them: a user turn keeps the memory block it was sent with, so
@@ -258,7 +282,12 @@ class Engine:
         hits: list[Hit] = []
         if self.settings.memory.recall_limit > 0 and self._has_memories():
             hits = self.memory.search(
-                text, now=self.now(), limit=self.settings.memory.recall_limit, exclude_session=self.session_id
+                text,
+                now=self.now(),
+                limit=self.settings.memory.recall_limit,
+                exclude_session=self.session_id,
+                persona=self.persona.name,
+                separate=self.settings.persona.memory == "separate",
             )
             # What an earlier turn of the visible history already recalled is in the prompt: not again.
             shown = {
@@ -269,7 +298,16 @@ class Engine:
 
         t1 = time.perf_counter()
         now = self.now()
-        items = [MemoryItem(self._recalled_text(h), parse_time(h.time), h.kind) for h in hits]
+        lore = self.lore(history, text)
+        shown_lore = {
+            item.text for mid in history_ids[self.fold_start :] for item in self._lore_shown.get(mid, [])
+        }
+        lore = [item for item in lore if item.text not in shown_lore]
+        hits = [h for h in hits if not (h.kind == "lore" and h.text in {item.text for item in lore})]
+        items = lore + [
+            MemoryItem(self._recalled_text(h), None if h.kind == "lore" else parse_time(h.time), h.kind)
+            for h in hits
+        ]
         block = memory_block(items, now, self._count, self.settings.memory.block_tokens)
         opts = self.options(**options)
         assembled = assemble(
@@ -285,11 +323,12 @@ class Engine:
         )
         self.fold_start = assembled.fold_start
         if block and assembled.messages[-1].content.startswith(block):
+            self._lore_shown[user_id] = [item for item in lore if f'"{quote(item.text)}"' in block]
             self._blocks[user_id] = (
                 block,
                 {
                     (h.kind, h.id)
-                    for h, item in zip(hits, items, strict=True)
+                    for h, item in zip(hits, items[len(lore) :], strict=True)
                     if f'"{quote(item.text)}"' in block
                 },
             )

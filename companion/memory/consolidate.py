@@ -420,6 +420,12 @@ class Consolidator:
                         [(old, m) for m in fact.sources],
                     )
                     report.facts_unchanged += 1
+            # What was learned in a persona's conversation belongs to that persona (`persona.memory = separate`).
+            conn.execute(
+                "update memories set persona = (select persona from sessions where id = ?) where session_id = ?"
+                " and persona = ''",
+                (session_id, session_id),
+            )
             self.store.set_meta(
                 f"consolidated.session.{session_id}",
                 json.dumps({"last_message": rows[-1][0], "at": stamp}),

@@ -248,6 +248,8 @@ class LongTermMemory:
         exclude_session: int | None = None,
         kinds: set[str] | None = None,
         query_vector: np.ndarray | None = None,
+        persona: str | None = None,
+        separate: bool = False,
     ) -> list[Hit]:
         if not query.strip():
             raise CompanionError("The search is empty; give some words to look for.")
@@ -258,6 +260,8 @@ class LongTermMemory:
             exclude_session=exclude_session,
             kinds=kinds,
             query_vector=query_vector,
+            persona=persona,
+            separate=separate,
         )
 
     def reinforce(self, hits: Iterable[Hit], now: datetime | None = None) -> None:

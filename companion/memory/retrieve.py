@@ -138,7 +138,11 @@ class Retriever:
         query_vector: np.ndarray | None = None,
         exclude_session: int | None = None,
         kinds: set[str] | None = None,
+        persona: str | None = None,
+        separate: bool = False,
     ) -> list[Hit]:
+        """`persona`: lore of other personas is never recalled; with `separate`, neither are their
+        conversations and what was learned in them."""
         now = now or datetime.now(UTC)
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
@@ -188,7 +192,13 @@ class Retriever:
             return []
         self._fill_dense(candidates, dense, query_vector)
         rows = self._rows(candidates)
-        candidates = [k for k in candidates if k in rows and self._allowed(rows[k], exclude_session, kinds)]
+        candidates = [
+            k
+            for k in candidates
+            if k in rows
+            and self._allowed(rows[k], exclude_session, kinds)
+            and _visible(rows[k], persona, separate)
+        ]
         if not candidates:
             return []
         z_bm25 = _z(bm25, candidates, missing=0.0)
@@ -278,7 +288,7 @@ class Retriever:
             chunk = messages[start : start + 500]
             rows = self.store.db.query(
                 "select m.id, 'message' as kind, m.text, m.created_at as time, m.source_id, m.session_id,"
-                " m.speaker, m.role, 0 as pinned, m.archived, s.off_record from messages m join sessions s on s.id = m.session_id"
+                " m.speaker, m.role, 0 as pinned, m.archived, s.off_record, s.persona from messages m join sessions s on s.id = m.session_id"
                 f" where m.id in ({','.join('?' * len(chunk))})",
                 chunk,
             )
@@ -288,7 +298,7 @@ class Retriever:
             chunk = memories[start : start + 500]
             rows = self.store.db.query(
                 "select id, kind, text, coalesce(event_time, created_at) as time, null as source_id, session_id,"
-                " '' as speaker, '' as role, pinned, archived, strength, last_recalled_at, created_at, valid_to,"
+                " '' as speaker, '' as role, pinned, archived, strength, last_recalled_at, created_at, valid_to, persona,"
                 f" 0 as off_record from memories where id in ({','.join('?' * len(chunk))})",
                 chunk,
             )
@@ -319,3 +329,12 @@ class Retriever:
         for memory_id, source in rows:
             out.setdefault(memory_id, []).append(source)
         return out
+
+
+def _visible(row: dict[str, Any], persona: str | None, separate: bool) -> bool:
+    owner = (row.get("persona") or "").lower()
+    if persona is None or not owner:
+        return True  # imported conversations and the user's own notes belong to everyone
+    if row["kind"] == "lore":
+        return owner == persona.lower()
+    return not separate or owner == persona.lower()

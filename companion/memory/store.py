@@ -95,7 +95,7 @@ class Memory:
         )
 
 
-MEMORY_KINDS = ("fact", "summary", "digest", "profile", "note")
+MEMORY_KINDS = ("fact", "summary", "digest", "profile", "note", "lore")
 # FAISS ids: one int64 key per vector, from the item and which text of it was embedded.
 VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, VARIANT_MEMORY = 0, 1, 2
 
