@@ -232,6 +232,19 @@ class Engine:
             self._persona = library.get(self.store, self.settings.persona.name)
         return self._persona
 
+    def greet(self) -> str | None:
+        """The persona's first message, said once at the start of a new conversation (the faces call it)."""
+        from companion.persona.library import fill
+
+        greeting = self.persona.first_mes.strip()
+        if not greeting or self.store.scalar(
+            "select count(*) from messages where session_id = ?", (self.session_id,)
+        ):
+            return None
+        text = fill(greeting, self.persona.name, self.settings.user.name or "the user")
+        self.store.add_message(self.session_id, "assistant", text, speaker=self.persona.name)
+        return text
+
     def persona_text(self) -> str:
         from companion.persona.library import system_text
 

@@ -51,6 +51,7 @@ class CompanionApp(App[None]):
         self._reply: ChatMessage | None = None
         self._reply_text = ""
         self.busy = False
+        self.greeting: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -73,6 +74,7 @@ class CompanionApp(App[None]):
 
                 self.engine = Engine(model_name=self._model_name)
             self.engine.load_model()
+            self.greeting = self.engine.greet()
             self.post_message(ModelLoaded(self.engine.model.name))
             self.engine.memory.ready()
             self.engine.start_upkeep()
@@ -115,6 +117,8 @@ class CompanionApp(App[None]):
 
             note = DEMO_NOTE
             self._add("notice", note)
+        if self.greeting:
+            self._add("assistant", self.greeting)
         self._status(f"model: {message.name}")
 
     def on_model_failed(self, message: ModelFailed) -> None:

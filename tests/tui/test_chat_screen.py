@@ -31,9 +31,9 @@ async def test_send_and_stream_a_reply(demo_home: Paths) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause(0.2)
         replies = [w for w in app.query(ChatMessage) if w.has_class("assistant")]
-        assert len(replies) == 1
+        assert len(replies) == 2  # Sam's greeting, then the reply
         assert not app.busy
     app.engine.close()
     with sqlite3.connect(demo_home.database) as conn:
         roles = [r for (r,) in conn.execute("select role from messages order by id")]
-    assert roles == ["user", "assistant"]
+    assert roles == ["assistant", "user", "assistant"]
