@@ -241,7 +241,9 @@ class Engine:
             "select count(*) from messages where session_id = ?", (self.session_id,)
         ):
             return None
-        text = fill(greeting, self.persona.name, self.settings.user.name or "the user")
+        text = fill(
+            greeting, self.persona.name, self.settings.user.name or "there"
+        )  # "Hi there" without a name
         self.store.add_message(self.session_id, "assistant", text, speaker=self.persona.name)
         return text
 
