@@ -72,6 +72,17 @@ def _flash_attention(setting: str) -> bool:
     return setting != "off"
 
 
+def _sampling(options: GenerationOptions) -> dict[str, Any]:
+    """The sampling arguments of llama-cpp-python's create_completion, for chat and for structured answers."""
+    return {
+        "max_tokens": options.max_tokens,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "repeat_penalty": options.repeat_penalty,
+        "seed": options.seed if options.seed >= 0 else None,
+    }
+
+
 def _merge_same_roles(messages: list[ChatMessage]) -> list[dict[str, str]]:
     """Many templates require alternating roles: consecutive same-role messages become one."""
     merged: list[dict[str, str]] = []
@@ -213,11 +224,7 @@ class LlamaModel:
             stats.finish_reason = "error"
             chunks = self.llm.create_completion(
                 prompt=tokens,
-                max_tokens=options.max_tokens,
-                temperature=options.temperature,
-                top_p=options.top_p,
-                repeat_penalty=options.repeat_penalty,
-                seed=options.seed if options.seed >= 0 else None,
+                **_sampling(options),
                 stop=[*self.stops, *options.stop],
                 stopping_criteria=self._stopping(),
                 stream=True,
@@ -279,11 +286,7 @@ class LlamaModel:
             try:
                 result = self.llm.create_completion(
                     prompt=tokens,
-                    max_tokens=options.max_tokens,
-                    temperature=options.temperature,
-                    top_p=options.top_p,
-                    repeat_penalty=options.repeat_penalty,
-                    seed=options.seed if options.seed >= 0 else None,
+                    **_sampling(options),
                     grammar=grammar,
                     stopping_criteria=StoppingCriteriaList(
                         [lambda ids, logits: self._chat_waiting.is_set() or time.monotonic() > deadline]

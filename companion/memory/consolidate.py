@@ -247,7 +247,7 @@ class Consolidator:
             )
             facts += self.valid_facts(answer, chunk, day)
         plan = self.plan_facts(self.dedupe(facts))
-        self.write_session(session_id, rows, summaries, plan, day, now, report)
+        self.write_session(session_id, rows, summaries, plan, now, report)
 
     def valid_facts(
         self, answer: dict[str, Any], chunk: list[tuple[int, str, str, str]], day: date
@@ -338,12 +338,12 @@ class Consolidator:
         rows: list[tuple[int, str, str, str]],
         summaries: list[str],
         plan: list[tuple[str, Fact, int | None, str]],
-        day: date,
         now: datetime,
         report: Report,
     ) -> None:
         stamp = now.isoformat(timespec="seconds")
         touched: list[int] = []
+        superseded: list[int] = []
         with self.store.transaction() as conn:
             if summaries:
                 for (old,) in conn.execute(
@@ -351,6 +351,7 @@ class Consolidator:
                     (session_id,),
                 ).fetchall():
                     conn.execute("update memories set valid_to = ? where id = ?", (stamp, old))
+                    superseded.append(old)
                     self.store.audit(
                         conn, "supersede", "memory", old, None, None, "the session went on; summarized anew"
                     )
@@ -403,6 +404,7 @@ class Consolidator:
                         "update memories set valid_to = ?, superseded_by = ?, updated_at = ? where id = ?",
                         (stamp, new_id, stamp, old),
                     )
+                    superseded.append(old)
                     self.store.audit(
                         conn,
                         "supersede",
@@ -426,18 +428,18 @@ class Consolidator:
                 " and persona = ''",
                 (session_id, session_id),
             )
+            # Superseded memories leave recall: their vectors go with them, so the index matches the file.
+            keys = [vector_key(i, VARIANT_MEMORY) for i in superseded]
+            conn.executemany("delete from vectors where key = ?", [(k,) for k in keys])
             self.store.set_meta(
                 f"consolidated.session.{session_id}",
                 json.dumps({"last_message": rows[-1][0], "at": stamp}),
                 conn=conn,
             )
         report.sessions += 1
+        if keys:
+            self.memory.index.remove(keys)
         self.memory.embed_memories(touched, add_to_index=True)
-        # Superseded memories leave recall: drop their vectors.
-        gone = [r[0] for r in self.store.conn.execute("select id from memories where valid_to is not null")]
-        if gone:
-            self.memory.index.remove([vector_key(i, VARIANT_MEMORY) for i in gone])
-        _ = day
 
     def _add_fact(self, conn: Any, fact: Fact, text: str, reason: str, session_id: int) -> int:
         return self.store.add_memory(

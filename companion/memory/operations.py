@@ -132,7 +132,7 @@ class LongTermMemory:
         memory_ids = [
             r[0]
             for r in self.store.conn.execute(
-                "select id from memories m where archived = 0 and not exists (select 1 from vectors v where"
+                "select id from memories m where archived = 0 and valid_to is null and not exists (select 1 from vectors v where"
                 " v.kind = 'memory' and v.item_id = m.id and v.model = ?) order by id",
                 (model,),
             )

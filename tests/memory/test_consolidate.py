@@ -18,6 +18,7 @@ from companion.memory.consolidate import (
     veto,
 )
 from companion.memory.operations import LongTermMemory
+from companion.memory.store import VARIANT_MEMORY, vector_key
 from tests.conftest import free_port
 
 NOW = datetime(2023, 7, 1, 12, 0, tzinfo=UTC)
@@ -66,6 +67,17 @@ def test_sessions_become_summaries_and_facts_with_provenance(memory: LongTermMem
     ).fetchone()[0]
     assert active == 1
     assert counts  # (kept for the failure message)
+    # The superseded summary left the vectors with it, so the saved index still matches the file.
+    assert not memory.store.scalar(
+        "select count(*) from vectors v join memories m on v.kind = 'memory' and v.item_id = m.id"
+        " where m.valid_to is not null"
+    )
+    old_summary = memory.store.scalar(
+        "select id from memories where kind = 'summary' and session_id = ? and valid_to is not null",
+        (pending[0],),
+    )
+    assert memory.index.reconstruct(vector_key(old_summary, VARIANT_MEMORY)) is None
+    assert memory.index.size == memory.store.vector_fingerprint(memory.embed_model)[0]
 
 
 def test_a_failing_model_leaves_the_memory_as_it_was(memory: LongTermMemory, demo_model) -> None:  # type: ignore[no-untyped-def]
