@@ -73,6 +73,13 @@ class UserSettings:
 
 
 @dataclass
+class UiSettings:
+    theme: str = "dark"
+    # The welcome screen is shown until the user has been through it once.
+    welcomed: bool = False
+
+
+@dataclass
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
@@ -80,6 +87,9 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     persona: PersonaSettings = field(default_factory=PersonaSettings)
     user: UserSettings = field(default_factory=UserSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
+    # Key bindings the user remapped: action id (see the help screen, F1) -> key, e.g. regenerate = "ctrl+g".
+    keys: dict[str, str] = field(default_factory=dict)
     # Registered GGUF files: name -> absolute path. Managed by `companion model add/pull`.
     models: dict[str, str] = field(default_factory=dict)
 
@@ -137,14 +147,17 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "memory.tau_days": _range(0.1, 3650.0),
     "memory.archive_below": _range(0.0, 1.0),
     "memory.session_idle_minutes": _range(1, 100_000),
+    "ui.theme": _choice("dark", "light"),
 }
+
+TABLES = ("models", "keys")  # free-form tables: name -> string
 
 
 def setting_keys() -> list[str]:
     """Every `section.key` a user may get or set."""
     keys = []
     for section in fields(Settings):
-        if section.name == "models":
+        if section.name in TABLES:
             continue
         for item in fields(getattr(Settings(), section.name)):
             keys.append(f"{section.name}.{item.name}")
@@ -206,10 +219,11 @@ def validate(key: str, raw: Any) -> Any:
 def from_dict(data: dict[str, Any], source: str = "the config file") -> Settings:
     settings = Settings()
     for section_name, section in data.items():
-        if section_name == "models":
+        if section_name in TABLES:
+            what = "names to file paths" if section_name == "models" else "action names to keys"
             if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
-                raise ConfigError(f"The [models] table in {source} must map names to file paths.")
-            settings.models = dict(section)
+                raise ConfigError(f"The [{section_name}] table in {source} must map {what}.")
+            setattr(settings, section_name, dict(section))
             continue
         if not isinstance(section, dict) or section_name not in {f.name for f in fields(Settings)}:
             raise ConfigError(
@@ -244,9 +258,9 @@ def save(settings: Settings, paths: Paths | None = None) -> Path:
     current = settings.to_dict()
     out: dict[str, Any] = {}
     for section, values in current.items():
-        if section == "models":
+        if section in TABLES:
             if values:
-                out["models"] = values
+                out[section] = values
             continue
         changed = {k: v for k, v in values.items() if defaults[section][k] != v}
         if changed:

@@ -22,7 +22,7 @@ from companion.llm.prompt import Assembled, MemoryItem, assemble, memory_block, 
 from companion.memory.forgetting import parse_time
 from companion.memory.operations import LongTermMemory
 from companion.memory.retrieve import Hit
-from companion.memory.store import Store
+from companion.memory.store import Message, Store, utcnow
 from companion.paths import Paths, get_paths
 from companion.persona.card import Card
 
@@ -93,8 +93,11 @@ class Turn:
         self._finish()
 
     def _finish(self) -> None:
-        if self.reply_id is not None:
-            return
+        with self.engine._finish_lock:  # the streaming thread and a closing app may both get here
+            if self.reply_id is None:
+                self._store()
+
+    def _store(self) -> None:
         s = self.stream.stats
         self.stats.prompt_tokens = s.prompt_tokens
         self.stats.cached_tokens = s.cached_tokens
@@ -116,6 +119,7 @@ class Engine:
         model_name: str | None = None,
         session_id: int | None = None,
         now: Callable[[], datetime] | None = None,
+        off_record: bool = False,
     ) -> None:
         self.paths = (paths or get_paths()).ensure()
         self.settings = settings or config_mod.load(self.paths)
@@ -129,12 +133,19 @@ class Engine:
         self._model = model
         self._model_name = model_name
         self._lock = threading.Lock()
+        self._finish_lock = threading.Lock()
         self._persona: Card | None = None
-        self.session_id = session_id or self.store.new_session(persona=self.persona.name)
-        self.turns = 0
-        self.fold_start = 0
         self.now = now or (lambda: datetime.now(UTC))
         self.current: Turn | None = None
+        self.last_turn: Turn | None = None
+        # Off the record: the conversation lives in this list only and never touches the memory file.
+        self.off_record = off_record
+        self._off_log: list[Message] = []
+        self.session_id = (
+            0 if off_record else (session_id or self.store.new_session(persona=self.persona.name))
+        )
+        self.turns = 0
+        self.fold_start = 0
         # The memory block each user turn of this session was sent with, and what it recalled (kind, id).
         self._blocks: dict[int, tuple[str, set[tuple[str, int]]]] = {}
         self._token_counts: dict[str, int] = {}
@@ -158,6 +169,36 @@ class Engine:
     @property
     def model(self) -> ChatModel:
         return self.load_model()
+
+    def reload_model(self) -> ChatModel:
+        """Close the model and open the configured one (after the user switched models or their settings)."""
+        if self.busy:
+            raise CompanionError("A reply is still being written; stop it first (Esc).")
+        with self._lock:
+            if self._model is not None:
+                self._model.close()
+                self._model = None
+            self._model_name = None
+            self._token_counts.clear()
+        return self.load_model()
+
+    def settings_changed(self, keys: list[str]) -> None:
+        """Apply changed settings that live in loaded objects (the model is reloaded by `reload_model`)."""
+        if any(k.startswith(("persona.", "user.")) for k in keys):
+            self._persona = None
+        if "memory.tau_days" in keys:
+            self.memory.tau_days = self.settings.memory.tau_days
+            self.memory.reset_retriever()
+        if self._upkeep is not None:
+            self._upkeep.options.update(
+                archive_below=self.settings.memory.archive_below,
+                idle_minutes=self.settings.memory.session_idle_minutes,
+                user=self.settings.user.name,
+            )
+
+    def refresh_profile(self) -> None:
+        """Read the profile again for the next prompt (after the user vetoed a line)."""
+        self._profile = None
 
     def prepare(self) -> None:
         """Load what the first turn needs (model, embedder, index) ahead of time, e.g. while a UI starts."""
@@ -237,15 +278,104 @@ class Engine:
         from companion.persona.library import fill
 
         greeting = self.persona.first_mes.strip()
-        if not greeting or self.store.scalar(
-            "select count(*) from messages where session_id = ?", (self.session_id,)
-        ):
+        if not greeting or self.messages():
             return None
         text = fill(
             greeting, self.persona.name, self.settings.user.name or "there"
         )  # "Hi there" without a name
-        self.store.add_message(self.session_id, "assistant", text, speaker=self.persona.name)
+        self._add_message("assistant", text, speaker=self.persona.name)
         return text
+
+    # -- the session ----------------------------------------------------------------------------------------
+    def messages(self) -> list[Message]:
+        """This conversation as it reads: a branch includes its parent's turns before the branch point."""
+        return list(self._off_log) if self.off_record else self.store.conversation(self.session_id)
+
+    def _add_message(self, role: str, text: str, **fields: Any) -> int:
+        if not self.off_record:
+            return self.store.add_message(self.session_id, role, text, **fields)
+        message = Message(
+            id=-(len(self._off_log) + 1),
+            session_id=0,
+            role=role,
+            speaker=fields.get("speaker", ""),
+            text=text,
+            created_at=utcnow(),
+            incomplete=bool(fields.get("incomplete", False)),
+            token_count=fields.get("token_count"),
+        )
+        self._off_log.append(message)
+        return message.id
+
+    def new_session(
+        self, *, off_record: bool = False, parent_id: int | None = None, branch_at: int | None = None
+    ) -> int:
+        """End this conversation (consolidation may take it) and start another. Off the record, nothing of the
+        new conversation is written to the memory file, and it is gone when it ends."""
+        self._end_current()
+        if self.current is not None and self.current.reply_id is None:
+            self.current.close()
+        self.off_record = off_record
+        self._off_log = []
+        self.session_id = (
+            0
+            if off_record
+            else self.store.new_session(persona=self.persona.name, parent_id=parent_id, branch_at=branch_at)
+        )
+        self.turns = 0
+        self.fold_start = 0
+        self.current = self.last_turn = None
+        if self._upkeep is not None:
+            self._upkeep.options["exclude_session"] = self.session_id
+        return self.session_id
+
+    def _end_current(self) -> None:
+        if self.off_record:
+            self._off_log = []
+        elif self.turns:  # the conversation is over: consolidation may take it from here
+            self.store.end_session(self.session_id)
+
+    def regenerate(self, **options: Any) -> Turn:
+        """Answer the last user message again. The earlier reply stays in the file, marked replaced."""
+        conversation = self.messages()
+        if self.busy:
+            raise CompanionError("A reply is still being written; stop it first (Esc).")
+        end = len(conversation)
+        while (
+            end
+            and conversation[end - 1].role == "assistant"
+            and conversation[end - 1].session_id == self.session_id
+        ):
+            end -= 1
+        if not end or conversation[end - 1].role != "user":
+            raise CompanionError("There is no reply to regenerate yet; send a message first.")
+        for old in conversation[end:]:
+            if self.off_record:
+                self._off_log = [m for m in self._off_log if m.id != old.id]
+            else:
+                self.store.mark_replaced(old.id)
+        question = conversation[end - 1]
+        return self._respond(question.text, question.id, conversation[: end - 1], **options)
+
+    def branch(self, message_id: int, text: str, **options: Any) -> Turn:
+        """Edit an earlier user message: the conversation continues from there in a new branch (a new
+        session that shares the turns before it); the old branch is kept as it was."""
+        if self.busy:
+            raise CompanionError("A reply is still being written; stop it first (Esc).")
+        conversation = self.messages()
+        target = next((m for m in conversation if m.id == message_id), None)
+        if target is None or target.role != "user":
+            raise CompanionError("Only your own messages in this conversation can be edited.")
+        if self.off_record:
+            self._off_log = [m for m in self._off_log if m.id > message_id]  # ids count down
+            self.fold_start = 0
+            return self.send(text, **options)
+        self.new_session(parent_id=self.session_id, branch_at=message_id)
+        return self.send(text, **options)
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None and self.current.reply_id is None
 
     def persona_text(self) -> str:
         from companion.persona.library import system_text
@@ -262,11 +392,11 @@ class Engine:
         user = self.settings.user.name or "the user"
         return [MemoryItem(fill(entry, self.persona.name, user), None, "lore") for entry in entries]
 
-    def history(self) -> tuple[list[int], list[ChatMessage]]:
+    def history(self, conversation: list[Message] | None = None) -> tuple[list[int], list[ChatMessage]]:
         """This session's turns as the model saw them: a user turn keeps the memory block it was sent with, so
         the prompt of turn N starts exactly like turn N-1's prompt plus its reply (the KV cache stays warm)."""
         ids, messages = [], []
-        for m in self.store.session_messages(self.session_id):
+        for m in self.messages() if conversation is None else conversation:
             if m.role not in ("user", "assistant") or not m.text.strip():
                 continue
             block = self._blocks.get(m.id)
@@ -286,10 +416,19 @@ class Engine:
         text = text.strip()
         if not text:
             raise CompanionError("The message is empty; type something to say.")
+        if self.busy:
+            raise CompanionError("A reply is still being written; stop it first (Esc).")
+        self.model  # noqa: B018 - a model that cannot load fails before the message is stored
+        conversation = self.messages()
+        user_id = self._add_message("user", text, speaker=self.settings.user.name)
+        return self._respond(text, user_id, conversation, **options)
+
+    def _respond(self, text: str, user_id: int, conversation: list[Message], **options: Any) -> Turn:
+        """Recall, assemble and start streaming the reply to `text` (already stored as `user_id`), after the
+        turns in `conversation`."""
         started = time.perf_counter()
         model = self.model
-        history_ids, history = self.history()
-        user_id = self.store.add_message(self.session_id, "user", text, speaker=self.settings.user.name)
+        history_ids, history = self.history(conversation)
         self.turns += 1
         stats = TurnStats(turn=self.turns)
 
@@ -300,14 +439,16 @@ class Engine:
                 text,
                 now=self.now(),
                 limit=self.settings.memory.recall_limit,
-                exclude_session=self.session_id,
+                exclude_session=self.session_id or None,
                 persona=self.persona.name,
                 separate=self.settings.persona.memory == "separate",
             )
-            # What an earlier turn of the visible history already recalled is in the prompt: not again.
+            # What an earlier turn of the visible history already recalled is in the prompt, and a turn of the
+            # history itself (a branch's shared start) is there already: not again.
             shown = {
                 key for mid in history_ids[self.fold_start :] for key in self._blocks.get(mid, ("", set()))[1]
             }
+            shown |= {("message", mid) for mid in history_ids}
             hits = [h for h in hits if (h.kind, h.id) not in shown]
         stats.retrieval_ms = (time.perf_counter() - t0) * 1000
 
@@ -351,8 +492,24 @@ class Engine:
         cancel = threading.Event()
         stream = model.stream(assembled.messages, opts, cancel)
         turn = Turn(self, self.turns, user_id, stream, started, stats, hits, assembled)
-        self.current = turn
+        self.current = self.last_turn = turn
         return turn
+
+    def context_usage(self) -> dict[str, int]:
+        """How full the model's context is, by part (tokens): persona, profile, memories, history. From the
+        last turn's prompt, or the stable prefix alone before the first turn."""
+        if not self.model_loaded:
+            return {}
+        persona = self._count(self.persona_text())
+        profile = self._count(self.profile_text()) if self.profile_text() else 0
+        usage = {"persona": persona, "profile": profile, "memory": 0, "history": 0, "n_ctx": self.model.n_ctx}
+        if self.last_turn is not None:
+            budget = self.last_turn.assembled.budget
+            usage["memory"] = budget.get("memory", 0)
+            usage["history"] = (
+                budget.get("history", 0) + budget.get("user", 0) + self.last_turn.stats.completion_tokens
+            )
+        return usage
 
     def _recalled_text(self, hit: Hit) -> str:
         """A recalled message comes with the turn before it, so the model sees what it answered."""
@@ -365,7 +522,8 @@ class Engine:
         """Anything to recall outside this conversation? (Saves loading the embedder on a first chat.)"""
         return bool(
             self.store.scalar(
-                "select exists(select 1 from messages where session_id != ?) or exists(select 1 from memories)",
+                "select exists(select 1 from messages where session_id != ? and archived = 0)"
+                " or exists(select 1 from memories)",
                 (self.session_id,),
             )
         )
@@ -379,8 +537,7 @@ class Engine:
             self.current.cancel()
 
     def _store_reply(self, turn: Turn) -> int:
-        reply_id = self.store.add_message(
-            self.session_id,
+        reply_id = self._add_message(
             "assistant",
             turn.text.strip(),
             speaker="companion",
@@ -388,6 +545,8 @@ class Engine:
             token_count=turn.stats.completion_tokens,
             model=getattr(self._model, "name", None),
         )
+        if self.off_record:  # nothing reaches long-term memory, not even that something was recalled
+            return reply_id
         # After the reply, off the time-to-first-token path: both turns become recallable, recall strengthens.
         # When the embedder is not loaded yet (a first conversation), `memory.ready()` embeds them later.
         if self.memory.embedder_loaded:
@@ -401,8 +560,7 @@ class Engine:
             self._upkeep = None
         if self.current is not None and self.current.reply_id is None:
             self.current.close()
-        if self.turns:  # the conversation is over: consolidation may take it from here
-            self.store.end_session(self.session_id)
+        self._end_current()
         if self._model is not None:
             self._model.close()
             self._model = None

@@ -7,6 +7,7 @@ engine all call these functions: there is one `search`, one `forget`.
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -109,6 +110,10 @@ class LongTermMemory:
         if self._retriever is None:
             self._retriever = Retriever(self.store, self.embedder, self.index, self.tau_days)
         return self._retriever
+
+    def reset_retriever(self) -> None:
+        """The next search builds a new retriever (after `tau_days` changed)."""
+        self._retriever = None
 
     def ready(self, progress: Progress | None = None) -> str:
         """Embed whatever has no vector for the configured model (all of it after switching models), then open
@@ -550,8 +555,28 @@ class LongTermMemory:
 
     # -- reading --------------------------------------------------------------------------------------------
     def list_memories(
-        self, kind: str | None = None, archived: bool = False, limit: int = 200, offset: int = 0
+        self,
+        kind: str | None = None,
+        archived: bool = False,
+        limit: int = 200,
+        offset: int = 0,
+        matching: str | None = None,
     ) -> list[Memory]:
+        """One page of memories, oldest first; `matching` keeps those whose words start with the given ones."""
+        where, params = self._memory_filter(kind, archived, matching)
+        rows = self.store.db.query(
+            f"select * from memories where {where} order by id limit ? offset ?", [*params, limit, offset]
+        )
+        return [Memory.from_row(r) for r in rows]
+
+    def count_memories(
+        self, kind: str | None = None, archived: bool = False, matching: str | None = None
+    ) -> int:
+        where, params = self._memory_filter(kind, archived, matching)
+        return int(self.store.scalar(f"select count(*) from memories where {where}", tuple(params)))
+
+    @staticmethod
+    def _memory_filter(kind: str | None, archived: bool, matching: str | None) -> tuple[str, list[Any]]:
         if kind and kind not in MEMORY_KINDS:
             raise CompanionError(
                 f"'{kind}' is not a memory kind; use one of: message, {', '.join(MEMORY_KINDS)}."
@@ -561,11 +586,11 @@ class LongTermMemory:
         if kind:
             clauses.append("kind = ?")
             params.append(kind)
-        rows = self.store.db.query(
-            f"select * from memories where {' and '.join(clauses)} order by id limit ? offset ?",
-            [*params, limit, offset],
-        )
-        return [Memory.from_row(r) for r in rows]
+        words = re.findall(r"\w+", matching or "")
+        if words:  # each word quoted for FTS5 (so no query syntax can break it), matched as a prefix
+            clauses.append("id in (select rowid from memories_fts where memories_fts match ?)")
+            params.append(" ".join(f'"{word}"*' for word in words))
+        return " and ".join(clauses), params
 
     def stats(self) -> dict[str, Any]:
         s = self.store

@@ -208,7 +208,7 @@ def run_jobs(
     return outcomes
 
 
-def status(memory: LongTermMemory) -> list[dict[str, Any]]:
+def status(memory: LongTermMemory, now: datetime | None = None) -> list[dict[str, Any]]:
     rows = []
     for job in JOBS.values():
         state = load_state(memory, job.name)
@@ -219,7 +219,7 @@ def status(memory: LongTermMemory) -> list[dict[str, Any]]:
                 "every": str(job.every),
                 "last_run": state.last_run.isoformat(timespec="seconds") if state.last_run else None,
                 "last_result": state.last_result,
-                "next_run": (state.next_run(job) or datetime.now(UTC)).isoformat(timespec="seconds"),
+                "next_run": (state.next_run(job) or now or datetime.now(UTC)).isoformat(timespec="seconds"),
                 "failures": state.failures,
                 "last_error": state.last_error,
             }

@@ -276,12 +276,21 @@ def _m004_archived_messages(db: sqlite_utils.Database) -> None:
     db.execute("alter table messages add column archived integer not null default 0")
 
 
+def _m005_branches(db: sqlite_utils.Database) -> None:
+    # Editing an earlier message branches the conversation: the new session continues the parent's messages
+    # before `branch_at`, and the old branch stays as it was. A regenerated reply is kept, marked replaced.
+    db.execute("alter table sessions add column parent_id integer")
+    db.execute("alter table sessions add column branch_at integer")
+    db.execute("alter table messages add column replaced integer not null default 0")
+
+
 # Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_sessions_and_messages,
     _m002_long_term_memory,
     _m003_profile_and_threads,
     _m004_archived_messages,
+    _m005_branches,
 ]
 
 
@@ -372,11 +381,19 @@ class Store:
         conn.execute("COMMIT")
 
     # -- sessions -------------------------------------------------------------------------------------------
-    def new_session(self, title: str = "", persona: str = "", off_record: bool = False) -> int:
+    def new_session(
+        self,
+        title: str = "",
+        persona: str = "",
+        off_record: bool = False,
+        parent_id: int | None = None,
+        branch_at: int | None = None,
+    ) -> int:
         with self.transaction() as conn:
             cursor = conn.execute(
-                "insert into sessions (title, persona, started_at, off_record) values (?, ?, ?, ?)",
-                (title, persona, utcnow(), int(off_record)),
+                "insert into sessions (title, persona, started_at, off_record, parent_id, branch_at)"
+                " values (?, ?, ?, ?, ?, ?)",
+                (title, persona, utcnow(), int(off_record), parent_id, branch_at),
             )
             return int(cursor.lastrowid or 0)
 
@@ -431,6 +448,26 @@ class Store:
     def session_messages(self, session_id: int) -> list[Message]:
         rows = self.db.query("select * from messages where session_id = ? order by id", [session_id])
         return [Message.from_row(row) for row in rows]
+
+    def conversation(self, session_id: int) -> list[Message]:
+        """What a session's conversation reads as: a branch continues its parent's messages before the branch
+        point; replaced replies (regenerated) are left out."""
+        row = self.conn.execute(
+            "select parent_id, branch_at from sessions where id = ?", (session_id,)
+        ).fetchone()
+        before: list[Message] = []
+        if row and row[0] is not None and row[0] != session_id:
+            before = [m for m in self.conversation(int(row[0])) if row[1] is None or m.id < row[1]]
+        rows = self.db.query(
+            "select * from messages where session_id = ? and replaced = 0 order by id", [session_id]
+        )
+        return before + [Message.from_row(r) for r in rows]
+
+    def mark_replaced(self, message_id: int) -> None:
+        """A regenerated reply stays in the file, out of the conversation and out of recall."""
+        with self.transaction() as conn:
+            conn.execute("update messages set replaced = 1, archived = 1 where id = ?", (message_id,))
+            self.audit(conn, "replace", "message", message_id, None, None, "regenerated")
 
     def get_message(self, message_id: int) -> Message | None:
         rows = list(self.db.query("select * from messages where id = ?", [message_id]))

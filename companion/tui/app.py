@@ -1,180 +1,316 @@
-"""The terminal app: a chat screen over `Engine` (the full TUI grows from here).
+"""The terminal app: chat, recall, memories, profile, sessions and settings over one `Engine`.
 
-All model work runs in thread workers that post typed messages back; the UI never blocks. Streaming updates
-are batched (a timer flushes the new text about twenty times a second) instead of re-rendering per token.
+The app holds the engine (the memory file is opened before the UI starts; the model loads in a worker). Every
+model, memory and disk operation runs in a thread worker that posts typed messages back, so the interface never
+freezes. Faces stay thin: screens call the same `LongTermMemory` / `Engine` functions as the CLI.
 """
 
 from __future__ import annotations
 
-import threading
-import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
-from textual import on, work
-from textual.app import App, ComposeResult
+from textual import work
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, Input, Markdown, Static
+from textual.screen import Screen
 
+from companion import config as config_mod
+from companion.config import Settings
 from companion.errors import CompanionError
-from companion.tui.messages import ModelFailed, ModelLoaded, ReplyFinished
+from companion.paths import Paths, get_paths
+from companion.tui.commands import system_commands
+from companion.tui.messages import EngineReady, MemoryChanged, ModelLoading, SessionStarted
+from companion.tui.screens.chat import ChatScreen
+from companion.tui.widgets.chat_message import ChatMessage
 
-
-class ChatMessage(Markdown):
-    DEFAULT_CSS = """
-    ChatMessage { margin: 0 1 1 1; padding: 0 1; }
-    ChatMessage.user { background: $boost; border-left: thick $accent; }
-    ChatMessage.assistant { border-left: thick $success; }
-    ChatMessage.incomplete { border-left: thick $warning; }
-    ChatMessage.notice { color: $text-muted; border-left: thick $secondary; }
-    """
+THEMES = {"dark": "textual-dark", "light": "textual-light"}
+MODEL_KEYS = {"model.name", "model.n_gpu_layers", "model.n_ctx"}
 
 
 class CompanionApp(App[None]):
     TITLE = "companion"
-    CSS = """
-    #log { height: 1fr; }
-    #status { height: 1; padding: 0 1; color: $text-muted; }
-    #composer { dock: bottom; }
-    """
+    CSS_PATH = "app.tcss"
     BINDINGS = [
-        Binding("escape", "stop", "Stop reply"),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
+        Binding("f1", "help", "Help", id="help"),
+        Binding("f2", "memories", "Memories", id="memories"),
+        Binding("f3", "profile", "Profile", id="profile"),
+        Binding("f4", "sessions", "Sessions", id="sessions"),
+        Binding("f5", "settings", "Settings", id="settings"),
+        Binding("ctrl+t", "toggle_theme", "Theme", id="theme", show=False),
     ]
 
-    def __init__(self, model_name: str | None = None, engine: Any = None) -> None:
+    def __init__(
+        self,
+        model_name: str | None = None,
+        engine: Any = None,
+        *,
+        paths: Paths | None = None,
+        welcome: bool | None = None,
+        upkeep: bool = True,
+    ) -> None:
         super().__init__()
-        self._model_name = model_name
-        self.engine = engine
-        self._pending: list[str] = []
-        self._pending_lock = threading.Lock()
-        self._reply: ChatMessage | None = None
-        self._reply_text = ""
-        self.busy = False
-        self.greeting: str | None = None
+        self.paths = paths or (engine.paths if engine is not None else get_paths())
+        if engine is None:
+            from companion.engine import Engine
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield VerticalScroll(id="log")
-        yield Static("Loading the model…", id="status")
-        yield Input(placeholder="Say something… (Enter sends, Esc stops, Ctrl+Q quits)", id="composer")
-        yield Footer()
+            engine = Engine(config_mod.load(self.paths), self.paths, model_name=model_name)
+        self.engine = engine
+        self.settings: Settings = engine.settings
+        self.theme = THEMES.get(self.settings.ui.theme, "textual-dark")
+        self.show_welcome = (not self.settings.ui.welcomed) if welcome is None else welcome
+        self._pending_ready: EngineReady | None = None
+        self.upkeep = upkeep  # memory upkeep on its schedule while the app is open (tests may turn it off)
+        self.chat = ChatScreen()
+
+    @property
+    def busy(self) -> bool:
+        return self.chat.busy
+
+    def now(self) -> datetime:
+        return self.engine.now()
 
     def on_mount(self) -> None:
-        self.query_one("#composer", Input).disabled = True
-        self.set_interval(0.05, self._flush_reply)
-        self.load_engine()
+        self._apply_keymap()
+        self.push_screen(self.chat)
+        if self.show_welcome:
+            from companion.tui.screens.welcome import WelcomeScreen
 
-    # -- workers --------------------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="model")
-    def load_engine(self) -> None:
-        try:
-            if self.engine is None:
-                from companion.engine import Engine
+            self.push_screen(WelcomeScreen(), self._welcomed)
+        self.load_model()
 
-                self.engine = Engine(model_name=self._model_name)
-            self.engine.load_model()
-            self.greeting = self.engine.greet()
-            self.post_message(ModelLoaded(self.engine.model.name))
-            self.engine.memory.ready()
-            self.engine.start_upkeep()
-        except CompanionError as error:
-            self.post_message(ModelFailed(str(error)))
-
-    @work(thread=True, exclusive=True, group="reply")
-    def generate(self, text: str) -> None:
-        started = time.perf_counter()
-        try:
-            turn = self.engine.send(text)
-            for piece in turn:
-                with self._pending_lock:
-                    self._pending.append(piece)
-            stats = turn.stats
-            self.post_message(
-                ReplyFinished(
-                    turn.incomplete,
-                    stats.completion_tokens,
-                    stats.gen_tok_s,
-                    time.perf_counter() - started,
-                    "",
-                )
+    def _apply_keymap(self) -> None:
+        known = {binding_id for _, _, _, binding_id in self.key_table()}
+        unknown = sorted(set(self.settings.keys) - known)
+        if unknown:
+            self.notify(
+                f"Unknown key binding(s) in [keys]: {', '.join(unknown)}; F1 lists the ones there are.",
+                severity="warning",
+                timeout=10,
             )
-        except CompanionError as error:
-            self.post_message(ReplyFinished(True, 0, 0.0, 0.0, str(error)))
+        self.set_keymap({k: v for k, v in self.settings.keys.items() if k in known})
 
-    # -- events ---------------------------------------------------------------------------------------------
-    def on_model_loaded(self, message: ModelLoaded) -> None:
-        composer = self.query_one("#composer", Input)
-        composer.disabled = False
-        composer.focus()
-        note = ""
+    # -- the model ------------------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="model")
+    def load_model(self, reload: bool = False) -> None:
+        engine = self.engine
+        name = engine.settings.model.name
+        self.post_message(ModelLoading(name))
+        try:
+            model = engine.reload_model() if reload else engine.load_model()
+            self.post_message(EngineReady(model.name))
+        except CompanionError as error:
+            self.post_message(EngineReady(name, str(error)))
+            return
+        try:
+            engine.memory.ready()
+            if self.upkeep:
+                engine.start_upkeep()
+        except CompanionError as error:
+            self.call_from_thread(self.notify, f"Memory recall is unavailable: {error}", severity="error")
+
+    def on_model_loading(self, message: ModelLoading) -> None:
+        self.chat.model_loading(message.name)
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        if self.show_welcome:
+            self._pending_ready = message  # greet after the welcome screen has the user's name
+            return
+        self._deliver(message)
+
+    def _deliver(self, message: EngineReady) -> None:
+        note = None
         if (
-            self.engine is not None
-            and self.engine.settings.model.name == "demo"
-            and self.engine.settings.model.backend == "local"
+            not message.error
+            and self.settings.model.name == "demo"
+            and self.settings.model.backend == "local"
         ):
             from companion.llm.models import DEMO_NOTE
 
             note = DEMO_NOTE
-            self._add("notice", note)
-        if self.greeting:
-            self._add("assistant", self.greeting)
-        self._status(f"model: {message.name}")
+        self.chat.engine_ready(message.name, message.error, note)
 
-    def on_model_failed(self, message: ModelFailed) -> None:
-        self._add("notice", f"**The model could not be loaded.** {message.error}")
-        self._status("no model")
+    def _welcomed(self, answers: dict[str, str] | None) -> None:
+        self.show_welcome = False
+        trial = _copy(self.settings)
+        changed = ["ui.welcomed"]
+        trial.ui.welcomed = True
+        for key, value in (answers or {}).items():
+            if value:
+                config_mod.set_value(trial, key, value)
+                changed.append(key)
+        self.apply_settings(trial, changed, quiet=True)
+        if self._pending_ready is not None:
+            self._deliver(self._pending_ready)
+            self._pending_ready = None
 
-    @on(Input.Submitted, "#composer")
-    def send(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        if not text or self.busy or self.engine is None:
+    # -- settings -------------------------------------------------------------------------------------------
+    def apply_settings(self, trial: Settings, changed: list[str], quiet: bool = False) -> None:
+        """Take validated settings: keep them, write the TOML file, and apply what changed."""
+        if self.chat.busy and MODEL_KEYS & set(changed):
+            self.notify("Wait for the reply to finish before switching the model.", severity="warning")
             return
-        event.input.value = ""
-        self.busy = True
-        self._add("user", text)
-        self._reply = self._add("assistant", "…")
-        self._reply_text = ""
-        self._status("thinking…")
-        self.generate(text)
+        for key in changed:
+            config_mod.set_value(self.settings, key, config_mod.get_value(trial, key))
+        self._save_settings(changed, quiet)
+        if "ui.theme" in changed:
+            self.theme = THEMES[self.settings.ui.theme]
+        self.engine.settings_changed(changed)
+        if MODEL_KEYS & set(changed):
+            self.chat.ready = False
+            self.load_model(reload=True)
 
-    def _flush_reply(self) -> None:
-        with self._pending_lock:
-            pieces, self._pending = self._pending, []
-        if pieces and self._reply is not None:
-            self._reply_text += "".join(pieces)
-            self._reply.update(self._reply_text)
-            self.query_one("#log", VerticalScroll).scroll_end(animate=False)
+    @work(thread=True, group="config")
+    def _save_settings(self, changed: list[str], quiet: bool) -> None:
+        try:
+            path = config_mod.save(self.settings, self.paths)
+        except (CompanionError, OSError) as error:
+            self.call_from_thread(self.notify, f"The settings could not be saved: {error}", severity="error")
+            return
+        if not quiet:
+            self.call_from_thread(self.notify, f"Saved to {path}: {', '.join(changed)}.")
 
-    def on_reply_finished(self, message: ReplyFinished) -> None:
-        self._flush_reply()
-        self.busy = False
-        if self._reply is not None:
-            if message.error:
-                self._reply.update(self._reply_text + f"\n\n*{message.error}*")
-                self._reply.add_class("incomplete")
-            elif message.incomplete:
-                self._reply.update((self._reply_text or "") + "\n\n*(stopped)*")
-                self._reply.add_class("incomplete")
-        self._status(f"{message.tokens} tokens · {message.tok_s:.1f} tok/s")
+    def action_toggle_theme(self) -> None:
+        trial = _copy(self.settings)
+        trial.ui.theme = "light" if self.settings.ui.theme == "dark" else "dark"
+        self.apply_settings(trial, ["ui.theme"], quiet=True)
 
-    def action_stop(self) -> None:
-        if self.busy and self.engine is not None:
-            self.engine.cancel()
+    # -- memory operations (the same functions as `companion memory …`) ------------------------------------
+    def memory_op(self, op: Callable[[Any], str], then: Callable[[str], None] | None = None) -> None:
+        self._memory_op(op, then)
 
-    def _add(self, role: str, text: str) -> ChatMessage:
-        widget = ChatMessage(text, classes=role)
-        log = self.query_one("#log", VerticalScroll)
-        log.mount(widget)
-        log.scroll_end(animate=False)
-        return widget
+    @work(thread=True, group="memory-op")
+    def _memory_op(self, op: Callable[[Any], str], then: Callable[[str], None] | None) -> None:
+        try:
+            said = op(self.engine.memory)
+        except CompanionError as error:
+            self.call_from_thread(self.notify, str(error), severity="error")
+            return
+        self.call_from_thread(self.notify, said, timeout=3)
+        self.post_message(MemoryChanged(said))
+        if then is not None:
+            self.call_from_thread(then, said)
 
-    def _status(self, text: str) -> None:
-        self.query_one("#status", Static).update(text)
+    def forget(self, kind: str, item_id: int) -> None:
+        def op(memory: Any) -> str:
+            memory.ready()
+            if kind == "message":
+                done = memory.forget(messages=[item_id])
+            else:
+                done = memory.forget(memories=[item_id])
+            return f"Forgotten ({done['messages']} messages, {done['memories']} memories)."
+
+        self.memory_op(op)
+
+    def on_memory_changed(self, message: MemoryChanged) -> None:
+        screen: Any = self.screen
+        if screen is not self.chat and hasattr(screen, "load"):
+            screen.load()
+
+    # -- sessions -------------------------------------------------------------------------------------------
+    def new_session(self, off_record: bool) -> None:
+        if self.chat.busy:
+            self.notify("Wait for the reply to finish (or press Esc to stop it).", severity="warning")
+            return
+        self._new_session(off_record)
+
+    @work(thread=True, exclusive=True, group="session")
+    def _new_session(self, off_record: bool) -> None:
+        self.engine.new_session(off_record=off_record)
+        self.post_message(SessionStarted(off_record))
+
+    def on_session_started(self, message: SessionStarted) -> None:
+        while self.screen is not self.chat and len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.chat.session_started(message.off_record)
+
+    # -- screens --------------------------------------------------------------------------------------------
+    def _open(self, screen: Screen[Any]) -> None:
+        while len(self.screen_stack) > 2 and self.screen is not self.chat:
+            self.pop_screen()
+        self.push_screen(screen)
+
+    def action_memories(self) -> None:
+        from companion.tui.screens.memories import MemoriesScreen
+
+        self._open(MemoriesScreen())
+
+    def action_profile(self) -> None:
+        from companion.tui.screens.profile import ProfileScreen
+
+        self._open(ProfileScreen())
+
+    def action_sessions(self) -> None:
+        from companion.tui.screens.sessions import SessionsScreen
+
+        self._open(SessionsScreen())
+
+    def action_settings(self) -> None:
+        from companion.tui.screens.settings import SettingsScreen
+
+        self._open(SettingsScreen())
+
+    def action_help(self) -> None:
+        from companion.tui.screens.help import HelpScreen
+
+        self._open(HelpScreen())
+
+    def run_chat_action(self, name: str) -> None:
+        while len(self.screen_stack) > 2 and self.screen is not self.chat:
+            self.pop_screen()
+        if name == "edit_last":
+            self.chat.recall_last()
+        else:
+            self.call_later(self.chat.run_action, name)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from system_commands(self)
+        yield from super().get_system_commands(screen)
+
+    def key_table(self) -> list[tuple[str, str, str, str]]:
+        """(key, where, description, binding id) of every remappable key, as mapped now."""
+        from companion.tui.screens.memories import MemoriesScreen
+        from companion.tui.screens.memory_detail import MemoryDetail
+        from companion.tui.screens.profile import ProfileScreen
+        from companion.tui.screens.sessions import SessionsScreen
+        from companion.tui.screens.settings import SettingsScreen
+        from companion.tui.widgets.recall_panel import RecallPanel
+
+        places: list[tuple[str, list[Any]]] = [
+            ("everywhere", self.BINDINGS),
+            ("chat", ChatScreen.BINDINGS),
+            ("a chat message", ChatMessage.BINDINGS),
+            ("recall panel", RecallPanel.BINDINGS),
+            ("memories", MemoriesScreen.BINDINGS),
+            ("a memory", MemoryDetail.BINDINGS),
+            ("profile", ProfileScreen.BINDINGS),
+            ("sessions", SessionsScreen.BINDINGS),
+            ("settings", SettingsScreen.BINDINGS),
+        ]
+        keymap = self.settings.keys
+        rows = [
+            ("Enter", "composer", "send the message", "-"),
+            ("Ctrl+J / Shift+Enter", "composer", "new line", "-"),
+            ("Up", "composer", "edit your last message (a new branch)", "-"),
+            ("Ctrl+P", "everywhere", "command palette: every action", "-"),
+        ]
+        for where, bindings in places:
+            for binding in bindings:
+                if not isinstance(binding, Binding) or not binding.id:
+                    continue
+                rows.append((keymap.get(binding.id, binding.key), where, binding.description, binding.id))
+        return rows
 
     def on_unmount(self) -> None:
-        if self.engine is not None:
-            self.engine.cancel()
+        self.engine.cancel()
+
+
+def _copy(settings: Settings) -> Settings:
+    import copy
+
+    return copy.deepcopy(settings)
 
 
 def run_app(model_name: str | None = None) -> None:
@@ -182,5 +318,4 @@ def run_app(model_name: str | None = None) -> None:
     try:
         app.run()
     finally:
-        if app.engine is not None:
-            app.engine.close()
+        app.engine.close()

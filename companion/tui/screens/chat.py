@@ -1,0 +1,412 @@
+"""The chat screen: the conversation (earlier sessions above it), the composer, the recall panel and a status
+line with the model, tokens/s and how full the context is.
+
+Replies stream from a thread worker into a buffer; a timer appends the new text to the Markdown widget about
+twenty times a second (`Markdown.append` re-parses only the last block), so the screen keeps up with the model
+without re-rendering the whole reply per token.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, ProgressBar, Static
+
+from companion.errors import CompanionError
+from companion.tui.messages import EarlierLoaded, Greeted, ReplyFinished, ReplyStarted
+from companion.tui.widgets.chat_message import ChatMessage
+from companion.tui.widgets.composer import Composer
+from companion.tui.widgets.recall_panel import RecallPanel
+
+EARLIER_PAGE = 40
+
+
+def usage_text(usage: dict[str, int]) -> str:
+    if not usage:
+        return ""
+    used = usage["persona"] + usage["profile"] + usage["memory"] + usage["history"]
+    share = 100 * used / max(usage["n_ctx"], 1)
+    return (
+        f"context {share:.0f}% (persona {usage['persona']}, profile {usage['profile']}, "
+        f"memories {usage['memory']}, history {usage['history']} of {usage['n_ctx']})"
+    )
+
+
+class ChatScreen(Screen[None]):
+    DEFAULT_CSS = """
+    ChatScreen #main { height: 1fr; }
+    ChatScreen #log { height: 1fr; }
+    ChatScreen #status { height: 1; padding: 0 1; color: $text-muted; background: $panel; }
+    ChatScreen #status.off-record { color: $warning; text-style: bold; }
+    """
+    BINDINGS = [
+        Binding("escape", "stop", "Stop", id="stop"),
+        Binding("ctrl+r", "regenerate", "Regenerate", id="regenerate"),
+        Binding("ctrl+b", "toggle_recall", "Recall", id="recall"),
+        Binding("ctrl+y", "copy_last", "Copy reply", id="copy_last", show=False),
+        Binding("ctrl+n", "new_session", "New session", id="new_session", show=False),
+        Binding("ctrl+o", "off_record", "Off the record", id="off_record", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[tuple[float, str]] = []
+        self._pending_lock = threading.Lock()
+        self._reply: ChatMessage | None = None
+        self._last_user: ChatMessage | None = None
+        self.busy = False
+        self.ready = False
+        self.model_name = ""
+        self.tok_s = 0.0
+        self.usage: dict[str, int] = {}
+        self.earlier_before: int | None = None  # load earlier messages with ids below this
+        self.earlier_more = False
+        self._loading_earlier = False
+        # Set by benchmarks/tui_stream.py: (time a piece left the engine, time it was on screen, characters).
+        self.probe: list[tuple[float, float, int]] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield VerticalScroll(id="log")
+            yield RecallPanel(id="recall")
+        with Vertical(id="bottom", classes="bottom"):
+            yield ProgressBar(id="loading", show_eta=False, show_percentage=False)
+            yield Composer(id="composer")
+            yield Static("Loading the model…", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        composer = self.query_one(Composer)
+        composer.disabled = True
+        self.set_interval(0.05, self._flush_reply)
+        self.watch(self.query_one("#log", VerticalScroll), "scroll_y", self._scrolled, init=False)
+
+    # -- the engine is ready ---------------------------------------------------------------------------------
+    def model_loading(self, name: str) -> None:
+        self.ready = False
+        self.query_one(Composer).disabled = True
+        self.query_one("#loading", ProgressBar).add_class("shown")
+        self._status(f"Loading the model {name}…")
+
+    def engine_ready(self, name: str, error: str, demo_note: str | None) -> None:
+        self.query_one("#loading", ProgressBar).remove_class("shown")
+        first = not self.model_name and not self.earlier_before
+        self.model_name = name
+        composer = self.query_one(Composer)
+        if error:
+            self.add(
+                "notice",
+                f"**The model could not be loaded.** {error} Memories, profile and sessions "
+                "still work (F2–F4); choose another model in Settings (F5).",
+            )
+            self._status("no model")
+        else:
+            self.ready = True
+            composer.disabled = False
+            composer.focus()
+            if demo_note:
+                self.add("notice", demo_note)
+            self._status("")
+        if first:
+            self.load_earlier()
+            if not error:
+                self.greet()
+
+    @work(thread=True, group="greet")
+    def greet(self) -> None:
+        engine = self.app.engine  # type: ignore[attr-defined]
+        try:
+            text = engine.greet()
+        except CompanionError:
+            text = None
+        self.post_message(Greeted(text))
+
+    def on_greeted(self, message: Greeted) -> None:
+        if message.text:
+            self.add("assistant", message.text)
+        self._status("")
+
+    # -- earlier sessions ---------------------------------------------------------------------------------------
+    @work(thread=True, group="earlier")
+    def load_earlier(self) -> None:
+        engine = self.app.engine  # type: ignore[attr-defined]
+        before = self.earlier_before
+        if before is None:
+            current = engine.messages()
+            before = min((m.id for m in current if m.id > 0), default=None)
+        params: list[Any] = [engine.session_id]
+        clause = ""
+        if before is not None:
+            clause = " and m.id < ?"
+            params.append(before)
+        rows = list(
+            engine.store.db.query(
+                "select m.id, m.session_id, m.role, m.speaker, m.text, m.created_at, m.incomplete from messages m"
+                f" where m.session_id != ? and m.replaced = 0{clause} order by m.id desc limit {EARLIER_PAGE + 1}",
+                params,
+            )
+        )
+        more = len(rows) > EARLIER_PAGE
+        self.post_message(EarlierLoaded(list(reversed(rows[:EARLIER_PAGE])), more))
+
+    async def on_earlier_loaded(self, message: EarlierLoaded) -> None:
+        self._loading_earlier = False
+        self.earlier_more = message.more
+        if not message.rows:
+            return
+        self.earlier_before = message.rows[0]["id"]
+        log = self.query_one("#log", VerticalScroll)
+        first_load = not log.children or not any(c.has_class("earlier") for c in log.children)
+        widgets: list[ChatMessage] = []
+        session = None
+        user = self.app.engine.settings.user.name or "you"  # type: ignore[attr-defined]
+        for row in message.rows:
+            if row["session_id"] != session:
+                session = row["session_id"]
+                widgets.append(
+                    ChatMessage(f"— conversation of {row['created_at'][:10]} —", "divider", classes="earlier")
+                )
+            who = row["speaker"] or (user if row["role"] == "user" else "companion")
+            widgets.append(
+                ChatMessage(f"**{who}:** {row['text']}", row["role"], row["id"], classes="earlier")
+            )
+        old_height = log.virtual_size.height
+        anchor = log.children[0] if log.children else None
+        if anchor is not None:
+            await log.mount_all(widgets, before=anchor)
+        else:
+            await log.mount_all(widgets)
+        if first_load:
+            log.scroll_end(animate=False)
+        else:
+            log.call_after_refresh(
+                lambda: log.scroll_to(y=log.virtual_size.height - old_height, animate=False)
+            )
+
+    def _scrolled(self, value: float) -> None:
+        log = self.query_one("#log", VerticalScroll)
+        if value <= 0 and self.earlier_more and not self._loading_earlier and log.max_scroll_y > 0:
+            self._loading_earlier = True
+            self.load_earlier()
+
+    # -- sending ------------------------------------------------------------------------------------------------
+    @on(Composer.Submitted)
+    def submitted(self, event: Composer.Submitted) -> None:
+        text = event.text.strip()
+        if not text:
+            return
+        if self.busy or not self.ready:
+            self.notify("Wait for the reply to finish (or press Esc to stop it).", severity="warning")
+            return
+        composer = event.composer
+        editing = event.editing
+        composer.text = ""
+        composer.stop_editing()
+        if editing is not None:
+            self._cut_from(editing)
+            self.add(
+                "notice",
+                "Branched: the conversation goes on from your edit; the earlier version is kept "
+                "(Sessions, F4).",
+            )
+        self._last_user = self.add("user", text)
+        self._start_reply()
+        self.generate("branch" if editing is not None else "send", text, editing)
+
+    def _cut_from(self, message_id: int) -> None:
+        """Remove the edited message and everything after it from the screen (the old branch stays in the file)."""
+        log = self.query_one("#log", VerticalScroll)
+        cut = False
+        for child in list(log.children):
+            if (
+                isinstance(child, ChatMessage)
+                and child.message_id == message_id
+                and not child.has_class("earlier")
+            ):
+                cut = True
+            if cut:
+                child.remove()
+
+    def _start_reply(self) -> None:
+        self.busy = True
+        self._reply = self.add("assistant", "")
+        self._reply_chars = 0
+        self._status("thinking…")
+
+    @work(thread=True, exclusive=True, group="reply")
+    def generate(self, kind: str, text: str, message_id: int | None) -> None:
+        engine = self.app.engine  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        try:
+            if kind == "regenerate":
+                turn = engine.regenerate()
+            elif kind == "branch" and message_id is not None:
+                turn = engine.branch(message_id, text)
+            else:
+                turn = engine.send(text)
+            self.post_message(ReplyStarted(turn.user_message_id, turn.hits, engine.context_usage()))
+            for piece in turn:
+                with self._pending_lock:
+                    self._pending.append((time.perf_counter(), piece))
+            stats = turn.stats
+            self.post_message(
+                ReplyFinished(
+                    turn.incomplete,
+                    stats.completion_tokens,
+                    stats.gen_tok_s,
+                    time.perf_counter() - started,
+                    "",
+                    turn.reply_id,
+                    engine.context_usage(),
+                )
+            )
+        except CompanionError as error:
+            self.post_message(ReplyFinished(True, 0, 0.0, 0.0, str(error)))
+        except Exception as error:  # the model died mid-reply: say so, keep the app running
+            self.post_message(ReplyFinished(True, 0, 0.0, 0.0, f"The model stopped with an error ({error})."))
+
+    def on_reply_started(self, message: ReplyStarted) -> None:
+        if self._last_user is not None and self._last_user.message_id is None:
+            self._last_user.message_id = message.user_id
+        app: Any = self.app
+        self.query_one(RecallPanel).show_hits(message.hits, app.now())
+        self.usage = message.usage
+
+    async def _flush_reply(self) -> None:
+        with self._pending_lock:
+            pieces, self._pending = self._pending, []
+        if not pieces or self._reply is None:
+            return
+        new = "".join(p for _, p in pieces)
+        self._reply.text += new
+        await self._reply.append(new)
+        self.query_one("#log", VerticalScroll).scroll_end(animate=False)
+        if self.probe is not None:
+            shown = time.perf_counter()
+            self.probe.extend((t, shown, len(p)) for t, p in pieces)
+
+    async def on_reply_finished(self, message: ReplyFinished) -> None:
+        await self._flush_reply()
+        self.busy = False
+        reply = self._reply
+        self._reply = None
+        if reply is not None:
+            reply.message_id = message.reply_id
+            if message.error:
+                if reply.text:
+                    await reply.append(f"\n\n*{message.error}*")
+                else:
+                    reply.set_text(f"*{message.error}*")
+                reply.add_class("incomplete")
+            elif message.incomplete:
+                await reply.append("\n\n*(stopped)*")
+                reply.add_class("incomplete")
+        self.tok_s = message.tok_s
+        if message.usage:
+            self.usage = message.usage
+        self._status("")
+
+    # -- actions ------------------------------------------------------------------------------------------------
+    def action_stop(self) -> None:
+        if self.busy:
+            self.app.engine.cancel()  # type: ignore[attr-defined]
+
+    def action_regenerate(self) -> None:
+        if self.busy or not self.ready:
+            self.notify("Wait for the reply to finish (or press Esc to stop it).", severity="warning")
+            return
+        log = self.query_one("#log", VerticalScroll)
+        mine = [c for c in log.children if isinstance(c, ChatMessage) and not c.has_class("earlier")]
+        if not any(c.role == "user" for c in mine):
+            self.notify("There is no reply to regenerate yet; send a message first.", severity="warning")
+            return
+        while mine and mine[-1].role in ("assistant", "notice") and mine[-1] is not self._last_user:
+            if mine[-1].role == "assistant":
+                mine[-1].remove()
+                mine.pop()
+                break
+            mine.pop()
+        self._start_reply()
+        self.generate("regenerate", "", None)
+
+    def action_toggle_recall(self) -> None:
+        panel = self.query_one(RecallPanel)
+        panel.toggle_class("shown")
+        if panel.has_class("shown"):
+            panel.query_one("ListView").focus()
+        else:
+            self.query_one(Composer).focus()
+
+    def action_copy_last(self) -> None:
+        replies = [c for c in self.query(ChatMessage) if c.role == "assistant" and c.text]
+        if replies:
+            replies[-1].action_copy()
+
+    def action_new_session(self) -> None:
+        self.app.new_session(False)  # type: ignore[attr-defined]
+
+    def action_off_record(self) -> None:
+        self.app.new_session(True)  # type: ignore[attr-defined]
+
+    def session_started(self, off_record: bool) -> None:
+        """The app started a new conversation: the old one moves up as an earlier one."""
+        for child in self.query_one("#log", VerticalScroll).children:
+            child.add_class("earlier")
+        self.query_one(RecallPanel).show_hits([], self.app.now())  # type: ignore[attr-defined]
+        self.usage = {}
+        if off_record:
+            self.add(
+                "notice",
+                "**Off the record.** Nothing of this conversation is written to your memory "
+                "file, and it is gone when it ends (Ctrl+N starts a normal one).",
+            )
+        else:
+            self.add("notice", "A new conversation.")
+        self.query_one("#status", Static).set_class(off_record, "off-record")
+        self.greet()
+
+    @on(Composer.RecallLast)
+    def recall_last(self) -> None:
+        if self._last_user is not None and self._last_user.message_id is not None and not self.busy:
+            self.query_one(Composer).start_editing(self._last_user.message_id, self._last_user.text)
+
+    @on(ChatMessage.EditRequested)
+    def edit_message(self, event: ChatMessage.EditRequested) -> None:
+        if self.busy:
+            self.notify("Wait for the reply to finish (or press Esc to stop it).", severity="warning")
+            return
+        if event.message.message_id is not None:
+            self.query_one(Composer).start_editing(event.message.message_id, event.message.text)
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+    def add(self, role: str, text: str) -> ChatMessage:
+        widget = ChatMessage(text, role)
+        log = self.query_one("#log", VerticalScroll)
+        log.mount(widget)
+        log.scroll_end(animate=False)
+        return widget
+
+    def _status(self, override: str) -> None:
+        app: Any = self.app
+        engine = getattr(app, "engine", None)
+        parts = []
+        if engine is not None and engine.off_record:
+            parts.append("OFF THE RECORD")
+        if override:
+            parts.append(override)
+        else:
+            parts.append(self.model_name or "no model")
+            if self.tok_s:
+                parts.append(f"{self.tok_s:.1f} tok/s")
+            usage = self.usage or (engine.context_usage() if engine is not None and self.ready else {})
+            if usage:
+                parts.append(usage_text(usage))
+        self.query_one("#status", Static).update(" · ".join(parts))

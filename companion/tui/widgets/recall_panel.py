@@ -1,0 +1,99 @@
+"""The recall panel: for the reply on screen, what was recalled and why (kind, score, date, provenance)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Label, ListItem, ListView
+
+
+def hit_text(hit: Any, now: datetime) -> Text:
+    from companion.llm.prompt import relative_date
+    from companion.memory.forgetting import parse_time
+
+    when = parse_time(hit.time)
+    date = relative_date(when, now).split(",")[0] if when else "undated"
+    head = Text.assemble((f"{hit.kind}", "bold"), f" · {hit.score:.2f} · {date}")
+    why = ", ".join(f"{k} {v:.2f}" for k, v in sorted(hit.why.items(), key=lambda kv: -abs(kv[1]))[:3])
+    source = f"message:{hit.id}, session {hit.session_id}" if hit.kind == "message" else f"memory {hit.id}"
+    if hit.kind != "message" and hit.source_ids:
+        source += f", from {len(hit.source_ids)} messages"
+    text = hit.text if len(hit.text) <= 160 else hit.text[:157] + "…"
+    return Text.assemble(head, "\n", text, "\n", (f"{source}" + (f" · {why}" if why else ""), "dim"))
+
+
+class HitItem(ListItem):
+    def __init__(self, hit: Any, now: datetime) -> None:
+        super().__init__(Label(hit_text(hit, now)))
+        self.hit = hit
+
+
+class RecallPanel(Vertical):
+    DEFAULT_CSS = """
+    RecallPanel { dock: right; width: 38; border-left: solid $accent; display: none; }
+    RecallPanel.shown { display: block; }
+    RecallPanel > #recall-title { padding: 0 1; text-style: bold; }
+    RecallPanel > #recall-hint { padding: 0 1; color: $text-muted; }
+    RecallPanel ListView { height: 1fr; }
+    RecallPanel ListItem { padding: 0 1; margin-bottom: 1; }
+    """
+    BINDINGS = [
+        Binding("p", "pin", "Pin", id="recall.pin"),
+        Binding("f", "forget", "Wrong: forget", id="recall.forget"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Label("Recalled for this reply", id="recall-title")
+        yield Label("Enter opens · p pins · f forgets", id="recall-hint")
+        yield ListView(id="recall-list")
+
+    def show_hits(self, hits: list[Any], now: datetime) -> None:
+        listing = self.query_one(ListView)
+        listing.clear()
+        if not hits:
+            listing.append(ListItem(Label("Nothing was recalled for this reply.")))
+            return
+        listing.extend(HitItem(hit, now) for hit in hits)
+
+    def _current(self) -> Any:
+        item = self.query_one(ListView).highlighted_child
+        return item.hit if isinstance(item, HitItem) else None
+
+    def on_list_view_selected(self, event: ListView.Selected) -> None:
+        if isinstance(event.item, HitItem):
+            from companion.tui.screens.memory_detail import MemoryDetail
+
+            self.app.push_screen(MemoryDetail(event.item.hit.kind, event.item.hit.id))
+
+    def action_pin(self) -> None:
+        hit = self._current()
+        if hit is None:
+            return
+        if hit.kind == "message":
+            self.app.notify("Messages cannot be pinned; they are what was said.", severity="warning")
+            return
+        app: Any = self.app
+        app.memory_op(lambda m: (m.pin(hit.id, True), "Pinned: it will not fade.")[1])
+
+    def action_forget(self) -> None:
+        hit = self._current()
+        if hit is None:
+            return
+        from companion.tui.widgets.dialogs import ConfirmDialog
+
+        app: Any = self.app
+        what = f"message:{hit.id}" if hit.kind == "message" else f"{hit.kind} {hit.id}"
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                app.forget(hit.kind, hit.id)
+                listing = self.query_one(ListView)
+                if listing.highlighted_child is not None:
+                    listing.highlighted_child.remove()
+
+        app.push_screen(ConfirmDialog(f"Mark {what} as wrong and forget it for good?", "Forget"), answer)

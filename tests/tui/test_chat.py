@@ -1,0 +1,202 @@
+"""The chat flow with the real demo model: send, stream, stop, regenerate, edit-and-branch, off the record,
+the recall panel and earlier sessions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from companion.paths import Paths
+from companion.tui.widgets.chat_message import ChatMessage
+from companion.tui.widgets.composer import Composer
+from companion.tui.widgets.recall_panel import HitItem, RecallPanel
+from tests.tui.conftest import settle
+
+
+def rows(home: Paths, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(home.database) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def mine(app: Any, role: str) -> list[ChatMessage]:
+    return [w for w in app.chat.query(ChatMessage) if w.role == role and not w.has_class("earlier")]
+
+
+async def say(app: Any, pilot: Any, text: str) -> None:
+    composer = app.chat.query_one(Composer)
+    composer.focus()
+    composer.text = text
+    await pilot.press("enter")
+    await settle(app, pilot)
+
+
+async def test_send_streams_a_reply_and_shows_model_speed_and_context(
+    make_app: Any, demo_home: Paths
+) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert not app.chat.query_one(Composer).disabled
+        assert any(w.has_class("notice") for w in app.chat.query(ChatMessage)), "the demo model is explained"
+        await say(app, pilot, "Hello there!\nHow are you?")
+        replies = mine(app, "assistant")
+        assert len(replies) == 2 and replies[-1].text.strip()  # Sam's greeting, then the streamed reply
+        status = str(app.chat.query_one("#status").render())
+        assert "demo" in status and "tok/s" in status and "context" in status and "history" in status
+    assert [r for (r,) in rows(demo_home, "select role from messages order by id")] == [
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    assert rows(demo_home, "select text from messages where role = 'user'") == [
+        ("Hello there!\nHow are you?",)
+    ]
+
+
+async def test_ctrl_j_inserts_a_newline_and_enter_sends(make_app: Any, demo_home: Paths) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        composer = app.chat.query_one(Composer)
+        composer.focus()
+        await pilot.press("a", "ctrl+j", "b")
+        assert composer.text == "a\nb"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert composer.text == ""
+    assert rows(demo_home, "select text from messages where role = 'user'") == [("a\nb",)]
+
+
+async def test_escape_stops_the_reply_and_keeps_it_marked(make_app: Any, demo_home: Paths) -> None:
+    app = make_app(max_tokens=400)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        composer = app.chat.query_one(Composer)
+        composer.focus()
+        composer.text = "Tell me a long story about the sea."
+        await pilot.press("enter")
+        while not (app.chat._reply is not None and app.chat._reply.text):
+            await pilot.pause(0.05)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        reply = mine(app, "assistant")[-1]
+        assert reply.has_class("incomplete") and "(stopped)" in reply.text + str(reply.source)
+    (incomplete, tokens), *_ = rows(demo_home, "select incomplete, token_count from messages where id = 3")
+    assert incomplete == 1 and 0 < tokens < 400
+
+
+async def test_regenerate_replaces_the_reply_and_keeps_the_old_one(make_app: Any, demo_home: Paths) -> None:
+    app = make_app(chat__temperature=1.0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await say(app, pilot, "Give me a word.")
+        await pilot.press("ctrl+r")
+        await settle(app, pilot)
+        assert len(mine(app, "assistant")) == 2  # greeting + the new reply, the old one is off screen
+        assert [m.role for m in app.engine.messages()] == ["assistant", "user", "assistant"]
+    kept = rows(demo_home, "select id, replaced, archived from messages where role = 'assistant' order by id")
+    assert [(r[1], r[2]) for r in kept] == [(0, 0), (1, 1), (0, 0)]
+
+
+async def test_editing_a_message_branches_and_keeps_the_old_branch(make_app: Any, demo_home: Paths) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await say(app, pilot, "I like tea.")
+        composer = app.chat.query_one(Composer)
+        composer.focus()
+        await pilot.press("up")  # the last message comes back for editing
+        assert composer.editing is not None and composer.text == "I like tea."
+        composer.text = "I like coffee."
+        await pilot.press("enter")
+        await settle(app, pilot)
+        texts = [w.text for w in mine(app, "user")]
+        assert texts == ["I like coffee."]
+        old, new = app.engine.session_id - 1, app.engine.session_id
+        assert [m.text for m in app.engine.messages() if m.role == "user"] == ["I like coffee."]
+        assert len(app.engine.messages()) == 3  # the shared greeting, the edit, its reply
+    assert rows(demo_home, f"select text from messages where session_id = {old} and role = 'user'") == [
+        ("I like tea.",)
+    ]
+    assert rows(demo_home, f"select parent_id, branch_at from sessions where id = {new}") == [(old, 2)]
+
+
+async def test_an_earlier_message_can_be_edited_from_the_log(make_app: Any, demo_home: Paths) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await say(app, pilot, "First.")
+        await say(app, pilot, "Second.")
+        first = mine(app, "user")[0]
+        first.focus()
+        await pilot.press("e")
+        composer = app.chat.query_one(Composer)
+        assert composer.editing == first.message_id
+        composer.text = "First, edited."
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert [w.text for w in mine(app, "user")] == ["First, edited."]
+        assert [m.text for m in app.engine.messages() if m.role == "user"] == ["First, edited."]
+
+
+async def test_off_the_record_leaves_no_trace_in_the_memory_file(make_app: Any, demo_home: Paths) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        before = (
+            rows(demo_home, "select count(*) from messages")[0][0],
+            rows(demo_home, "select count(*) from sessions")[0][0],
+        )
+        await pilot.press("ctrl+o")
+        await settle(app, pilot)
+        assert app.engine.off_record and "OFF THE RECORD" in str(app.chat.query_one("#status").render())
+        await say(app, pilot, "My secret word is zanzibarquux.")
+        assert len(mine(app, "assistant")) >= 1 and mine(app, "user")[-1].text.startswith("My secret")
+        await pilot.press("ctrl+r")  # regenerate works off the record too
+        await settle(app, pilot)
+        await pilot.press("ctrl+n")  # back on the record: the off-the-record talk is gone
+        await settle(app, pilot)
+        assert not app.engine.off_record
+        after = (
+            rows(demo_home, "select count(*) from messages")[0][0],
+            rows(demo_home, "select count(*) from sessions")[0][0],
+        )
+    app.engine.close()
+    assert after[0] == before[0] + 1  # only the new session's greeting
+    assert after[1] == before[1] + 1
+    for file in Path(demo_home.database).parent.iterdir():
+        if file.is_file():
+            assert b"zanzibarquux" not in file.read_bytes(), file
+
+
+async def test_recall_panel_shows_what_was_recalled_and_pins_from_it(make_app: Any, demo_home: Paths) -> None:
+    from companion.memory.store import Store
+
+    store = Store(demo_home.database)
+    earlier = store.new_session()
+    store.add_message(earlier, "user", "My sister Ana lives in Lisbon and teaches piano.")
+    fact = store.add_memory("fact", "The user's sister Ana lives in Lisbon.", importance=0.8)
+    store.end_session(earlier)
+    store.close()
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        assert any(
+            "Ana lives in Lisbon" in w.text for w in app.chat.query(ChatMessage) if w.has_class("earlier")
+        )
+        await say(app, pilot, "Where does my sister Ana live?")
+        await pilot.press("ctrl+b")
+        panel = app.chat.query_one(RecallPanel)
+        assert panel.has_class("shown")
+        items = list(panel.query(HitItem))
+        assert {(i.hit.kind, i.hit.id) for i in items} >= {("fact", fact)}
+        listing = panel.query_one("ListView")
+        listing.index = next(n for n, i in enumerate(items) if i.hit.kind == "fact")
+        listing.focus()
+        await pilot.press("p")
+        await settle(app, pilot)
+        await pilot.press("enter")  # opens the memory with its provenance
+        await settle(app, pilot)
+        assert "Where it came from" in str(app.screen.query_one("#detail").source)
+    assert rows(demo_home, f"select pinned from memories where id = {fact}") == [(1,)]
