@@ -141,6 +141,7 @@ class Engine:
         # Off the record: the conversation lives in this list only and never touches the memory file.
         self.off_record = off_record
         self._off_log: list[Message] = []
+        self._greeting: Message | None = None
         self.session_id = (
             0 if off_record else (session_id or self.store.new_session(persona=self.persona.name))
         )
@@ -283,13 +284,22 @@ class Engine:
         text = fill(
             greeting, self.persona.name, self.settings.user.name or "there"
         )  # "Hi there" without a name
-        self._add_message("assistant", text, speaker=self.persona.name)
+        # Kept aside until the user answers: opening the app and leaving again leaves nothing in the file.
+        self._greeting = Message(0, self.session_id, "assistant", self.persona.name, text, utcnow(), False)
         return text
 
     # -- the session ----------------------------------------------------------------------------------------
     def messages(self) -> list[Message]:
         """This conversation as it reads: a branch includes its parent's turns before the branch point."""
-        return list(self._off_log) if self.off_record else self.store.conversation(self.session_id)
+        said = list(self._off_log) if self.off_record else self.store.conversation(self.session_id)
+        return [self._greeting, *said] if self._greeting is not None else said
+
+    def _store_greeting(self) -> None:
+        if self._greeting is not None:
+            greeting, self._greeting = self._greeting, None
+            self._add_message(
+                "assistant", greeting.text, speaker=greeting.speaker, created_at=greeting.created_at
+            )
 
     def _add_message(self, role: str, text: str, **fields: Any) -> int:
         if not self.off_record:
@@ -330,10 +340,13 @@ class Engine:
         return self.session_id
 
     def _end_current(self) -> None:
+        self._greeting = None
         if self.off_record:
             self._off_log = []
         elif self.turns:  # the conversation is over: consolidation may take it from here
             self.store.end_session(self.session_id)
+        else:  # nothing was said: no empty session is left behind
+            self.store.drop_session_if_empty(self.session_id)
 
     def regenerate(self, **options: Any) -> Turn:
         """Answer the last user message again. The earlier reply stays in the file, marked replaced."""
@@ -419,6 +432,7 @@ class Engine:
         if self.busy:
             raise CompanionError("A reply is still being written; stop it first (Esc).")
         self.model  # noqa: B018 - a model that cannot load fails before the message is stored
+        self._store_greeting()
         conversation = self.messages()
         user_id = self._add_message("user", text, speaker=self.settings.user.name)
         return self._respond(text, user_id, conversation, **options)

@@ -403,6 +403,14 @@ class Store:
         ).fetchone()
         return Session(row[0], row[1] or "", row[2], row[3], bool(row[4])) if row else None
 
+    def drop_session_if_empty(self, session_id: int) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "delete from sessions where id = ? and not exists (select 1 from messages where session_id = ?)"
+                " and not exists (select 1 from sessions where parent_id = ?)",
+                (session_id, session_id, session_id),
+            )
+
     def end_session(self, session_id: int) -> None:
         with self.transaction():
             self.conn.execute("update sessions set ended_at = ? where id = ?", (utcnow(), session_id))

@@ -43,7 +43,7 @@ async def test_send_streams_a_reply_and_shows_model_speed_and_context(
         replies = mine(app, "assistant")
         assert len(replies) == 2 and replies[-1].text.strip()  # Sam's greeting, then the streamed reply
         status = str(app.chat.query_one("#status").render())
-        assert "demo" in status and "tok/s" in status and "context" in status and "history" in status
+        assert "demo" in status and "tok/s" in status and "ctx" in status and "history" in status
     assert [r for (r,) in rows(demo_home, "select role from messages order by id")] == [
         "assistant",
         "user",
@@ -163,8 +163,7 @@ async def test_off_the_record_leaves_no_trace_in_the_memory_file(make_app: Any, 
             rows(demo_home, "select count(*) from sessions")[0][0],
         )
     app.engine.close()
-    assert after[0] == before[0] + 1  # only the new session's greeting
-    assert after[1] == before[1] + 1
+    assert after == before  # the unanswered greetings and the empty session leave nothing either
     for file in Path(demo_home.database).parent.iterdir():
         if file.is_file():
             assert b"zanzibarquux" not in file.read_bytes(), file

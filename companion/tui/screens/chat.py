@@ -34,8 +34,8 @@ def usage_text(usage: dict[str, int]) -> str:
     used = usage["persona"] + usage["profile"] + usage["memory"] + usage["history"]
     share = 100 * used / max(usage["n_ctx"], 1)
     return (
-        f"context {share:.0f}% (persona {usage['persona']}, profile {usage['profile']}, "
-        f"memories {usage['memory']}, history {usage['history']} of {usage['n_ctx']})"
+        f"ctx {share:.0f}% (persona {usage['persona']} profile {usage['profile']} "
+        f"memories {usage['memory']} history {usage['history']})"
     )
 
 
@@ -43,6 +43,7 @@ class ChatScreen(Screen[None]):
     DEFAULT_CSS = """
     ChatScreen #main { height: 1fr; }
     ChatScreen #log { height: 1fr; }
+    ChatScreen #bottom { height: auto; }
     ChatScreen #status { height: 1; padding: 0 1; color: $text-muted; background: $panel; }
     ChatScreen #status.off-record { color: $warning; text-style: bold; }
     """

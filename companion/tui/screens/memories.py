@@ -57,6 +57,7 @@ class MemoriesScreen(Screen[None]):
         self.page = 0
         self.total = 0
         self.kind: str | None = None
+        self.text_width = 36
         self.matching = ""
 
     def compose(self) -> ComposeResult:
@@ -72,12 +73,14 @@ class MemoriesScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = "Memories"
         table = self.query_one(DataTable)
-        table.add_column("id", key="id", width=6)
-        table.add_column("kind", key="kind", width=8)
-        table.add_column("memory", key="text", width=36)
+        # The text takes what the other columns leave (80 columns still show every column).
+        self.text_width = max(20, self.app.size.width - 53)
+        table.add_column("id", key="id", width=5)
+        table.add_column("kind", key="kind", width=7)
+        table.add_column("memory", key="text", width=self.text_width)
         table.add_column("date", key="date", width=10)
         table.add_column("retention", key="retention", width=13)
-        table.add_column("📌", key="pinned", width=2)
+        table.add_column("pin", key="pinned", width=3)
         table.focus()
         self.load()
 
@@ -102,10 +105,10 @@ class MemoriesScreen(Screen[None]):
                 (
                     str(m.id),
                     m.kind,
-                    text if len(text) <= 36 else text[:35] + "…",
+                    text if len(text) <= self.text_width else text[: self.text_width - 1] + "…",
                     (m.event_time or m.created_at)[:10],
                     retention_bar(1.0 if m.pinned else kept),
-                    "📌" if m.pinned else "",
+                    "yes" if m.pinned else "",
                 )
             )
         self.app.call_from_thread(self._show, rows, total, page)
@@ -129,7 +132,7 @@ class MemoriesScreen(Screen[None]):
                 else " · no match"
             )
         self.query_one("#pager", Label).update(
-            f"{total} {view} memories · page {page + 1} of {pages} ([ and ] turn pages){empty}"
+            f"{total} {view} memories · page {page + 1} of {pages} (\\[ and ] turn pages){empty}"
         )
 
     @on(Input.Changed, "#search")

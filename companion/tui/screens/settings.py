@@ -35,7 +35,8 @@ class SettingsScreen(Screen[None]):
     DEFAULT_CSS = """
     SettingsScreen VerticalScroll { height: 1fr; padding: 0 1; }
     SettingsScreen .row { height: auto; margin-bottom: 0; }
-    SettingsScreen .row Label { width: 26; padding: 1 1 0 0; }
+    SettingsScreen .row { margin-top: 1; }
+    SettingsScreen .row Label { width: 26; padding: 0 1 0 0; }
     SettingsScreen .row Input, SettingsScreen .row Select { width: 1fr; }
     SettingsScreen .help { color: $text-muted; padding: 0 0 0 26; }
     SettingsScreen #jobs { height: auto; max-height: 8; margin-top: 1; }
@@ -65,11 +66,13 @@ class SettingsScreen(Screen[None]):
             for key, label, help_text in TEXT_FIELDS:
                 with Horizontal(classes="row"):
                     yield Label(label)
-                    yield Input(str(config_mod.get_value(settings, key)), id=field_id(key))
+                    yield Input(str(config_mod.get_value(settings, key)), id=field_id(key), compact=True)
                 yield Label(help_text, classes="help")
             with Horizontal(classes="row"):
                 yield Label("Persona")
-                yield Select([], id="field-persona-name", allow_blank=True, prompt=settings.persona.name)
+                yield Select(
+                    [], id="field-persona-name", allow_blank=True, prompt=settings.persona.name, compact=True
+                )
             with Horizontal(classes="row"):
                 yield Label("Theme")
                 yield Select(

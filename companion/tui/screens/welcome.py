@@ -14,15 +14,14 @@ from textual.widgets import Button, Input, Label, Markdown, Select
 WELCOME = """\
 # Welcome to companion
 
-A companion that talks with you over weeks and months and **remembers you** — privately: everything runs on
-this machine, and your memory is one file you can inspect, export or delete (`companion memory …`).
+A companion that talks with you over weeks and months and **remembers you**, privately: it all runs on this
+machine, and your memory is one file you can inspect, export or delete (`companion memory …`).
 
-**The model.** You start with the built-in *demo model* (Gemma 3 270M, a tiny base model): it works offline
-and shows how everything fits together, but its replies are simple. For real conversations pick a chat model:
-`companion model pull REPO FILE.gguf` or `companion model add PATH.gguf`, then choose it in Settings (F5).
+**The model.** You start with the built-in *demo model* (Gemma 3 270M, tiny and offline): it shows how it all
+fits together, but its replies are simple. For real conversations get a chat model with
+`companion model pull REPO FILE.gguf` (or `model add PATH`) and choose it in Settings (F5).
 
-**Keys.** Enter sends · Ctrl+J new line · Esc stops a reply · Ctrl+B what was recalled · F1 help ·
-Ctrl+P every command.
+**Keys.** Enter sends · Ctrl+J new line · Esc stops · Ctrl+B what was recalled · F1 help · Ctrl+P commands
 """
 
 
@@ -31,6 +30,7 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
     WelcomeScreen VerticalScroll { padding: 0 2; }
     WelcomeScreen #form { height: auto; }
     WelcomeScreen Input, WelcomeScreen Select { width: 40; margin-bottom: 1; }
+    WelcomeScreen Markdown { margin: 0; }
     """
     BINDINGS = [Binding("escape", "skip", "Skip")]
 
@@ -39,9 +39,9 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
             yield Markdown(WELCOME)
             with Vertical(id="form"):
                 yield Label("What should the companion call you?")
-                yield Input(placeholder="your name (optional)", id="name")
+                yield Input(placeholder="your name (optional)", id="name", compact=True)
                 yield Label("Who would you like to talk with?")
-                yield Select([], id="persona", allow_blank=True, prompt="Sam (the default)")
+                yield Select([], id="persona", allow_blank=True, prompt="Sam (the default)", compact=True)
                 yield Button("Start", id="start", variant="primary")
 
     def on_mount(self) -> None:
