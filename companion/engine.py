@@ -142,9 +142,7 @@ class Engine:
         self.off_record = off_record
         self._off_log: list[Message] = []
         self._greeting: Message | None = None
-        self.session_id = (
-            0 if off_record else (session_id or self.store.new_session(persona=self.persona.name))
-        )
+        self.session_id = 0 if off_record else (session_id or self._open_session())
         self.turns = 0
         self.fold_start = 0
         # The memory block each user turn of this session was sent with, and what it recalled (kind, id).
@@ -327,17 +325,21 @@ class Engine:
             self.current.close()
         self.off_record = off_record
         self._off_log = []
-        self.session_id = (
-            0
-            if off_record
-            else self.store.new_session(persona=self.persona.name, parent_id=parent_id, branch_at=branch_at)
-        )
+        self.session_id = 0 if off_record else self._open_session(parent_id, branch_at)
         self.turns = 0
         self.fold_start = 0
         self.current = self.last_turn = None
         if self._upkeep is not None:
             self._upkeep.options["exclude_session"] = self.session_id
         return self.session_id
+
+    def _open_session(self, parent_id: int | None = None, branch_at: int | None = None) -> int:
+        return self.store.new_session(
+            persona=self.persona.name,
+            parent_id=parent_id,
+            branch_at=branch_at,
+            started_at=self.now().isoformat(timespec="milliseconds"),
+        )
 
     def _end_current(self) -> None:
         self._greeting = None

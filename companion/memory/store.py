@@ -388,12 +388,13 @@ class Store:
         off_record: bool = False,
         parent_id: int | None = None,
         branch_at: int | None = None,
+        started_at: str | None = None,
     ) -> int:
         with self.transaction() as conn:
             cursor = conn.execute(
                 "insert into sessions (title, persona, started_at, off_record, parent_id, branch_at)"
                 " values (?, ?, ?, ?, ?, ?)",
-                (title, persona, utcnow(), int(off_record), parent_id, branch_at),
+                (title, persona, started_at or utcnow(), int(off_record), parent_id, branch_at),
             )
             return int(cursor.lastrowid or 0)
 

@@ -152,7 +152,9 @@ async def test_sessions_screen_reads_a_past_session_and_starts_new_ones(
         await settle(app, pilot)
         assert not app.engine.off_record and app.engine.session_id
         assert one(demo_home, f"select count(*) from sessions where id = {app.engine.session_id}") == (1,)
-        assert one(demo_home, f"select count(*) from sessions where id = {current}") == (int(current == app.engine.session_id),)
+        assert one(demo_home, f"select count(*) from sessions where id = {current}") == (
+            int(current == app.engine.session_id),
+        )
 
 
 async def test_settings_screen_writes_the_config_file_and_refuses_bad_values(
