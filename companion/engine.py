@@ -455,7 +455,9 @@ class Engine:
                 text,
                 now=self.now(),
                 limit=self.settings.memory.recall_limit,
-                exclude_session=self.session_id or None,
+                # A branch does not recall its parents: their shared start is in the history, and what
+                # followed the edited message is what the user chose to replace.
+                exclude_session=self.store.lineage(self.session_id) if self.session_id else None,
                 persona=self.persona.name,
                 separate=self.settings.persona.memory == "separate",
             )

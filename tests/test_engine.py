@@ -131,3 +131,77 @@ def test_profile_and_due_threads_sit_in_the_stable_prefix(demo_home: Paths) -> N
     "".join(second)
     assert second.assembled.messages[0].content == system
     engine.close()
+
+
+def test_regenerate_answers_again_and_keeps_the_old_reply_out_of_the_conversation(demo_home: Paths) -> None:
+    engine = Engine(paths=demo_home)
+    first, _ = engine.ask("Say a colour.", max_tokens=6, seed=1)
+    turn = engine.regenerate(max_tokens=6, seed=2, temperature=1.0)
+    second = "".join(turn)
+    assert [m.role for m in engine.messages()] == ["user", "assistant"]
+    assert engine.messages()[-1].text == second.strip()
+    # The user's message was not stored twice; the old reply is in the file, replaced and out of recall.
+    with sqlite3.connect(demo_home.database) as conn:
+        kept = conn.execute("select role, text, replaced, archived from messages order by id").fetchall()
+    assert kept == [
+        ("user", "Say a colour.", 0, 0),
+        ("assistant", first.strip(), 1, 1),
+        ("assistant", second.strip(), 0, 0),
+    ]
+    engine.close()
+
+
+def test_regenerate_needs_a_message_to_answer(demo_home: Paths) -> None:
+    import pytest
+
+    from companion.errors import CompanionError
+
+    engine = Engine(paths=demo_home)
+    engine.greet()
+    with pytest.raises(CompanionError, match="send a message first"):
+        engine.regenerate()
+    engine.close()
+
+
+def test_branching_keeps_the_old_branch_and_shares_the_start(demo_home: Paths) -> None:
+    engine = Engine(paths=demo_home)
+    engine.ask("My name is Ana.", max_tokens=4, seed=1)
+    engine.ask("I like tea.", max_tokens=4, seed=1)
+    old = engine.session_id
+    tea = [m.id for m in engine.messages() if m.text == "I like tea."][0]
+    "".join(engine.branch(tea, "I like coffee.", max_tokens=4, seed=1))
+    conversation = [m.text for m in engine.messages() if m.role == "user"]
+    assert conversation == ["My name is Ana.", "I like coffee."]
+    assert engine.session_id != old
+    assert [m.text for m in engine.store.conversation(old) if m.role == "user"] == [
+        "My name is Ana.",
+        "I like tea.",
+    ]
+    # The prompt the model saw holds the shared start and the edit, not the old branch.
+    prompt = " ".join(m.content for m in engine.last_turn.assembled.messages)  # type: ignore[union-attr]
+    assert "My name is Ana." in prompt and "I like coffee." in prompt and "I like tea." not in prompt
+    engine.close()
+
+
+def test_off_the_record_writes_nothing(demo_home: Paths) -> None:
+    engine = Engine(paths=demo_home, off_record=True)
+    engine.greet()
+    engine.ask("The code is plumquartz.", max_tokens=4, seed=1)
+    "".join(engine.regenerate(max_tokens=4, seed=1))
+    assert [m.role for m in engine.messages()] == ["assistant", "user", "assistant"]
+    engine.close()
+    with sqlite3.connect(demo_home.database) as conn:
+        assert conn.execute("select count(*) from messages").fetchone() == (0,)
+        assert conn.execute("select count(*) from sessions").fetchone() == (0,)
+    for file in demo_home.database.parent.iterdir():
+        if file.is_file():
+            assert b"plumquartz" not in file.read_bytes()
+
+
+def test_an_unanswered_greeting_leaves_nothing_behind(demo_home: Paths) -> None:
+    engine = Engine(paths=demo_home)
+    assert engine.greet()
+    engine.close()
+    with sqlite3.connect(demo_home.database) as conn:
+        assert conn.execute("select count(*) from messages").fetchone() == (0,)
+        assert conn.execute("select count(*) from sessions").fetchone() == (0,)

@@ -10,7 +10,7 @@ import contextlib
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,7 +250,7 @@ class LongTermMemory:
         *,
         now: datetime | None = None,
         limit: int = 10,
-        exclude_session: int | None = None,
+        exclude_session: int | Collection[int] | None = None,
         kinds: set[str] | None = None,
         query_vector: np.ndarray | None = None,
         persona: str | None = None,

@@ -17,7 +17,7 @@ it comes from). FTS5 syntax in a query is never interpreted: each word is quoted
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -136,12 +136,13 @@ class Retriever:
         now: datetime | None = None,
         limit: int = 10,
         query_vector: np.ndarray | None = None,
-        exclude_session: int | None = None,
+        exclude_session: int | Collection[int] | None = None,
         kinds: set[str] | None = None,
         persona: str | None = None,
         separate: bool = False,
     ) -> list[Hit]:
-        """`persona`: lore of other personas is never recalled; with `separate`, neither are their
+        """`exclude_session`: a session (or several: a branch and its parents) whose messages are not recalled.
+        `persona`: lore of other personas is never recalled; with `separate`, neither are their
         conversations and what was learned in them."""
         now = now or datetime.now(UTC)
         if now.tzinfo is None:
@@ -190,14 +191,13 @@ class Retriever:
         candidates = list(dict.fromkeys([*bm25, *dense]))
         if not candidates:
             return []
+        excluded = {exclude_session} if isinstance(exclude_session, int) else set(exclude_session or ())
         self._fill_dense(candidates, dense, query_vector)
         rows = self._rows(candidates)
         candidates = [
             k
             for k in candidates
-            if k in rows
-            and self._allowed(rows[k], exclude_session, kinds)
-            and _visible(rows[k], persona, separate)
+            if k in rows and self._allowed(rows[k], excluded, kinds) and _visible(rows[k], persona, separate)
         ]
         if not candidates:
             return []
@@ -307,12 +307,12 @@ class Retriever:
         return out
 
     @staticmethod
-    def _allowed(row: dict[str, Any], exclude_session: int | None, kinds: set[str] | None) -> bool:
+    def _allowed(row: dict[str, Any], excluded: set[int], kinds: set[str] | None) -> bool:
         if row.get("off_record"):
             return False
         if row.get("archived") or (row["kind"] != "message" and row.get("valid_to")):
             return False
-        if exclude_session is not None and row["kind"] == "message" and row["session_id"] == exclude_session:
+        if row["kind"] == "message" and row["session_id"] in excluded:
             return False
         return kinds is None or row["kind"] in kinds
 

@@ -472,6 +472,15 @@ class Store:
         )
         return before + [Message.from_row(r) for r in rows]
 
+    def lineage(self, session_id: int) -> list[int]:
+        """A session and the sessions it branched from, nearest first."""
+        chain = [session_id]
+        while True:
+            row = self.conn.execute("select parent_id from sessions where id = ?", (chain[-1],)).fetchone()
+            if not row or row[0] is None or row[0] in chain:
+                return chain
+            chain.append(int(row[0]))
+
     def mark_replaced(self, message_id: int) -> None:
         """A regenerated reply stays in the file, out of the conversation and out of recall."""
         with self.transaction() as conn:
