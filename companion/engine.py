@@ -89,7 +89,12 @@ class Turn:
         self.stream.cancel()
         closer = getattr(iter(self.stream), "close", None)
         if closer:
-            closer()
+            try:
+                closer()
+            except ValueError:  # another thread is iterating (the app's worker): it stops at the next token
+                deadline = time.monotonic() + 10
+                while self.reply_id is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
         self._finish()
 
     def _finish(self) -> None:
@@ -573,6 +578,8 @@ class Engine:
         return reply_id
 
     def close(self) -> None:
+        if self._model is not None and hasattr(self._model, "abort_jobs"):
+            self._model.abort_jobs()  # a consolidation job mid-generation lets go at once
         if self._upkeep is not None:
             self._upkeep.stop()
             self._upkeep = None

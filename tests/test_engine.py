@@ -205,3 +205,39 @@ def test_an_unanswered_greeting_leaves_nothing_behind(demo_home: Paths) -> None:
     with sqlite3.connect(demo_home.database) as conn:
         assert conn.execute("select count(*) from messages").fetchone() == (0,)
         assert conn.execute("select count(*) from sessions").fetchone() == (0,)
+
+
+def test_closing_stops_a_background_job_on_the_model_at_once(demo_home: Paths) -> None:
+    import threading
+    import time
+
+    from companion.errors import ModelError
+    from companion.llm.base import ChatMessage, GenerationOptions
+
+    engine = Engine(paths=demo_home)
+    model = engine.model
+    failures: list[BaseException] = []
+    answers: list[object] = []
+
+    def job() -> None:
+        # At least 1500 numbers: the grammar keeps the model writing far longer than the test waits.
+        schema = {"type": "array", "items": {"type": "integer"}, "minItems": 1500}
+        try:
+            answers.append(
+                model.complete_json(  # type: ignore[attr-defined]
+                    [ChatMessage("user", "Write a very long story as JSON.")],
+                    schema,
+                    GenerationOptions(max_tokens=8000, temperature=1.0, seed=1),
+                )
+            )
+        except ModelError as error:
+            failures.append(error)
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    time.sleep(1.0)
+    started = time.perf_counter()
+    engine.close()
+    worker.join(10)
+    assert not worker.is_alive() and time.perf_counter() - started < 5
+    assert not answers and failures and "closed" in str(failures[0])

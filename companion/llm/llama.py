@@ -144,6 +144,7 @@ class LlamaModel:
             ) from None
         self._lock = threading.Lock()
         self._chat_waiting = threading.Event()
+        self._closing = threading.Event()
         model = self.llm._model
         bos = model.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
         eos = model.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
@@ -289,10 +290,18 @@ class LlamaModel:
                     **_sampling(options),
                     grammar=grammar,
                     stopping_criteria=StoppingCriteriaList(
-                        [lambda ids, logits: self._chat_waiting.is_set() or time.monotonic() > deadline]
+                        [
+                            lambda ids, logits: (
+                                self._chat_waiting.is_set()
+                                or self._closing.is_set()
+                                or time.monotonic() > deadline
+                            )
+                        ]
                     ),
                     stream=False,
                 )
+                if self._closing.is_set():
+                    raise ModelError("The app closed during the job; it runs again next time.")
                 if self._chat_waiting.is_set():
                     raise ModelError("The job stopped to let a chat turn use the model; it runs again later.")
                 if time.monotonic() > deadline:
@@ -328,7 +337,12 @@ class LlamaModel:
             "llama_cpp_python": llama_cpp.__version__,
         }
 
+    def abort_jobs(self) -> None:
+        """Stop a background job's generation at its next token (the app is closing)."""
+        self._closing.set()
+
     def close(self) -> None:
         # Waits for a generation in another thread (already told to cancel) to let go of the model.
+        self._closing.set()
         with self._lock:
             self.llm.close()

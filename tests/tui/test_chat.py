@@ -199,3 +199,22 @@ async def test_recall_panel_shows_what_was_recalled_and_pins_from_it(make_app: A
         await settle(app, pilot)
         assert "Where it came from" in str(app.screen.query_one("#detail").source)
     assert rows(demo_home, f"select pinned from memories where id = {fact}") == [(1,)]
+
+
+async def test_quitting_during_a_reply_is_clean_and_keeps_what_was_said(
+    make_app: Any, demo_home: Paths
+) -> None:
+    app = make_app(max_tokens=400)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        composer = app.chat.query_one(Composer)
+        composer.focus()
+        composer.text = "Tell me a long story about the mountains."
+        await pilot.press("enter")
+        while not (app.chat._reply is not None and app.chat._reply.text):
+            await pilot.pause(0.05)
+        await pilot.press("ctrl+q")
+    app.engine.close()
+    roles = rows(demo_home, "select role, incomplete from messages order by id")
+    assert roles == [("assistant", 0), ("user", 0), ("assistant", 1)]
+    assert rows(demo_home, "pragma integrity_check") == [("ok",)]
