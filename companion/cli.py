@@ -8,6 +8,7 @@ after whatever was in flight has been stored or rolled back.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,7 +59,7 @@ def root(
     if ctx.invoked_subcommand is None:
         from companion.tui.app import run_app
 
-        run_app()
+        run_app(ask=_ask())
 
 
 # -- config ---------------------------------------------------------------------------------------------------
@@ -205,6 +206,16 @@ def model_info(
         print(f"note: {DEMO_NOTE}")
 
 
+def _ask() -> Any:
+    """A hidden prompt on the terminal for a passphrase, or None when there is no terminal (scripts use
+    COMPANION_PASSPHRASE)."""
+    if not sys.stdin.isatty():
+        return None
+    import getpass
+
+    return getpass.getpass
+
+
 # -- chat -----------------------------------------------------------------------------------------------------
 def _engine(model: str | None) -> Any:
     from companion.engine import Engine
@@ -218,7 +229,7 @@ def _engine(model: str | None) -> Any:
                 f"There is no model named '{model}' (known: {', '.join(registered(settings))}); "
                 "add one with `companion model add PATH`."
             )
-    engine = Engine(settings, model_name=model)
+    engine = Engine(settings, model_name=model, ask=_ask())
     with err.status("Loading the model…", spinner="dots"):
         engine.load_model()
     return engine
@@ -261,7 +272,7 @@ def chat(
     if not plain:
         from companion.tui.app import run_app
 
-        run_app(model_name=model)
+        run_app(model_name=model, ask=_ask())
         return
     interactive = sys.stdin.isatty()
     engine = None
@@ -312,14 +323,19 @@ class _Memory:
     """The memory file opened for one command, with a progress bar for long work (embedding)."""
 
     def __init__(self, ready: bool = True) -> None:
+        from companion.memory.encryption import unlock_key
         from companion.memory.operations import LongTermMemory
         from companion.memory.store import Store
 
         paths = get_paths().ensure()
         settings = config_mod.load(paths)
-        self.store = Store(paths.database)
+        key = unlock_key(paths.database, _ask())
+        self.store = Store(paths.database, key)
         self.memory = LongTermMemory(
-            self.store, paths.index_file, settings.memory.embedding_model, settings.memory.tau_days
+            self.store,
+            None if key is not None else paths.index_file,
+            settings.memory.embedding_model,
+            settings.memory.tau_days,
         )
         if ready:
             with _progress() as report:
@@ -639,12 +655,21 @@ def memory_export(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write to this file (default: stdout).")
     ] = None,
+    encrypt: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt", help="Encrypt the export with a passphrase (asked, or COMPANION_PASSPHRASE)."
+        ),
+    ] = False,
 ) -> None:
     """Export the memory: json (complete, re-importable), jsonl (the conversation log) or markdown (a journal)."""
-    from companion.memory import portability
+    from companion.memory import encryption, portability
 
     if fmt not in ("json", "jsonl", "markdown"):
         raise CompanionError(f"'{fmt}' is not an export format; use json, jsonl or markdown.")
+    if encrypt and output is None:
+        raise CompanionError("An encrypted export needs a file to go to; add -o FILE.")
+    secret = encryption.passphrase(_ask(), "Passphrase for the export: ", confirm=True) if encrypt else None
     with _Memory(ready=False) as memory:
         if fmt == "json":
             text = json.dumps(portability.export_json(memory), ensure_ascii=False, indent=1) + "\n"
@@ -652,13 +677,26 @@ def memory_export(
             text = portability.export_jsonl(memory)
         else:
             text = portability.export_markdown(memory)
+    plain = (
+        "Warning: the export is plain text, readable by anyone who gets it; "
+        "-o FILE --encrypt protects it with a passphrase."
+    )
     if output is None:
         sys.stdout.write(text)
+        err.print(plain)
         return
-    from companion.paths import write_private_text
+    from companion.paths import atomic_path
 
-    write_private_text(output.expanduser().resolve(), text)
-    err.print(f"Exported to {output} (plain text: keep it somewhere private).")
+    with atomic_path(output.expanduser().resolve()) as tmp:
+        tmp.write_bytes(
+            encryption.seal(text.encode("utf-8"), secret) if secret is not None else text.encode("utf-8")
+        )
+    if secret is not None:
+        err.print(
+            f"Exported to {output}, encrypted with your passphrase (import it with the same passphrase)."
+        )
+    else:
+        err.print(f"Exported to {output}. {plain}")
 
 
 @memory_app.command("import")
@@ -674,7 +712,7 @@ def memory_import(
     if fmt is not None and fmt not in ("json", "jsonl", "chatgpt"):
         raise CompanionError(f"'{fmt}' is not an import format; use json, jsonl or chatgpt.")
     with _Memory() as memory, _progress() as report:
-        result = portability.import_file(memory, file, fmt, report)
+        result = portability.import_file(memory, file, fmt, report, ask=_ask())
     skipped = f", {result.skipped} already there" if result.skipped else ""
     extra = f", {result.memories} memories" if result.memories else ""
     print(f"Imported {result.messages} messages in {result.sessions} new sessions{extra}{skipped}.")
@@ -882,6 +920,42 @@ def profile_veto(line: str) -> None:
     with _Memory(ready=False) as memory:
         version = veto(memory.store, line)
     print(f"Removed; the profile is now version {version}, and that line will not be inferred again.")
+
+
+@memory_app.command("encrypt")
+def memory_encrypt(
+    use_passphrase: Annotated[
+        bool, typer.Option("--passphrase", help="Use a passphrase even where an OS keyring exists.")
+    ] = False,
+) -> None:
+    """Encrypt the memory file at rest (SQLCipher); its key goes to the OS keyring, or a passphrase is used."""
+    from companion.memory import encryption
+    from companion.secrets import keyring_usable
+
+    paths = get_paths().ensure()
+    if encryption.state(paths.database).encrypted:
+        raise CompanionError("The memory file is already encrypted; nothing was changed.")
+    if not use_passphrase and not keyring_usable() and encryption.PASSPHRASE_ENV not in os.environ:
+        err.print("No OS keyring is available here, so the memory file will be locked with a passphrase.")
+    result = encryption.encrypt(paths, _ask(), use_passphrase)
+    print(f"The memory file is now {result.describe()}.")
+
+
+@memory_app.command("decrypt")
+def memory_decrypt(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Turn encryption off: the memory file is rewritten in the clear."""
+    from companion.memory import encryption
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CompanionError("This writes your memory file in the clear; add --yes to confirm.")
+        if not typer.confirm("Write the memory file in the clear?"):
+            print("Nothing was changed.")
+            return
+    result = encryption.decrypt(get_paths().ensure(), _ask())
+    print(f"The memory file is now {result.describe()}.")
 
 
 @memory_app.command("threads")

@@ -163,6 +163,34 @@ def _keyring() -> Check:
     )
 
 
+def _encryption() -> Check:
+    from companion.memory import encryption
+
+    paths = get_paths().ensure()
+    current = encryption.state(paths.database)
+    if not paths.database.exists():
+        return Check("encryption", True, "no memory file yet; `companion memory encrypt` encrypts it at rest")
+    if not current.encrypted:
+        return Check(
+            "encryption",
+            False,
+            "the memory file is not encrypted at rest",
+            "companion memory encrypt",
+            warning=True,
+        )
+    leaked = [p.name for p in (paths.index_file,) if p.exists()]
+    if leaked:
+        return Check(
+            "encryption",
+            False,
+            f"{current.describe()}, but an index file is on disk in the clear ({', '.join(leaked)})",
+            f"rm {paths.index_file}*",
+        )
+    return Check(
+        "encryption", True, f"the memory file is {current.describe()}; the index is kept in memory only"
+    )
+
+
 def run_checks() -> list[Check]:
     checks = [
         Check(
@@ -178,5 +206,5 @@ def run_checks() -> list[Check]:
     except Exception as error:
         checks.append(Check("config", False, str(error), "companion config path; fix or delete the file"))
         settings = config_mod.Settings()
-    checks += [_llama_build(), _model(settings), _embedder(), _data_dir(), _keyring()]
+    checks += [_llama_build(), _model(settings), _embedder(), _data_dir(), _keyring(), _encryption()]
     return checks

@@ -125,13 +125,20 @@ class Engine:
         session_id: int | None = None,
         now: Callable[[], datetime] | None = None,
         off_record: bool = False,
+        ask: Callable[[str], str] | None = None,
     ) -> None:
+        """`ask` prompts for the memory file's passphrase when it is encrypted with one (None: only
+        COMPANION_PASSPHRASE)."""
+        from companion.memory.encryption import unlock_key
+
         self.paths = (paths or get_paths()).ensure()
         self.settings = settings or config_mod.load(self.paths)
-        self.store = Store(self.paths.database)
+        key = unlock_key(self.paths.database, ask)
+        self.store = Store(self.paths.database, key)
         self.memory = LongTermMemory(
             self.store,
-            index_path=self.paths.index_file,
+            # Encrypted: the index (embeddings in the clear) is kept in memory only, rebuilt at start.
+            index_path=None if key is not None else self.paths.index_file,
             embed_model=self.settings.memory.embedding_model,
             tau_days=self.settings.memory.tau_days,
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from companion.memory.index import VectorIndex
 from companion.memory.retrieve import Hit, Retriever
 from companion.memory.store import (
     MEMORY_KINDS,
+    SQL_OPERATIONAL_ERRORS,
     VARIANT_MEMORY,
     VARIANT_MESSAGE,
     VARIANT_MESSAGE_CONTEXT,
@@ -550,7 +550,7 @@ class LongTermMemory:
         with self.store.transaction() as conn:
             conn.execute("insert into messages_fts(messages_fts) values ('optimize')")
             conn.execute("insert into memories_fts(memories_fts) values ('optimize')")
-        with contextlib.suppress(sqlite3.OperationalError):
+        with contextlib.suppress(*SQL_OPERATIONAL_ERRORS):
             self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- reading --------------------------------------------------------------------------------------------

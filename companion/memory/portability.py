@@ -22,7 +22,7 @@ import numpy as np
 
 from companion.errors import CompanionError
 from companion.memory.operations import LongTermMemory, context_text, progress_counter
-from companion.memory.store import VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
+from companion.memory.store import SQL_ERRORS, VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
 
 FORMAT_NAME = "companion-memory"
 ROLES = ("user", "assistant", "system")
@@ -346,7 +346,12 @@ def import_json(memory: LongTermMemory, text: str, progress: Progress | None = N
                 )
 
             for row in data.get("sessions", []):
-                insert("sessions", row | {"id": row["id"] + offsets["sessions"]})
+                moved = row | {"id": row["id"] + offsets["sessions"]}
+                if row.get("parent_id") is not None:  # a branch points at its parent and its branch point
+                    moved["parent_id"] = row["parent_id"] + offsets["sessions"]
+                if row.get("branch_at") is not None:
+                    moved["branch_at"] = row["branch_at"] + offsets["messages"]
+                insert("sessions", moved)
             previous: dict[int, str] = {}
             for row in data.get("messages", []):
                 session_id = row["session_id"] + offsets["sessions"]
@@ -389,9 +394,7 @@ def import_json(memory: LongTermMemory, text: str, progress: Progress | None = N
             f"The export is missing a required field ({error}); nothing was imported."
         ) from None
     except Exception as error:
-        import sqlite3
-
-        if isinstance(error, sqlite3.Error):
+        if isinstance(error, SQL_ERRORS):
             raise CompanionError(
                 f"The export does not fit the memory file ({error}); nothing was imported."
             ) from None
@@ -408,10 +411,26 @@ def import_json(memory: LongTermMemory, text: str, progress: Progress | None = N
 
 
 def import_file(
-    memory: LongTermMemory, path: Path, fmt: str | None, progress: Progress | None = None
+    memory: LongTermMemory,
+    path: Path,
+    fmt: str | None,
+    progress: Progress | None = None,
+    ask: Callable[[str], str] | None = None,
 ) -> ImportResult:
+    """Import a file; an export sealed with `export --encrypt` is opened with its passphrase (`ask`)."""
+    from companion.memory import encryption
+
     fmt = fmt or _guess_format(path)
-    text = _read_text(path)
+    if encryption.is_sealed_file(path):
+        secret = encryption.passphrase(ask, "Passphrase of the encrypted export: ")
+        try:
+            text = encryption.unseal(path.read_bytes(), secret).decode("utf-8")
+        except UnicodeDecodeError:
+            raise CompanionError(
+                "The encrypted export does not hold UTF-8 text; nothing was imported."
+            ) from None
+    else:
+        text = _read_text(path)
     if fmt == "json":
         return import_json(memory, text, progress)
     if fmt == "jsonl":

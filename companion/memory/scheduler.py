@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 from companion.errors import CompanionError
 from companion.memory.forgetting import parse_time
 from companion.memory.operations import LongTermMemory
+from companion.memory.store import SQL_ERRORS
 
 log = logging.getLogger("companion.scheduler")
 CHECK_EVERY = timedelta(minutes=5)
@@ -164,6 +164,18 @@ def _save_state(memory: LongTermMemory, name: str, state: JobState) -> None:
     )
 
 
+# What a failing job may raise: recorded, retried later with backoff; anything else is a bug and propagates.
+JOB_ERRORS: tuple[type[Exception], ...] = (
+    CompanionError,
+    *SQL_ERRORS,
+    OSError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    TypeError,
+)
+
+
 def run_jobs(
     memory: LongTermMemory,
     now: datetime | None = None,
@@ -186,15 +198,7 @@ def run_jobs(
         state.last_run = now
         try:
             result = job.run(memory, now, options or {})
-        except (
-            CompanionError,
-            sqlite3.Error,
-            OSError,
-            RuntimeError,
-            ValueError,
-            KeyError,
-            TypeError,
-        ) as error:
+        except JOB_ERRORS as error:
             state.failures += 1
             state.last_error = f"{type(error).__name__}: {error}"
             state.retry_at = now + min(timedelta(minutes=2**state.failures), MAX_BACKOFF)

@@ -7,6 +7,7 @@ message is committed before the model is asked anything, so a crash mid-reply ne
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import threading
@@ -284,6 +285,25 @@ def _m005_branches(db: sqlite_utils.Database) -> None:
     db.execute("alter table messages add column replaced integer not null default 0")
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def is_encrypted_file(path: Path) -> bool:
+    """An SQLCipher file has no plain SQLite header (its first page is ciphertext, salt first)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    return len(head) == 16 and head != SQLITE_HEADER
+
+
+@functools.cache
+def _cipher_connection_class() -> Any:
+    """An SQLCipher connection class that can be weakly referenced (made once, on first use)."""
+    return type("_CipherConnection", (_cipher().Connection,), {})
+
+
 # Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_sessions_and_messages,
@@ -298,6 +318,34 @@ class _Connection(sqlite3.Connection):
     """A plain connection that can be weakly referenced (the C type cannot)."""
 
 
+def _cipher() -> Any:
+    import sqlcipher3.dbapi2 as cipher
+
+    return cipher
+
+
+def _cipher_errors(name: str) -> tuple[type[Exception], ...]:
+    try:
+        return (getattr(_cipher(), name),)
+    except ImportError:  # pragma: no cover - sqlcipher3-wheels is a dependency
+        return ()
+
+
+# What the memory file's connections raise: sqlite3's, or SQLCipher's for an encrypted file.
+SQL_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, *_cipher_errors("Error"))
+SQL_OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.OperationalError,
+    *_cipher_errors("OperationalError"),
+)
+
+
+def key_pragma(key: str) -> str:
+    """`PRAGMA key` for a raw hex key (x'…') or a passphrase (quoted as an SQL string)."""
+    if key.startswith("x'") and key.endswith("'"):
+        return f'PRAGMA key = "{key}"'
+    return "PRAGMA key = '" + key.replace("'", "''") + "'"
+
+
 class Store:
     """The memory database. Safe to share between threads: each thread gets its own connection.
 
@@ -305,13 +353,15 @@ class Store:
     end an enclosing transaction early; sqlite-utils serves the schema and the queries.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: str | None = None) -> None:
+        """`key`: the SQLCipher key of an encrypted file (a raw x'…' hex key or a passphrase)."""
         self.path = path
+        self.key = key
         ensure_private_dir(path.parent)
         existed = path.exists()
         self._local = threading.local()
         # Weak: a finished thread's connection is closed when its thread-local storage goes away.
-        self._connections: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._connections_lock = threading.Lock()
         try:
             conn = self.conn
@@ -319,7 +369,18 @@ class Store:
                 os.chmod(path, FILE_MODE)
             conn.execute("PRAGMA journal_mode=WAL")
             self.migrate()
-        except sqlite3.DatabaseError as error:
+        except SQL_ERRORS as error:
+            self._close_connections()
+            if key is not None and "not a database" in str(error):
+                raise CompanionError(
+                    f"The memory file {path} does not open with this key or passphrase; check "
+                    "COMPANION_PASSPHRASE (or the OS keyring entry) and try again."
+                ) from None
+            if key is None and "not a database" in str(error) and is_encrypted_file(path):
+                raise CompanionError(
+                    f"The memory file {path} is encrypted; give its passphrase (COMPANION_PASSPHRASE) or unlock "
+                    "the OS keyring that holds its key."
+                ) from None
             raise CompanionError(
                 f"The memory file {path} cannot be opened ({error}); if it is damaged, move it aside and restore "
                 "a backup or an export."
@@ -331,13 +392,25 @@ class Store:
         a shared connection would mix one thread's statements into another's transaction)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(
-                str(self.path),
-                timeout=30.0,
-                isolation_level=None,
-                check_same_thread=False,
-                factory=_Connection,
-            )
+            if self.key is not None:
+                cipher = _cipher()
+                conn = cipher.connect(
+                    str(self.path),
+                    timeout=30.0,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    factory=_cipher_connection_class(),
+                )
+                conn.execute("PRAGMA cipher_log_level = NONE")  # a wrong key is reported once, by us
+                conn.execute(key_pragma(self.key))
+            else:
+                conn = sqlite3.connect(
+                    str(self.path),
+                    timeout=30.0,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    factory=_Connection,
+                )
             conn.execute("PRAGMA foreign_keys=ON")
             # Deleted text is overwritten on disk, not just unlinked: `forget` must really forget.
             conn.execute("PRAGMA secure_delete=ON")
@@ -601,11 +674,14 @@ class Store:
         return row[0] if row else None
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(*SQL_ERRORS):
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._close_connections()
+
+    def _close_connections(self) -> None:
         with self._connections_lock:
             for conn in list(self._connections):
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(*SQL_ERRORS):
                     conn.close()
             self._connections.clear()
         self._local = threading.local()

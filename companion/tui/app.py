@@ -313,8 +313,13 @@ def _copy(settings: Settings) -> Settings:
     return copy.deepcopy(settings)
 
 
-def run_app(model_name: str | None = None) -> None:
-    app = CompanionApp(model_name=model_name)
+def run_app(model_name: str | None = None, ask: Callable[[str], str] | None = None) -> None:
+    """Open the memory file (asking for its passphrase on the terminal first, if it has one) and run the app."""
+    from companion.engine import Engine
+
+    paths = get_paths()
+    engine = Engine(config_mod.load(paths), paths, model_name=model_name, ask=ask)
+    app = CompanionApp(engine=engine)
     try:
         app.run()
     finally:

@@ -1,0 +1,156 @@
+"""Encryption at rest, through the commands a user types: the file holds none of the text, a wrong or missing
+passphrase fails with one clear sentence, encrypt → decrypt loses nothing, the index never lands on disk in the
+clear, and exports are sealed with --encrypt."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from companion.paths import Paths
+from tests.test_cli import assert_clean_error, run
+
+SECRETS = ["zephyrine", "quollberry", "marmalux"]
+PASSPHRASE = "correct horse battery"
+
+
+def remember(paths: Paths, tmp_path: Path) -> None:
+    log = tmp_path / "log.jsonl"
+    lines = [
+        {
+            "session": "a",
+            "time": "2026-05-01T10:00:00",
+            "role": "user",
+            "speaker": "Ana",
+            "text": f"My cat is called {SECRETS[0]}.",
+        },
+        {
+            "session": "a",
+            "time": "2026-05-01T10:00:05",
+            "role": "assistant",
+            "speaker": "Sam",
+            "text": "What a lovely name!",
+        },
+        {
+            "session": "b",
+            "time": "2026-05-03T09:00:00",
+            "role": "user",
+            "speaker": "Ana",
+            "text": f"I grow {SECRETS[1]} in the garden.",
+        },
+    ]
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert run("memory", "import", str(log)).returncode == 0
+    assert run("memory", "add", f"The user's password hint is {SECRETS[2]}.").returncode == 0
+
+
+def data_bytes(paths: Paths) -> bytes:
+    return b"".join(p.read_bytes() for p in paths.data_dir.rglob("*") if p.is_file() and p.suffix != ".gguf")
+
+
+def export(paths: Paths) -> dict[str, object]:
+    result = run("memory", "export")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    data.pop("exported_at")
+    return data  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def with_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPANION_PASSPHRASE", PASSPHRASE)
+
+
+def test_passphrase_encryption_hides_the_text_and_round_trips(
+    paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remember(paths, tmp_path)
+    assert run("memory", "search", "cat name").returncode == 0  # writes the FAISS index file
+    before = export(paths)
+    assert all(s.encode() in data_bytes(paths) for s in SECRETS)
+    monkeypatch.setenv("COMPANION_PASSPHRASE", PASSPHRASE)
+    result = run("memory", "encrypt")
+    assert result.returncode == 0 and "passphrase" in result.stdout, result.stderr
+    assert not any(s.encode() in data_bytes(paths) for s in SECRETS)
+    assert not paths.index_file.exists()
+    # Working with it: recall finds the cat, and the index is still never written to disk.
+    found = run("memory", "search", "what is my cat called", "--json")
+    assert found.returncode == 0 and SECRETS[0] in found.stdout, found.stderr
+    assert not paths.index_file.exists() and not any(s.encode() in data_bytes(paths) for s in SECRETS)
+    assert "encrypted with SQLCipher" in run("doctor").stdout
+    assert export(paths) == before
+    # A wrong passphrase, or none, fails with one clear sentence.
+    monkeypatch.setenv("COMPANION_PASSPHRASE", "not the passphrase")
+    assert_clean_error(run("memory", "list"), "does not open with this key or passphrase")
+    monkeypatch.delenv("COMPANION_PASSPHRASE")
+    assert_clean_error(run("memory", "list"), "needs a passphrase")
+    monkeypatch.setenv("COMPANION_PASSPHRASE", PASSPHRASE)
+    assert_clean_error(run("memory", "encrypt"), "already encrypted")
+    result = run("memory", "decrypt", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert export(paths) == before
+    monkeypatch.delenv("COMPANION_PASSPHRASE")
+    assert run("memory", "list").returncode == 0
+    assert_clean_error(run("memory", "decrypt", "--yes"), "not encrypted")
+
+
+def test_a_short_passphrase_is_refused_and_nothing_changes(
+    paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remember(paths, tmp_path)
+    monkeypatch.setenv("COMPANION_PASSPHRASE", "short")
+    assert_clean_error(run("memory", "encrypt"), "too short")
+    assert SECRETS[0].encode() in paths.database.read_bytes()
+    assert [p.name for p in paths.data_dir.iterdir() if "crypt" in p.name] == []
+
+
+def test_keyring_key_unlocks_without_a_passphrase(
+    paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyring_backend.FileKeyring")
+    monkeypatch.setenv("COMPANION_TEST_KEYRING", str(tmp_path / "keyring.json"))
+    monkeypatch.setenv(
+        "PYTHONPATH", str(Path(__file__).resolve().parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
+    remember(paths, tmp_path)
+    before = export(paths)
+    result = run("memory", "encrypt")
+    assert result.returncode == 0 and "OS keyring" in result.stdout, result.stderr
+    stored = json.loads((tmp_path / "keyring.json").read_text())
+    (key,) = stored.values()
+    assert len(key) == 64 and key.encode() not in data_bytes(paths)  # the key is in the keyring, not on disk
+    assert not any(s.encode() in data_bytes(paths) for s in SECRETS)
+    assert export(paths) == before
+    (tmp_path / "keyring.json").write_text("{}")  # the keyring lost the key: a clear message
+    assert_clean_error(run("memory", "list"), "not in the OS keyring")
+    (tmp_path / "keyring.json").write_text(json.dumps(stored))
+    assert run("memory", "decrypt", "--yes").returncode == 0
+    assert json.loads((tmp_path / "keyring.json").read_text()) == {}
+
+
+def test_exports_are_sealed_with_encrypt_and_warn_without(
+    paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remember(paths, tmp_path)
+    plain = run("memory", "export", "-o", str(tmp_path / "plain.json"))
+    assert plain.returncode == 0 and "plain text" in plain.stderr
+    monkeypatch.setenv("COMPANION_PASSPHRASE", PASSPHRASE)
+    sealed = tmp_path / "sealed.json"
+    result = run("memory", "export", "-o", str(sealed), "--encrypt")
+    assert result.returncode == 0 and "encrypted" in result.stderr
+    assert not any(s.encode() in sealed.read_bytes() for s in SECRETS)
+    # Into a new memory file: the wrong passphrase imports nothing, the right one everything.
+    monkeypatch.setenv("COMPANION_HOME", str(tmp_path / "other"))
+    monkeypatch.setenv("COMPANION_PASSPHRASE", "wrong passphrase")
+    assert_clean_error(run("memory", "import", str(sealed)), "does not open this export")
+    assert (
+        "0 messages" in run("memory", "stats").stdout
+        or json.loads(run("memory", "stats", "--json").stdout)["messages"] == 0
+    )
+    monkeypatch.setenv("COMPANION_PASSPHRASE", PASSPHRASE)
+    result = run("memory", "import", str(sealed))
+    assert result.returncode == 0, result.stderr
+    assert SECRETS[1] in run("memory", "export").stdout
