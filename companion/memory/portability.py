@@ -162,7 +162,8 @@ def parse_chatgpt(text: str) -> list[LogLine]:
             node_id = node.get("parent")
         fallback = conversation.get("create_time")
         for ident, message in reversed(branch):
-            role = (message.get("author") or {}).get("role")
+            author = message.get("author")
+            role = author.get("role") if isinstance(author, dict) else None
             content = message.get("content") or {}
             parts = content.get("parts") if isinstance(content, dict) else None
             if role not in ("user", "assistant") or not isinstance(parts, list):
@@ -171,12 +172,18 @@ def parse_chatgpt(text: str) -> list[LogLine]:
             if not body:
                 continue
             stamp = message.get("create_time") or fallback
-            if not isinstance(stamp, int | float):
+            if not isinstance(stamp, int | float) or isinstance(stamp, bool):
                 raise CompanionError(f"{where}: a message has no create_time; nothing was imported.")
+            try:
+                when = datetime.fromtimestamp(stamp, UTC)
+            except (OverflowError, OSError, ValueError):
+                raise CompanionError(
+                    f"{where}: a message has an impossible create_time ({stamp!r}); nothing was imported."
+                ) from None
             lines.append(
                 LogLine(
                     session,
-                    datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds"),
+                    when.isoformat(timespec="milliseconds"),
                     role,
                     "",
                     body,
