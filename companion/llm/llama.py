@@ -145,6 +145,7 @@ class LlamaModel:
         self._lock = threading.Lock()
         self._chat_waiting = threading.Event()
         self._closing = threading.Event()
+        self._defanged: dict[str, str] = {}
         model = self.llm._model
         bos = model.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
         eos = model.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
@@ -174,7 +175,24 @@ class LlamaModel:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def render(self, messages: list[ChatMessage]) -> str:
-        return str(self._formatter(messages=_merge_same_roles(messages)).prompt)  # type: ignore[arg-type]
+        safe = [ChatMessage(m.role, self.defang(m.content)) for m in messages]
+        return str(self._formatter(messages=_merge_same_roles(safe)).prompt)  # type: ignore[arg-type]
+
+    def defang(self, text: str) -> str:
+        """Text is data, never control tokens: a message, memory or card that spells a control token
+        (`<end_of_turn>`, `<|im_start|>`…) would otherwise become one when the prompt is tokenized with
+        special tokens on, and could forge a turn. Such text gets a zero-width space after each `<`, so the
+        model reads the same characters as plain text. (Cached: the history is rendered every turn.)"""
+        cached = self._defanged.get(text)
+        if cached is None:
+            raw = text.encode("utf-8")
+            special = self.llm.tokenize(raw, add_bos=False, special=True)
+            plain = self.llm.tokenize(raw, add_bos=False, special=False)
+            cached = text if special == plain else text.replace("<", "<\u200b").replace("[", "[\u200b")
+            if len(self._defanged) > 4096:
+                self._defanged.clear()
+            self._defanged[text] = cached
+        return cached
 
     def prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:
         # The template writes BOS itself; tokenizing with special=True keeps its control tokens as tokens.
