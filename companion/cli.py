@@ -236,7 +236,10 @@ def _engine(model: str | None) -> Any:
 
 
 def _run_turn(engine: Any, text: str, stats: bool, seed: int | None, max_tokens: int | None) -> None:
+    degraded = engine.degraded
     turn = engine.send(text, seed=seed, max_tokens=max_tokens)
+    if engine.degraded and engine.degraded != degraded:
+        err.print(f"Warning: {engine.degraded}", markup=False)
     try:
         for piece in turn:
             sys.stdout.write(piece)
@@ -1068,4 +1071,12 @@ def main() -> None:
     except (KeyboardInterrupt, click.exceptions.Abort):
         err.print("Interrupted.")
         sys.exit(130)
+    except Exception as error:  # a read of a damaged or vanished memory file: one sentence, not a traceback
+        from companion.errors import storage_error
+        from companion.memory.store import SQL_ERRORS
+
+        if not isinstance(error, SQL_ERRORS):
+            raise
+        err.print(f"Error: {storage_error(get_paths().database, error)}", markup=False)
+        sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)

@@ -16,7 +16,7 @@ from typing import Any
 
 from companion import config as config_mod
 from companion.config import Settings
-from companion.errors import CompanionError
+from companion.errors import CompanionError, ModelError, StorageError
 from companion.llm.base import ChatMessage, ChatModel, GenerationOptions, Stream
 from companion.llm.prompt import Assembled, MemoryItem, assemble, memory_block, quote
 from companion.memory.forgetting import parse_time
@@ -154,6 +154,8 @@ class Engine:
         self.off_record = off_record
         self._off_log: list[Message] = []
         self._greeting: Message | None = None
+        # Why the conversation is no longer being saved (the memory file failed), for the faces to show.
+        self.degraded: str | None = None
         self.session_id = 0 if off_record else (session_id or self._open_session())
         self.turns = 0
         self.fold_start = 0
@@ -446,9 +448,21 @@ class Engine:
         if self.busy:
             raise CompanionError("A reply is still being written; stop it first (Esc).")
         self.model  # noqa: B018 - a model that cannot load fails before the message is stored
-        self._store_greeting()
-        conversation = self.messages()
-        user_id = self._add_message("user", text, speaker=self.settings.user.name)
+        try:
+            self._store_greeting()
+            conversation = self.messages()
+            user_id = self._add_message("user", text, speaker=self.settings.user.name)
+        except StorageError as error:
+            if self.off_record:
+                raise
+            # The memory file cannot take it (full disk, read-only, locked): the conversation goes on in memory
+            # only, and the faces say so. Nothing already saved is touched.
+            self.degraded = f"{error} The conversation goes on without being saved."
+            self._off_log = list(self.messages())
+            self._greeting = None
+            self.off_record = True
+            conversation = self.messages()
+            user_id = self._add_message("user", text, speaker=self.settings.user.name)
         return self._respond(text, user_id, conversation, **options)
 
     def _respond(self, text: str, user_id: int, conversation: list[Message], **options: Any) -> Turn:
@@ -462,17 +476,8 @@ class Engine:
 
         t0 = time.perf_counter()
         hits: list[Hit] = []
-        if self.settings.memory.recall_limit > 0 and self._has_memories():
-            hits = self.memory.search(
-                text,
-                now=self.now(),
-                limit=self.settings.memory.recall_limit,
-                # A branch does not recall its parents: their shared start is in the history, and what
-                # followed the edited message is what the user chose to replace.
-                exclude_session=self.store.lineage(self.session_id) if self.session_id else None,
-                persona=self.persona.name,
-                separate=self.settings.persona.memory == "separate",
-            )
+        if self.settings.memory.recall_limit > 0:
+            hits = self._recall(text)
             # What an earlier turn of the visible history already recalled is in the prompt, and a turn of the
             # history itself (a branch's shared start) is there already: not again.
             shown = {
@@ -540,6 +545,29 @@ class Engine:
                 budget.get("history", 0) + budget.get("user", 0) + self.last_turn.stats.completion_tokens
             )
         return usage
+
+    def _recall(self, text: str) -> list[Hit]:
+        """Recalled memories for `text`; when the memory file or index fails, the chat goes on without them."""
+        from companion.memory.store import SQL_ERRORS
+
+        try:
+            if not self._has_memories():
+                return []
+            return self.memory.search(
+                text,
+                now=self.now(),
+                limit=self.settings.memory.recall_limit,
+                # A branch does not recall its parents: their shared start is in the history, and what
+                # followed the edited message is what the user chose to replace.
+                exclude_session=self.store.lineage(self.session_id) if self.session_id else None,
+                persona=self.persona.name,
+                separate=self.settings.persona.memory == "separate",
+            )
+        except Exception as error:
+            if isinstance(error, ModelError) or not isinstance(error, (CompanionError, *SQL_ERRORS)):
+                raise
+            self.degraded = f"Recall is unavailable ({error}); replies go on without memories."
+            return []
 
     def _recalled_text(self, hit: Hit) -> str:
         """A recalled message comes with the turn before it, so the model sees what it answered."""

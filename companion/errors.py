@@ -15,3 +15,34 @@ class ModelError(CompanionError):
 
 class ConfigError(CompanionError):
     """A setting has a bad key or value."""
+
+
+class StorageError(CompanionError):
+    """The memory file could not be read or written (full disk, read-only, locked, damaged)."""
+
+
+def storage_error(path: object, error: BaseException) -> StorageError:
+    """One sentence for an SQLite failure on the memory file, by what the user can do about it."""
+    text = str(error)
+    lowered = text.lower()
+    if "full" in lowered:
+        return StorageError(
+            f"The disk is full: companion could not save to the memory file {path}; free some space and try "
+            "again (nothing saved before was lost)."
+        )
+    if "readonly" in lowered or "read-only" in lowered:
+        return StorageError(
+            f"The memory file {path} is read-only ({text}); companion can show what it remembers but not save "
+            "anything new. Check the permissions of the data directory and its disk."
+        )
+    if "locked" in lowered or "busy" in lowered:
+        return StorageError(
+            f"The memory file {path} is busy: another program (another companion?) holds it; close it and try "
+            "again."
+        )
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return StorageError(
+            f"The memory file {path} is damaged ({text}); move it aside and restore a backup or an export "
+            "(`companion memory import`)."
+        )
+    return StorageError(f"The memory file {path} could not be used ({text}).")

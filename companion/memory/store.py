@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlite_utils
 
-from companion.errors import CompanionError
+from companion.errors import CompanionError, storage_error
 from companion.paths import FILE_MODE, ensure_private_dir
 
 
@@ -353,10 +353,12 @@ class Store:
     end an enclosing transaction early; sqlite-utils serves the schema and the queries.
     """
 
-    def __init__(self, path: Path, key: str | None = None) -> None:
-        """`key`: the SQLCipher key of an encrypted file (a raw x'…' hex key or a passphrase)."""
+    def __init__(self, path: Path, key: str | None = None, busy_timeout: float = 30.0) -> None:
+        """`key`: the SQLCipher key of an encrypted file (a raw x'…' hex key or a passphrase). `busy_timeout`:
+        how long a write waits for another connection's lock before saying the file is busy."""
         self.path = path
         self.key = key
+        self.busy_timeout = busy_timeout
         ensure_private_dir(path.parent)
         existed = path.exists()
         self._local = threading.local()
@@ -385,6 +387,9 @@ class Store:
                 f"The memory file {path} cannot be opened ({error}); if it is damaged, move it aside and restore "
                 "a backup or an export."
             ) from None
+        except CompanionError:
+            self._close_connections()
+            raise
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -396,7 +401,7 @@ class Store:
                 cipher = _cipher()
                 conn = cipher.connect(
                     str(self.path),
-                    timeout=30.0,
+                    timeout=self.busy_timeout,
                     isolation_level=None,
                     check_same_thread=False,
                     factory=_cipher_connection_class(),
@@ -406,7 +411,7 @@ class Store:
             else:
                 conn = sqlite3.connect(
                     str(self.path),
-                    timeout=30.0,
+                    timeout=self.busy_timeout,
                     isolation_level=None,
                     check_same_thread=False,
                     factory=_Connection,
@@ -414,7 +419,7 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             # Deleted text is overwritten on disk, not just unlinked: `forget` must really forget.
             conn.execute("PRAGMA secure_delete=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             self._local.conn = conn
             self._local.db = sqlite_utils.Database(conn)
             with self._connections_lock:
@@ -445,13 +450,19 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: everything inside commits together or not at all."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except SQL_ERRORS as error:
+            raise storage_error(self.path, error) from None
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as error:
+            with contextlib.suppress(*SQL_ERRORS):
+                conn.execute("ROLLBACK")
+            if isinstance(error, SQL_ERRORS):
+                raise storage_error(self.path, error) from None
             raise
-        conn.execute("COMMIT")
 
     # -- sessions -------------------------------------------------------------------------------------------
     def new_session(

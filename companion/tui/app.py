@@ -15,6 +15,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from companion import config as config_mod
 from companion.config import Settings
@@ -93,7 +94,7 @@ class CompanionApp(App[None]):
         self.set_keymap({k: v for k, v in self.settings.keys.items() if k in known})
 
     # -- the model ------------------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="model")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="model")
     def load_model(self, reload: bool = False) -> None:
         engine = self.engine
         name = engine.settings.model.name
@@ -162,7 +163,7 @@ class CompanionApp(App[None]):
             self.chat.ready = False
             self.load_model(reload=True)
 
-    @work(thread=True, group="config")
+    @work(thread=True, exit_on_error=False, group="config")
     def _save_settings(self, changed: list[str], quiet: bool) -> None:
         try:
             path = config_mod.save(self.settings, self.paths)
@@ -181,7 +182,7 @@ class CompanionApp(App[None]):
     def memory_op(self, op: Callable[[Any], str], then: Callable[[str], None] | None = None) -> None:
         self._memory_op(op, then)
 
-    @work(thread=True, group="memory-op")
+    @work(thread=True, exit_on_error=False, group="memory-op")
     def _memory_op(self, op: Callable[[Any], str], then: Callable[[str], None] | None) -> None:
         try:
             said = op(self.engine.memory)
@@ -216,7 +217,7 @@ class CompanionApp(App[None]):
             return
         self._new_session(off_record)
 
-    @work(thread=True, exclusive=True, group="session")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="session")
     def _new_session(self, off_record: bool) -> None:
         self.engine.new_session(off_record=off_record)
         self.post_message(SessionStarted(off_record))
@@ -302,6 +303,23 @@ class CompanionApp(App[None]):
                     continue
                 rows.append((keymap.get(binding.id, binding.key), where, binding.description, binding.id))
         return rows
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed says so in one sentence; the app keeps running (chat without memory, memory
+        without chat)."""
+        if event.state != WorkerState.ERROR or event.worker.error is None:
+            return
+        from companion.errors import storage_error
+        from companion.memory.store import SQL_ERRORS
+
+        error = event.worker.error
+        if isinstance(error, SQL_ERRORS):
+            text = str(storage_error(self.paths.database, error))
+        elif isinstance(error, CompanionError):
+            text = str(error)
+        else:
+            text = f"Something went wrong ({type(error).__name__}: {error}); the app keeps running."
+        self.notify(text, severity="error", timeout=15)
 
     def on_unmount(self) -> None:
         self.engine.cancel()

@@ -72,6 +72,7 @@ class ChatScreen(Screen[None]):
         self._loading_earlier = False
         # Set by benchmarks/tui_stream.py: (time a piece left the engine, time it was on screen, characters).
         self.probe: list[tuple[float, float, int]] | None = None
+        self._degraded_shown: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -121,7 +122,7 @@ class ChatScreen(Screen[None]):
             if not error:
                 self.greet()
 
-    @work(thread=True, group="greet")
+    @work(thread=True, exit_on_error=False, group="greet")
     def greet(self) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
         try:
@@ -136,7 +137,7 @@ class ChatScreen(Screen[None]):
         self._status("")
 
     # -- earlier sessions ---------------------------------------------------------------------------------------
-    @work(thread=True, group="earlier")
+    @work(thread=True, exit_on_error=False, group="earlier")
     def load_earlier(self) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
         before = self.earlier_before
@@ -242,7 +243,7 @@ class ChatScreen(Screen[None]):
         self._reply_chars = 0
         self._status("thinking…")
 
-    @work(thread=True, exclusive=True, group="reply")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="reply")
     def generate(self, kind: str, text: str, message_id: int | None) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
         started = time.perf_counter()
@@ -275,6 +276,11 @@ class ChatScreen(Screen[None]):
             self.post_message(ReplyFinished(True, 0, 0.0, 0.0, f"The model stopped with an error ({error})."))
 
     def on_reply_started(self, message: ReplyStarted) -> None:
+        engine: Any = self.app.engine  # type: ignore[attr-defined]
+        if engine.degraded and engine.degraded != self._degraded_shown:
+            self._degraded_shown = engine.degraded
+            self.notify(engine.degraded, severity="error", timeout=15)
+            self._status("")
         if self._last_user is not None and self._last_user.message_id is None:
             self._last_user.message_id = message.user_id
         app: Any = self.app
@@ -399,7 +405,9 @@ class ChatScreen(Screen[None]):
         app: Any = self.app
         engine = getattr(app, "engine", None)
         parts = []
-        if engine is not None and engine.off_record:
+        if engine is not None and engine.degraded:
+            parts.append("NOT SAVING")
+        elif engine is not None and engine.off_record:
             parts.append("OFF THE RECORD")
         if override:
             parts.append(override)

@@ -84,7 +84,7 @@ class MemoriesScreen(Screen[None]):
         table.focus()
         self.load()
 
-    @work(thread=True, exclusive=True, group="memories")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="memories")
     def load(self) -> None:
         from companion.memory.forgetting import parse_time, retention
 

@@ -107,7 +107,7 @@ class MemoryDetail(ModalScreen[None]):
     def on_mount(self) -> None:
         self.refresh_detail()
 
-    @work(thread=True, exclusive=True, group="detail")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="detail")
     def refresh_detail(self) -> None:
         app: Any = self.app
         text = describe_memory(app, self.kind, self.item_id, app.now())

@@ -62,7 +62,7 @@ class ProfileScreen(Screen[None]):
         self.query_one("#lines", ListView).focus()
         self.load()
 
-    @work(thread=True, exclusive=True, group="profile")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="profile")
     def load(self) -> None:
         from companion.memory.consolidate import current_profile, profile_history
 
@@ -119,7 +119,7 @@ class ProfileScreen(Screen[None]):
             ConfirmDialog(f"Remove “{line}” from your profile and never infer it again?", "Veto"), answer
         )
 
-    @work(thread=True, group="profile-veto")
+    @work(thread=True, exit_on_error=False, group="profile-veto")
     def veto(self, line: str) -> None:
         from companion.errors import CompanionError
         from companion.memory.consolidate import veto

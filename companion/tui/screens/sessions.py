@@ -44,7 +44,7 @@ class SessionsScreen(Screen[None]):
         table.focus()
         self.load()
 
-    @work(thread=True, exclusive=True, group="sessions")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="sessions")
     def load(self) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
         rows = list(
@@ -111,7 +111,7 @@ class TranscriptScreen(Screen[None]):
         self.query_one(VerticalScroll).focus()
         self.load()
 
-    @work(thread=True, group="transcript")
+    @work(thread=True, exit_on_error=False, group="transcript")
     def load(self) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
         user = engine.settings.user.name or "you"

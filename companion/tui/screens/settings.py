@@ -94,7 +94,7 @@ class SettingsScreen(Screen[None]):
         self.query_one("#field-model-name").focus()
         self.load()
 
-    @work(thread=True, group="settings")
+    @work(thread=True, exit_on_error=False, group="settings")
     def load(self) -> None:
         from companion.memory import scheduler
         from companion.persona import library

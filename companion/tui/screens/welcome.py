@@ -48,7 +48,7 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
         self.query_one("#name", Input).focus()
         self.load()
 
-    @work(thread=True, group="welcome")
+    @work(thread=True, exit_on_error=False, group="welcome")
     def load(self) -> None:
         from companion.persona import library
 
