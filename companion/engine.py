@@ -7,6 +7,7 @@ recalled. Importable without Textual; the model loads lazily on the first turn.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +51,9 @@ class TurnStats:
         }
 
 
+DRAFT_EVERY = 1.0  # seconds between saves of a reply being written
+
+
 @dataclass
 class Turn:
     """A reply being streamed. Iterate it for text pieces; the reply is stored when iteration ends or `close()`
@@ -66,15 +70,28 @@ class Turn:
     pieces: list[str] = field(default_factory=list)
     reply_id: int | None = None
     incomplete: bool = False
+    # The reply as saved so far, marked incomplete, so even a killed process keeps what was said.
+    draft_id: int | None = None
+    _draft_saved: float = field(default_factory=time.monotonic)
 
     def __iter__(self) -> Iterator[str]:
+        completed = False
         try:
             for piece in self.stream:
                 if not self.pieces:
                     self.stats.ttft_ms = (time.perf_counter() - self.started) * 1000
                 self.pieces.append(piece)
+                if time.monotonic() - self._draft_saved >= DRAFT_EVERY:
+                    self.engine._save_draft(self)
                 yield piece
+            completed = True
         finally:
+            if not completed:  # the reader stopped early (or the model failed): let go of the model too
+                self.stream.cancel()
+                closer = getattr(iter(self.stream), "close", None)
+                if closer:
+                    with contextlib.suppress(ValueError):
+                        closer()
             self._finish()
 
     @property
@@ -208,6 +225,27 @@ class Engine:
                 idle_minutes=self.settings.memory.session_idle_minutes,
                 user=self.settings.user.name,
             )
+
+    def encrypt_memory(self, ask: Callable[[str], str] | None = None, use_passphrase: bool = False) -> str:
+        """Encrypt the memory file in place (the welcome screen's opt-in) and go on with the encrypted file."""
+        from companion.memory import encryption
+
+        if self._upkeep is not None or self.busy:
+            raise CompanionError("Encrypt while nothing else runs: quit and use `companion memory encrypt`.")
+        self.memory.close()
+        self.store.close()
+        try:
+            described = encryption.encrypt(self.paths, ask, use_passphrase).describe()
+        finally:
+            key = encryption.unlock_key(self.paths.database, ask)
+            self.store = Store(self.paths.database, key)
+            self.memory = LongTermMemory(
+                self.store,
+                index_path=None if key is not None else self.paths.index_file,
+                embed_model=self.settings.memory.embedding_model,
+                tau_days=self.settings.memory.tau_days,
+            )
+        return described
 
     def refresh_profile(self) -> None:
         """Read the profile again for the next prompt (after the user vetoed a line)."""
@@ -594,15 +632,37 @@ class Engine:
         if self.current is not None:
             self.current.cancel()
 
+    def _save_draft(self, turn: Turn) -> None:
+        """Save the reply so far (marked incomplete): a crash mid-reply keeps what was already said. A draft
+        that cannot be saved is no reason to stop the reply."""
+        turn._draft_saved = time.monotonic()
+        if self.off_record or not turn.text.strip():
+            return
+        with contextlib.suppress(StorageError):
+            if turn.draft_id is None:
+                turn.draft_id = self.store.add_message(
+                    self.session_id, "assistant", turn.text.strip(), speaker="companion", incomplete=True
+                )
+            else:
+                self.store.update_message(turn.draft_id, turn.text.strip(), incomplete=True)
+
     def _store_reply(self, turn: Turn) -> int:
-        reply_id = self._add_message(
-            "assistant",
-            turn.text.strip(),
-            speaker="companion",
-            incomplete=turn.incomplete,
-            token_count=turn.stats.completion_tokens,
-            model=getattr(self._model, "name", None),
-        )
+        model = getattr(self._model, "name", None)
+        tokens = turn.stats.completion_tokens
+        if turn.draft_id is not None and not self.off_record:
+            reply_id = turn.draft_id
+            self.store.update_message(
+                reply_id, turn.text.strip(), incomplete=turn.incomplete, token_count=tokens, model=model
+            )
+        else:
+            reply_id = self._add_message(
+                "assistant",
+                turn.text.strip(),
+                speaker="companion",
+                incomplete=turn.incomplete,
+                token_count=tokens,
+                model=model,
+            )
         if self.off_record:  # nothing reaches long-term memory, not even that something was recalled
             return reply_id
         # After the reply, off the time-to-first-token path: both turns become recallable, recall strengthens.

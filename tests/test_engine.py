@@ -241,3 +241,21 @@ def test_closing_stops_a_background_job_on_the_model_at_once(demo_home: Paths) -
     worker.join(10)
     assert not worker.is_alive() and time.perf_counter() - started < 5
     assert not answers and failures and "closed" in str(failures[0])
+
+
+def test_a_reply_is_saved_as_it_is_written(demo_home: Paths) -> None:
+    """Every second the reply so far is saved, marked incomplete: a crash keeps what was already said."""
+    import time
+
+    engine = Engine(paths=demo_home)
+    turn = engine.send("Tell me a very long story about the sea.", max_tokens=400, seed=2, temperature=1.0)
+    started = time.monotonic()
+    seen = None
+    for _ in turn:
+        if time.monotonic() - started > 1.6 and seen is None:
+            seen = rows(demo_home)[-1]  # read through another connection while the reply streams
+            break
+    assert seen is not None and seen[0] == "assistant" and seen[2] == 1 and seen[1]
+    assert rows(demo_home)[-1][1].startswith(seen[1])  # the final save is the same row, completed
+    assert [r[0] for r in rows(demo_home)] == ["user", "assistant"]
+    engine.close()

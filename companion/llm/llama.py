@@ -20,6 +20,7 @@ from companion.llm.models import inspect_gguf
 from companion.llm.templates import TURN_MARKERS, fallback_for, stops_for_template
 
 _LOG_CALLBACK: Any = None
+PREFILL_STEP = 64  # prompt tokens a background job evaluates between checks for a waiting chat turn
 JSON_TIME_LIMIT = 180.0  # seconds for one structured answer (background jobs); past it the answer is refused
 
 
@@ -303,6 +304,7 @@ class LlamaModel:
             # A background job must not cost the chat its warm KV cache: keep the chat's state and put it back.
             chat_state = self.llm.save_state() if self.llm.n_tokens > 0 else None
             try:
+                self._prefill(tokens, deadline)
                 result = self.llm.create_completion(
                     prompt=tokens,
                     **_sampling(options),
@@ -354,6 +356,24 @@ class LlamaModel:
             "chat_template": self.template_source,
             "llama_cpp_python": llama_cpp.__version__,
         }
+
+    def _prefill(self, tokens: list[int], deadline: float) -> None:
+        """Evaluate a job's prompt in small steps, so a chat turn that wants the model waits for one step, not
+        for the whole prompt (llama.cpp's evaluation of a batch cannot be interrupted)."""
+        position = self.cached_prefix(tokens)
+        self.llm.n_tokens = position  # what follows in the KV cache is overwritten from here
+        while position < len(tokens) - 1:
+            if self._closing.is_set():
+                raise ModelError("The app closed during the job; it runs again next time.")
+            if self._chat_waiting.is_set():
+                raise ModelError("The job stopped to let a chat turn use the model; it runs again later.")
+            if time.monotonic() > deadline:
+                raise ModelError(
+                    f"The model took longer than {JSON_TIME_LIMIT:.0f} s for one structured answer."
+                )
+            step = tokens[position : min(position + PREFILL_STEP, len(tokens) - 1)]
+            self.llm.eval(step)
+            position += len(step)
 
     def abort_jobs(self) -> None:
         """Stop a background job's generation at its next token (the app is closing)."""

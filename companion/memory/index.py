@@ -85,6 +85,16 @@ class VectorIndex:
         if hasattr(inner, "nprobe"):
             inner.nprobe = NPROBE
 
+    def refresh(self) -> str:
+        """The upkeep job's check: an index in memory that holds every vector is kept (and saved); anything else
+        is opened again (loaded or rebuilt). Rebuilding a large index that is right would stall recall."""
+        with self._lock:
+            if self.index is not None and self.index.ntotal == self.store.vector_fingerprint(self.model)[0]:
+                self.dirty = True
+                self.save()
+                return "kept"
+        return self.open()
+
     def rebuild(self) -> None:
         with self._lock:
             keys, vectors = self._all_vectors()

@@ -48,7 +48,7 @@ def _forget(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> s
 
 def _index(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:
     embedded = memory.embed_missing()
-    state = memory.index.open()  # rebuilt from SQLite when the saved index no longer matches
+    state = memory.index.refresh()  # kept when it holds every vector, else loaded or rebuilt from SQLite
     memory.scrub()  # FTS merge + WAL checkpoint
     memory.store.conn.execute("PRAGMA optimize")
     return f"embedded {embedded}, index {state}"

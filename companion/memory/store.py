@@ -565,6 +565,37 @@ class Store:
                 return chain
             chain.append(int(row[0]))
 
+    def update_message(
+        self,
+        message_id: int,
+        text: str,
+        *,
+        incomplete: bool,
+        token_count: int | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Rewrite a reply that was saved while being written (its text so far), keeping its place."""
+        with self.transaction() as conn:
+            row = conn.execute("select session_id from messages where id = ?", (message_id,)).fetchone()
+            if row is None:
+                return
+            previous = conn.execute(
+                "select text from messages where session_id = ? and id < ? order by id desc limit 1",
+                (row[0], message_id),
+            ).fetchone()
+            conn.execute(
+                "update messages set text = ?, context = ?, incomplete = ?, token_count = coalesce(?, token_count),"
+                " model = coalesce(?, model) where id = ?",
+                (
+                    text,
+                    f"{previous[0]}\n{text}" if previous else text,
+                    int(incomplete),
+                    token_count,
+                    model,
+                    message_id,
+                ),
+            )
+
     def mark_replaced(self, message_id: int) -> None:
         """A regenerated reply stays in the file, out of the conversation and out of recall."""
         with self.transaction() as conn:

@@ -7,6 +7,7 @@ freezes. Faces stay thin: screens call the same `LongTermMemory` / `Engine` func
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -63,6 +64,10 @@ class CompanionApp(App[None]):
         self.theme = THEMES.get(self.settings.ui.theme, "textual-dark")
         self.show_welcome = (not self.settings.ui.welcomed) if welcome is None else welcome
         self._pending_ready: EngineReady | None = None
+        self._memory_ready = threading.Event()
+        self._memory_prepared = False
+        if not self.show_welcome:
+            self._memory_ready.set()
         self.upkeep = upkeep  # memory upkeep on its schedule while the app is open (tests may turn it off)
         self.chat = ChatScreen()
 
@@ -105,10 +110,19 @@ class CompanionApp(App[None]):
         except CompanionError as error:
             self.post_message(EngineReady(name, str(error)))
             return
+        if self._memory_ready.is_set():  # else the welcome screen starts it (it may encrypt the file first)
+            self.prepare_memory()
+
+    @work(thread=True, exit_on_error=False, group="memory-ready")
+    def prepare_memory(self) -> None:
+        """Embed what is missing, open the index and start the upkeep schedule (once)."""
+        if self._memory_prepared:
+            return
+        self._memory_prepared = True
         try:
-            engine.memory.ready()
+            self.engine.memory.ready()
             if self.upkeep:
-                engine.start_upkeep()
+                self.engine.start_upkeep()
         except CompanionError as error:
             self.call_from_thread(self.notify, f"Memory recall is unavailable: {error}", severity="error")
 
@@ -135,10 +149,17 @@ class CompanionApp(App[None]):
 
     def _welcomed(self, answers: dict[str, str] | None) -> None:
         self.show_welcome = False
+        answers = dict(answers or {})
+        encrypt, secret = answers.pop("encrypt", ""), answers.pop("passphrase", "")
+        if encrypt:
+            self._encrypt_memory(encrypt == "passphrase", secret)
+        else:
+            self._memory_ready.set()
+            self.prepare_memory()
         trial = _copy(self.settings)
         changed = ["ui.welcomed"]
         trial.ui.welcomed = True
-        for key, value in (answers or {}).items():
+        for key, value in answers.items():
             if value:
                 config_mod.set_value(trial, key, value)
                 changed.append(key)
@@ -146,6 +167,17 @@ class CompanionApp(App[None]):
         if self._pending_ready is not None:
             self._deliver(self._pending_ready)
             self._pending_ready = None
+
+    @work(thread=True, exit_on_error=False, group="encrypt")
+    def _encrypt_memory(self, use_passphrase: bool, secret: str) -> None:
+        try:
+            said = self.engine.encrypt_memory(lambda prompt: secret, use_passphrase)
+            self.call_from_thread(self.notify, f"Your memory file is now {said}.", timeout=8)
+        except CompanionError as error:
+            self.call_from_thread(self.notify, str(error), severity="error", timeout=15)
+        finally:
+            self._memory_ready.set()
+            self.call_from_thread(self.prepare_memory)
 
     # -- settings -------------------------------------------------------------------------------------------
     def apply_settings(self, trial: Settings, changed: list[str], quiet: bool = False) -> None:

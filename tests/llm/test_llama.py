@@ -110,3 +110,42 @@ def test_too_large_for_memory_is_refused(tmp_path: Path) -> None:
         handle.truncate(psutil.virtual_memory().total * 2)  # sparse: takes no disk
     with pytest.raises(ModelError, match="GiB of memory"):
         inspect_gguf(huge)
+
+
+def test_a_chat_turn_interrupts_a_background_job_during_its_prompt(demo_gguf: Path) -> None:
+    """A job's long prompt is evaluated in small steps: a chat turn that wants the model stops the job before
+    its prompt is through, and the chat's own reply is unaffected."""
+    model = LlamaModel(demo_gguf, name="demo", n_ctx=4096, seed=3)
+    before = "".join(model.stream(CHAT, GenerationOptions(max_tokens=8, seed=3, temperature=0.0)))
+    long_prompt = [
+        ChatMessage("user", "Summarise: " + "The river ran past the old mill and the bakery. " * 250)
+    ]
+    failures: list[BaseException] = []
+    started = threading.Event()
+    evaluated: list[int] = []
+    eval_step = model.llm.eval
+
+    def counting_eval(tokens: list[int]) -> None:
+        evaluated.append(len(tokens))
+        started.set()
+        eval_step(tokens)
+
+    model.llm.eval = counting_eval  # type: ignore[method-assign]
+
+    def job() -> None:
+        try:
+            model.complete_json(long_prompt, {"type": "object"}, GenerationOptions(max_tokens=50, seed=1))
+        except ModelError as error:
+            failures.append(error)
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    assert started.wait(30)
+    model.llm.eval = eval_step  # type: ignore[method-assign]
+    after = "".join(model.stream(CHAT, GenerationOptions(max_tokens=8, seed=3, temperature=0.0)))
+    worker.join(60)
+    prompt_length = len(model.prompt_tokens(long_prompt))
+    assert failures and "let a chat turn" in str(failures[0])
+    assert sum(evaluated) < prompt_length - 64  # stopped part-way through its prompt
+    assert after == before
+    model.close()

@@ -61,6 +61,7 @@ from companion import config
 from companion.engine import Engine
 engine = Engine(config.load())
 engine.load_model()
+engine.memory.ready()  # as the app does at start: recall does not load the embedder mid-turn
 print("READY", flush=True)
 text = sys.argv[1] if len(sys.argv) > 1 else "Tell me a very long story about the sea and the stars."
 turn = engine.send(text, max_tokens=int(600), seed=1, temperature=1.0)
@@ -78,7 +79,8 @@ def test_kill_during_a_reply_keeps_every_committed_message(demo_home: Paths) -> 
         before = (
             check(demo_home.database).execute("select id, role, text from messages order by id").fetchall()
         )
-        code, _ = child(REPLY, rng.uniform(0.05, full * 0.9))
+        delay = rng.uniform(0.05, full * 0.9)
+        code, _ = child(REPLY, delay)
         killed += code == -signal.SIGKILL
         after = (
             check(demo_home.database).execute("select id, role, text from messages order by id").fetchall()
@@ -89,6 +91,14 @@ def test_kill_during_a_reply_keeps_every_committed_message(demo_home: Paths) -> 
                 "user",
                 "Tell me a very long story about the sea and the stars.",
             )
+            drafts = (
+                check(demo_home.database)
+                .execute("select role, incomplete from messages where id > ?", (after[len(before)][0],))
+                .fetchall()
+            )
+            assert drafts in ([], [("assistant", 1)])  # what was said (saved each second) is kept, marked
+            if delay > 2.5:  # a second and more into the reply: its draft was saved
+                assert drafts == [("assistant", 1)]
     assert killed, "no kill landed inside a reply"
     # The next start works, recalls, and answers.
     child(REPLY, None)

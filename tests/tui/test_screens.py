@@ -267,3 +267,37 @@ async def test_command_palette_reaches_every_screen(make_app: Any, demo_home: Pa
         await pilot.press("enter")
         await settle(app, pilot)
         assert isinstance(app.screen, MemoriesScreen)
+
+
+async def test_welcome_can_encrypt_the_memory_file_with_a_passphrase(
+    make_app: Any, demo_home: Paths, monkeypatch: Any
+) -> None:
+    from textual.widgets import Checkbox
+
+    from companion.memory.encryption import state
+
+    app = make_app(welcome=True)
+    async with app.run_test(size=(80, 40)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        screen.query_one("#name", Input).value = "Rita"
+        screen.query_one("#encrypt", Checkbox).value = True
+        await pilot.pause()
+        assert screen.query_one("#secret").has_class("shown")  # no OS keyring on this machine
+        screen.query_one("#passphrase", Input).value = "a long passphrase"
+        screen.query_one("#again", Input).value = "a long passphrase"
+        screen.query_one("#start").press()
+        await settle(app, pilot)
+        assert state(demo_home.database).encrypted
+        composer = app.chat.query_one("#composer")
+        composer.text = "I keep bees on the roof: quillibee."  # type: ignore[attr-defined]
+        composer.focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+    app.engine.close()
+    assert b"quillibee" not in demo_home.database.read_bytes()
+    assert not demo_home.index_file.exists()
+    monkeypatch.setenv("COMPANION_PASSPHRASE", "a long passphrase")
+    from tests.test_cli import run
+
+    assert "quillibee" in run("memory", "export").stdout

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Input, Label, Markdown, Select
+from textual.widgets import Button, Checkbox, Input, Label, Markdown, Select
 
 WELCOME = """\
 # Welcome to companion
@@ -31,6 +31,9 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
     WelcomeScreen #form { height: auto; }
     WelcomeScreen Input, WelcomeScreen Select { width: 40; margin-bottom: 1; }
     WelcomeScreen Markdown { margin: 0; }
+    WelcomeScreen #secret { height: auto; display: none; }
+    WelcomeScreen #secret.shown { display: block; }
+    WelcomeScreen Checkbox { margin-bottom: 1; }
     """
     BINDINGS = [Binding("escape", "skip", "Skip")]
 
@@ -42,6 +45,15 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
                 yield Input(placeholder="your name (optional)", id="name", compact=True)
                 yield Label("Who would you like to talk with?")
                 yield Select([], id="persona", allow_blank=True, prompt="Sam (the default)", compact=True)
+                yield Checkbox(
+                    "Encrypt my memory file on this computer (SQLCipher)", id="encrypt", compact=True
+                )
+                with Vertical(id="secret"):
+                    yield Label("No OS keyring here: choose a passphrase (you type it each time you start).")
+                    yield Input(
+                        placeholder="passphrase (8+ characters)", password=True, id="passphrase", compact=True
+                    )
+                    yield Input(placeholder="the passphrase again", password=True, id="again", compact=True)
                 yield Button("Start", id="start", variant="primary")
 
     def on_mount(self) -> None:
@@ -68,15 +80,37 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
     def name_done(self) -> None:
         self.query_one("#persona", Select).focus()
 
+    @on(Checkbox.Changed, "#encrypt")
+    def encrypt_changed(self, event: Checkbox.Changed) -> None:
+        from companion.secrets import keyring_usable
+
+        self.query_one("#secret").set_class(event.value and not keyring_usable(), "shown")
+
     @on(Button.Pressed, "#start")
     def start(self) -> None:
+        from companion.memory.encryption import MIN_PASSPHRASE
+
         persona = self.query_one("#persona", Select).value
-        self.dismiss(
-            {
-                "user.name": self.query_one("#name", Input).value.strip(),
-                "persona.name": "" if persona is Select.BLANK else str(persona),
-            }
-        )
+        answers = {
+            "user.name": self.query_one("#name", Input).value.strip(),
+            "persona.name": "" if persona is Select.BLANK else str(persona),
+        }
+        if self.query_one("#encrypt", Checkbox).value:
+            answers["encrypt"] = "keyring"
+            if self.query_one("#secret").has_class("shown"):
+                secret = self.query_one("#passphrase", Input).value
+                if len(secret) < MIN_PASSPHRASE:
+                    self.notify(
+                        f"The passphrase is too short; use at least {MIN_PASSPHRASE} characters.",
+                        severity="error",
+                    )
+                    return
+                if secret != self.query_one("#again", Input).value:
+                    self.notify("The two passphrases differ; type them again.", severity="error")
+                    return
+                answers["encrypt"] = "passphrase"
+                answers["passphrase"] = secret
+        self.dismiss(answers)
 
     def action_skip(self) -> None:
         self.dismiss({})
