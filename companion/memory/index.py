@@ -86,13 +86,37 @@ class VectorIndex:
             inner.nprobe = NPROBE
 
     def refresh(self) -> str:
-        """The upkeep job's check: an index in memory that holds every vector is kept (and saved); anything else
-        is opened again (loaded or rebuilt). Rebuilding a large index that is right would stall recall."""
+        """The upkeep job's check. An index in memory is brought in line with the vectors in SQLite by adding
+        what it lacks and removing what it should not hold (rebuilding a large index would stall recall for
+        minutes); only an index that is not open is loaded or rebuilt."""
         with self._lock:
-            if self.index is not None and self.index.ntotal == self.store.vector_fingerprint(self.model)[0]:
-                self.dirty = True
+            if self.index is not None:
+                held = _faiss().vector_to_array(self.index.id_map)
+                keys = np.fromiter(
+                    (
+                        r[0]
+                        for r in self.store.conn.execute(
+                            "select key from vectors where model = ?", (self.model,)
+                        )
+                    ),
+                    dtype=np.int64,
+                )
+                missing = np.setdiff1d(keys, held, assume_unique=True)
+                extra = np.setdiff1d(held, keys, assume_unique=True)
+                if len(extra):
+                    self.index.remove_ids(extra)
+                for start in range(0, len(missing), 10_000):
+                    chunk = [int(k) for k in missing[start : start + 10_000]]
+                    rows = self.store.conn.execute(
+                        f"select key, vector from vectors where key in ({','.join('?' * len(chunk))})", chunk
+                    ).fetchall()
+                    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
+                        len(rows), self.dim
+                    )
+                    self.index.add_with_ids(vectors, np.asarray([r[0] for r in rows], dtype=np.int64))
+                self.dirty = self.dirty or bool(len(missing) or len(extra))
                 self.save()
-                return "kept"
+                return f"kept (+{len(missing)} -{len(extra)})"
         return self.open()
 
     def rebuild(self) -> None:
