@@ -66,15 +66,24 @@ class VectorIndex:
             if self.path and self.path.exists() and self.sidecar and self.sidecar.exists():
                 try:
                     meta = json.loads(self.sidecar.read_text())
-                    if meta == {"count": count, "checksum": checksum, "model": self.model, "dim": self.dim}:
+                    if meta.get("model") == self.model and meta.get("dim") == self.dim:
                         index = _faiss().read_index(str(self.path))
-                        if index.ntotal == count and index.d == self.dim:
+                        if index.d == self.dim and index.ntotal == meta.get("count"):
                             self.index = index
                             self._tune()
-                            self.state = "loaded"
+                            if meta == {
+                                "count": count,
+                                "checksum": checksum,
+                                "model": self.model,
+                                "dim": self.dim,
+                            }:
+                                self.state = "loaded"
+                                return self.state
+                            # A few vectors came or went since it was saved: bring it in line, do not rebuild.
+                            self.state = "loaded and synced " + self._sync()
                             return self.state
-                except (OSError, ValueError, RuntimeError):
-                    pass  # corrupt or foreign: rebuilt below
+                except (OSError, ValueError, RuntimeError, AttributeError):
+                    self.index = None  # corrupt or foreign: rebuilt below
             self.rebuild()
             self.state = "rebuilt"
             return self.state
@@ -91,33 +100,32 @@ class VectorIndex:
         minutes); only an index that is not open is loaded or rebuilt."""
         with self._lock:
             if self.index is not None:
-                held = _faiss().vector_to_array(self.index.id_map)
-                keys = np.fromiter(
-                    (
-                        r[0]
-                        for r in self.store.conn.execute(
-                            "select key from vectors where model = ?", (self.model,)
-                        )
-                    ),
-                    dtype=np.int64,
-                )
-                missing = np.setdiff1d(keys, held, assume_unique=True)
-                extra = np.setdiff1d(held, keys, assume_unique=True)
-                if len(extra):
-                    self.index.remove_ids(extra)
-                for start in range(0, len(missing), 10_000):
-                    chunk = [int(k) for k in missing[start : start + 10_000]]
-                    rows = self.store.conn.execute(
-                        f"select key, vector from vectors where key in ({','.join('?' * len(chunk))})", chunk
-                    ).fetchall()
-                    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
-                        len(rows), self.dim
-                    )
-                    self.index.add_with_ids(vectors, np.asarray([r[0] for r in rows], dtype=np.int64))
-                self.dirty = self.dirty or bool(len(missing) or len(extra))
-                self.save()
-                return f"kept (+{len(missing)} -{len(extra)})"
+                return "kept " + self._sync()
         return self.open()
+
+    def _sync(self) -> str:
+        """Add the vectors SQLite has and the index lacks, remove those it holds and should not (lock held)."""
+        if self.index is None:
+            return ""
+        held = _faiss().vector_to_array(self.index.id_map)
+        query = self.store.conn.execute("select key from vectors where model = ?", (self.model,))
+        keys = np.fromiter((r[0] for r in query), dtype=np.int64)
+        missing = np.setdiff1d(keys, held, assume_unique=True)
+        extra = np.setdiff1d(held, keys, assume_unique=True)
+        if len(extra):
+            self.index.remove_ids(extra)
+        for start in range(0, len(missing), 10_000):
+            chunk = [int(k) for k in missing[start : start + 10_000]]
+            rows = self.store.conn.execute(
+                f"select key, vector from vectors where key in ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
+                len(rows), self.dim
+            )
+            self.index.add_with_ids(vectors, np.asarray([r[0] for r in rows], dtype=np.int64))
+        self.dirty = self.dirty or bool(len(missing) or len(extra))
+        self.save()
+        return f"(+{len(missing)} -{len(extra)})"
 
     def rebuild(self) -> None:
         with self._lock:
