@@ -66,6 +66,8 @@ class CompanionApp(App[None]):
         self._pending_ready: EngineReady | None = None
         self._memory_ready = threading.Event()
         self._memory_prepared = False
+        # While the welcome screen's encryption rewrites the memory file, nothing else may touch it.
+        self._encrypting = False
         if not self.show_welcome:
             self._memory_ready.set()
         self.upkeep = upkeep  # memory upkeep on its schedule while the app is open (tests may turn it off)
@@ -130,7 +132,7 @@ class CompanionApp(App[None]):
         self.chat.model_loading(message.name)
 
     def on_engine_ready(self, message: EngineReady) -> None:
-        if self.show_welcome:
+        if self.show_welcome or self._encrypting:
             self._pending_ready = message  # greet after the welcome screen has the user's name
             return
         self._deliver(message)
@@ -152,6 +154,7 @@ class CompanionApp(App[None]):
         answers = dict(answers or {})
         encrypt, secret = answers.pop("encrypt", ""), answers.pop("passphrase", "")
         if encrypt:
+            self._encrypting = True
             self._encrypt_memory(encrypt == "passphrase", secret)
         else:
             self._memory_ready.set()
@@ -164,7 +167,7 @@ class CompanionApp(App[None]):
                 config_mod.set_value(trial, key, value)
                 changed.append(key)
         self.apply_settings(trial, changed, quiet=True)
-        if self._pending_ready is not None:
+        if self._pending_ready is not None and not self._encrypting:
             self._deliver(self._pending_ready)
             self._pending_ready = None
 
@@ -177,7 +180,15 @@ class CompanionApp(App[None]):
             self.call_from_thread(self.notify, str(error), severity="error", timeout=15)
         finally:
             self._memory_ready.set()
-            self.call_from_thread(self.prepare_memory)
+            self.call_from_thread(self._encrypted)
+
+    def _encrypted(self) -> None:
+        """The memory file is ready again: recall, greeting and earlier messages may use it now."""
+        self._encrypting = False
+        self.prepare_memory()
+        if self._pending_ready is not None:
+            self._deliver(self._pending_ready)
+            self._pending_ready = None
 
     # -- settings -------------------------------------------------------------------------------------------
     def apply_settings(self, trial: Settings, changed: list[str], quiet: bool = False) -> None:
