@@ -87,11 +87,7 @@ class Turn:
             completed = True
         finally:
             if not completed:  # the reader stopped early (or the model failed): let go of the model too
-                self.stream.cancel()
-                closer = getattr(iter(self.stream), "close", None)
-                if closer:
-                    with contextlib.suppress(ValueError):
-                        closer()
+                self._stop_stream()
             self._finish()
 
     @property
@@ -103,16 +99,25 @@ class Turn:
 
     def close(self) -> None:
         """Stop generating (if still running) and store what was said so far."""
+        if (
+            not self._stop_stream()
+        ):  # another thread is iterating (the app's worker): it stops at the next token
+            deadline = time.monotonic() + 10
+            while self.reply_id is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self._finish()
+
+    def _stop_stream(self) -> bool:
+        """Cancel the model's stream and close its generator, which lets go of the model. False when another
+        thread is iterating it (it then stops at its next token by itself)."""
         self.stream.cancel()
         closer = getattr(iter(self.stream), "close", None)
         if closer:
             try:
                 closer()
-            except ValueError:  # another thread is iterating (the app's worker): it stops at the next token
-                deadline = time.monotonic() + 10
-                while self.reply_id is None and time.monotonic() < deadline:
-                    time.sleep(0.02)
-        self._finish()
+            except ValueError:
+                return False
+        return True
 
     def _finish(self) -> None:
         with self.engine._finish_lock:  # the streaming thread and a closing app may both get here
@@ -150,15 +155,7 @@ class Engine:
 
         self.paths = (paths or get_paths()).ensure()
         self.settings = settings or config_mod.load(self.paths)
-        key = unlock_key(self.paths.database, ask)
-        self.store = Store(self.paths.database, key)
-        self.memory = LongTermMemory(
-            self.store,
-            # Encrypted: the index (embeddings in the clear) is kept in memory only, rebuilt at start.
-            index_path=None if key is not None else self.paths.index_file,
-            embed_model=self.settings.memory.embedding_model,
-            tau_days=self.settings.memory.tau_days,
-        )
+        self.store, self.memory = self._open_memory(unlock_key(self.paths.database, ask))
         self._model = model
         self._model_name = model_name
         self._lock = threading.Lock()
@@ -237,15 +234,19 @@ class Engine:
         try:
             described = encryption.encrypt(self.paths, ask, use_passphrase).describe()
         finally:
-            key = encryption.unlock_key(self.paths.database, ask)
-            self.store = Store(self.paths.database, key)
-            self.memory = LongTermMemory(
-                self.store,
-                index_path=None if key is not None else self.paths.index_file,
-                embed_model=self.settings.memory.embedding_model,
-                tau_days=self.settings.memory.tau_days,
-            )
+            self.store, self.memory = self._open_memory(encryption.unlock_key(self.paths.database, ask))
         return described
+
+    def _open_memory(self, key: str | None) -> tuple[Store, LongTermMemory]:
+        store = Store(self.paths.database, key)
+        memory = LongTermMemory(
+            store,
+            # Encrypted: the index (embeddings in the clear) is kept in memory only, rebuilt at start.
+            index_path=None if key is not None else self.paths.index_file,
+            embed_model=self.settings.memory.embedding_model,
+            tau_days=self.settings.memory.tau_days,
+        )
+        return store, memory
 
     def refresh_profile(self) -> None:
         """Read the profile again for the next prompt (after the user vetoed a line)."""
@@ -434,7 +435,7 @@ class Engine:
         if target is None or target.role != "user":
             raise CompanionError("Only your own messages in this conversation can be edited.")
         if self.off_record:
-            self._off_log = [m for m in self._off_log if m.id > message_id]  # ids count down
+            self._off_log = self._off_log[: self._off_log.index(target)]
             self.fold_start = 0
             return self.send(text, **options)
         self.new_session(parent_id=self.session_id, branch_at=message_id)
@@ -494,13 +495,12 @@ class Engine:
             if self.off_record:
                 raise
             # The memory file cannot take it (full disk, read-only, locked): the conversation goes on in memory
-            # only, and the faces say so. Nothing already saved is touched.
+            # only, as off the record does, and the faces say so. Nothing already saved is touched.
             self.degraded = f"{error} The conversation goes on without being saved."
-            self._off_log = list(self.messages())
+            self._off_log = self.messages()
             self._greeting = None
             self.off_record = True
-            conversation = self.messages()
-            user_id = self._add_message("user", text, speaker=self.settings.user.name)
+            return self.send(text, **options)
         return self._respond(text, user_id, conversation, **options)
 
     def _respond(self, text: str, user_id: int, conversation: list[Message], **options: Any) -> Turn:
@@ -573,8 +573,9 @@ class Engine:
         last turn's prompt, or the stable prefix alone before the first turn."""
         if not self.model_loaded:
             return {}
+        profile_text = self.profile_text()
         persona = self._count(self.persona_text())
-        profile = self._count(self.profile_text()) if self.profile_text() else 0
+        profile = self._count(profile_text) if profile_text else 0
         usage = {"persona": persona, "profile": profile, "memory": 0, "history": 0, "n_ctx": self.model.n_ctx}
         if self.last_turn is not None:
             budget = self.last_turn.assembled.budget

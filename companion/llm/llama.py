@@ -310,24 +310,11 @@ class LlamaModel:
                     **_sampling(options),
                     grammar=grammar,
                     stopping_criteria=StoppingCriteriaList(
-                        [
-                            lambda ids, logits: (
-                                self._chat_waiting.is_set()
-                                or self._closing.is_set()
-                                or time.monotonic() > deadline
-                            )
-                        ]
+                        [lambda ids, logits: self._job_stop_reason(deadline) is not None]
                     ),
                     stream=False,
                 )
-                if self._closing.is_set():
-                    raise ModelError("The app closed during the job; it runs again next time.")
-                if self._chat_waiting.is_set():
-                    raise ModelError("The job stopped to let a chat turn use the model; it runs again later.")
-                if time.monotonic() > deadline:
-                    raise ModelError(
-                        f"The model took longer than {JSON_TIME_LIMIT:.0f} s for one structured answer."
-                    )
+                self._raise_if_stopped(deadline)
             finally:
                 if chat_state is not None:
                     self.llm.load_state(chat_state)
@@ -363,17 +350,25 @@ class LlamaModel:
         position = self.cached_prefix(tokens)
         self.llm.n_tokens = position  # what follows in the KV cache is overwritten from here
         while position < len(tokens) - 1:
-            if self._closing.is_set():
-                raise ModelError("The app closed during the job; it runs again next time.")
-            if self._chat_waiting.is_set():
-                raise ModelError("The job stopped to let a chat turn use the model; it runs again later.")
-            if time.monotonic() > deadline:
-                raise ModelError(
-                    f"The model took longer than {JSON_TIME_LIMIT:.0f} s for one structured answer."
-                )
+            self._raise_if_stopped(deadline)
             step = tokens[position : min(position + PREFILL_STEP, len(tokens) - 1)]
             self.llm.eval(step)
             position += len(step)
+
+    def _job_stop_reason(self, deadline: float) -> str | None:
+        """Why a background job must stop now (the app closes, a chat turn waits, time is up), or None."""
+        if self._closing.is_set():
+            return "The app closed during the job; it runs again next time."
+        if self._chat_waiting.is_set():
+            return "The job stopped to let a chat turn use the model; it runs again later."
+        if time.monotonic() > deadline:
+            return f"The model took longer than {JSON_TIME_LIMIT:.0f} s for one structured answer."
+        return None
+
+    def _raise_if_stopped(self, deadline: float) -> None:
+        reason = self._job_stop_reason(deadline)
+        if reason is not None:
+            raise ModelError(reason)
 
     def abort_jobs(self) -> None:
         """Stop a background job's generation at its next token (the app is closing)."""
