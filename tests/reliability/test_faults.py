@@ -63,6 +63,12 @@ def test_a_full_disk_mid_conversation_keeps_the_chat_going_unsaved(demo_home: Pa
     reply, _ = engine.ask("Let me tell you a long story. " * 400, max_tokens=4, seed=1)
     assert engine.degraded and "disk is full" in engine.degraded
     assert [m.role for m in engine.messages()] == ["user", "assistant", "user", "assistant"]  # in memory
+    first = engine.messages()[0]  # saved before the disk filled up; editing it still branches from there
+    "".join(engine.branch(first.id, "Hello, I am Rita.", max_tokens=4, seed=1))
+    assert [(m.role, m.text if m.role == "user" else "") for m in engine.messages()] == [
+        ("user", "Hello, I am Rita."),
+        ("assistant", ""),
+    ]
     engine.close()
     with sqlite3.connect(demo_home.database) as conn:
         assert [r for (r,) in conn.execute("select text from messages where role = 'user'")] == [
