@@ -326,20 +326,10 @@ class _Memory:
     """The memory file opened for one command, with a progress bar for long work (embedding)."""
 
     def __init__(self, ready: bool = True) -> None:
-        from companion.memory.encryption import unlock_key
-        from companion.memory.operations import LongTermMemory
-        from companion.memory.store import Store
+        from companion.memory.encryption import open_memory
 
         paths = get_paths().ensure()
-        settings = config_mod.load(paths)
-        key = unlock_key(paths.database, _ask())
-        self.store = Store(paths.database, key)
-        self.memory = LongTermMemory(
-            self.store,
-            None if key is not None else paths.index_file,
-            settings.memory.embedding_model,
-            settings.memory.tau_days,
-        )
+        self.store, self.memory = open_memory(paths, config_mod.load(paths).memory, _ask())
         if ready:
             with _progress() as report:
                 self.memory.ready(report)

@@ -20,10 +20,10 @@ from companion.config import Settings
 from companion.errors import CompanionError, ModelError, StorageError
 from companion.llm.base import ChatMessage, ChatModel, GenerationOptions, Stream
 from companion.llm.prompt import Assembled, MemoryItem, assemble, memory_block, quote
+from companion.memory.encryption import open_memory
 from companion.memory.forgetting import parse_time
-from companion.memory.operations import LongTermMemory
 from companion.memory.retrieve import Hit
-from companion.memory.store import Message, Store, utcnow
+from companion.memory.store import Message, utcnow
 from companion.paths import Paths, get_paths
 from companion.persona.card import Card
 
@@ -151,11 +151,9 @@ class Engine:
     ) -> None:
         """`ask` prompts for the memory file's passphrase when it is encrypted with one (None: only
         COMPANION_PASSPHRASE)."""
-        from companion.memory.encryption import unlock_key
-
         self.paths = (paths or get_paths()).ensure()
         self.settings = settings or config_mod.load(self.paths)
-        self.store, self.memory = self._open_memory(unlock_key(self.paths.database, ask))
+        self.store, self.memory = open_memory(self.paths, self.settings.memory, ask)
         self._model = model
         self._model_name = model_name
         self._lock = threading.Lock()
@@ -234,19 +232,8 @@ class Engine:
         try:
             described = encryption.encrypt(self.paths, ask, use_passphrase).describe()
         finally:
-            self.store, self.memory = self._open_memory(encryption.unlock_key(self.paths.database, ask))
+            self.store, self.memory = encryption.open_memory(self.paths, self.settings.memory, ask)
         return described
-
-    def _open_memory(self, key: str | None) -> tuple[Store, LongTermMemory]:
-        store = Store(self.paths.database, key)
-        memory = LongTermMemory(
-            store,
-            # Encrypted: the index (embeddings in the clear) is kept in memory only, rebuilt at start.
-            index_path=None if key is not None else self.paths.index_file,
-            embed_model=self.settings.memory.embedding_model,
-            tau_days=self.settings.memory.tau_days,
-        )
-        return store, memory
 
     def refresh_profile(self) -> None:
         """Read the profile again for the next prompt (after the user vetoed a line)."""

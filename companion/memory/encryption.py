@@ -20,11 +20,17 @@ import secrets as random_secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from companion.config import MemorySettings
 from companion.errors import CompanionError
 from companion.memory.store import SQL_ERRORS, _cipher, is_encrypted_file, key_pragma
 from companion.paths import FILE_MODE, Paths, write_private_text
 from companion.secrets import SERVICE, keyring_usable
+
+if TYPE_CHECKING:
+    from companion.memory.operations import LongTermMemory
+    from companion.memory.store import Store
 
 PASSPHRASE_ENV = "COMPANION_PASSPHRASE"
 MIN_PASSPHRASE = 8
@@ -248,11 +254,18 @@ def decrypt(paths: Paths, ask: Ask | None = None) -> State:
     return state(database)
 
 
-def open_store(paths: Paths, ask: Ask | None = None) -> object:
-    """The memory file's Store, unlocked when it is encrypted."""
+def open_memory(
+    paths: Paths, settings: MemorySettings, ask: Ask | None = None
+) -> tuple[Store, LongTermMemory]:
+    """The memory file, unlocked when it is encrypted, and its long-term memory. An encrypted file's FAISS index
+    (the embeddings in the clear) is kept in memory only, rebuilt at start."""
+    from companion.memory.operations import LongTermMemory
     from companion.memory.store import Store
 
-    return Store(paths.database, unlock_key(paths.database, ask))
+    key = unlock_key(paths.database, ask)
+    store = Store(paths.database, key)
+    index = None if key is not None else paths.index_file
+    return store, LongTermMemory(store, index, settings.embedding_model, settings.tau_days)
 
 
 # -- encrypted exports ----------------------------------------------------------------------------------------
