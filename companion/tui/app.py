@@ -26,6 +26,7 @@ from companion.tui.commands import system_commands
 from companion.tui.messages import EngineReady, MemoryChanged, ModelLoading, SessionStarted
 from companion.tui.screens.chat import ChatScreen
 from companion.tui.widgets.chat_message import ChatMessage
+from companion.tui.widgets.dialogs import ConfirmDialog, TextDialog
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 MODEL_KEYS = {"model.name", "model.n_gpu_layers", "model.n_ctx"}
@@ -248,6 +249,39 @@ class CompanionApp(App[None]):
 
         self.memory_op(op)
 
+    def confirm_forget(
+        self, kind: str, item_id: int, question: str, then: Callable[[], None] | None = None
+    ) -> None:
+        """Ask first; forgetting is for good. `then` runs once the user said yes."""
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.forget(kind, item_id)
+                if then is not None:
+                    then()
+
+        self.push_screen(ConfirmDialog(question, "Forget"), answer)
+
+    def toggle_pin(self, memory_id: int, then: Callable[[str], None] | None = None) -> None:
+        def toggle(memory: Any) -> str:
+            pinned = memory.require_memory(memory_id).pinned
+            memory.pin(memory_id, not pinned)
+            return "Unpinned." if pinned else "Pinned: it will not fade."
+
+        self.memory_op(toggle, then=then)
+
+    def edit_memory(self, memory_id: int, then: Callable[[str], None] | None = None) -> None:
+        """The memory's text in a dialog; saved (as `companion memory edit`) when it changed."""
+        item = self.engine.store.get_memory(memory_id)
+        if item is None:
+            return
+
+        def save(text: str | None) -> None:
+            if text is not None and text.strip() != item.text:
+                self.memory_op(lambda m: (m.edit(memory_id, text.strip()), "Edited.")[1], then=then)
+
+        self.push_screen(TextDialog(f"Edit {item.kind} {item.id}", item.text), save)
+
     def on_memory_changed(self, message: MemoryChanged) -> None:
         screen: Any = self.screen
         if screen is not self.chat and hasattr(screen, "load"):
@@ -266,14 +300,16 @@ class CompanionApp(App[None]):
         self.post_message(SessionStarted(off_record))
 
     def on_session_started(self, message: SessionStarted) -> None:
-        while self.screen is not self.chat and len(self.screen_stack) > 2:
-            self.pop_screen()
+        self._back_to_chat()
         self.chat.session_started(message.off_record)
 
     # -- screens --------------------------------------------------------------------------------------------
-    def _open(self, screen: Screen[Any]) -> None:
+    def _back_to_chat(self) -> None:
         while len(self.screen_stack) > 2 and self.screen is not self.chat:
             self.pop_screen()
+
+    def _open(self, screen: Screen[Any]) -> None:
+        self._back_to_chat()
         self.push_screen(screen)
 
     def action_memories(self) -> None:
@@ -302,8 +338,7 @@ class CompanionApp(App[None]):
         self._open(HelpScreen())
 
     def run_chat_action(self, name: str) -> None:
-        while len(self.screen_stack) > 2 and self.screen is not self.chat:
-            self.pop_screen()
+        self._back_to_chat()
         if name == "edit_last":
             self.chat.recall_last()
         else:

@@ -332,15 +332,13 @@ class ChatScreen(Screen[None]):
             return
         log = self.query_one("#log", VerticalScroll)
         mine = [c for c in log.children if isinstance(c, ChatMessage) and not c.has_class("earlier")]
-        if not any(c.role == "user" for c in mine):
+        users = [n for n, c in enumerate(mine) if c.role == "user"]
+        if not users:
             self.notify("There is no reply to regenerate yet; send a message first.", severity="warning")
             return
-        while mine and mine[-1].role in ("assistant", "notice") and mine[-1] is not self._last_user:
-            if mine[-1].role == "assistant":
-                mine[-1].remove()
-                mine.pop()
-                break
-            mine.pop()
+        replies = [c for c in mine[users[-1] + 1 :] if c.role == "assistant"]
+        if replies:  # the reply being replaced leaves the screen (it stays in the file, marked replaced)
+            replies[-1].remove()
         self._start_reply()
         self.generate("regenerate", "", None)
 

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 
 from companion.memory.store import MEMORY_KINDS
 from companion.tui.screens.memory_detail import MemoryDetail
-from companion.tui.widgets.dialogs import ConfirmDialog, TextDialog
+from companion.tui.widgets.dialogs import TextDialog
 
 PAGE = 100
 
@@ -183,45 +183,20 @@ class MemoriesScreen(Screen[None]):
         self.load()
 
     def action_pin(self) -> None:
-        item = self._selected()
-        if item is None:
-            return
-        app: Any = self.app
-
-        def toggle(memory: Any) -> str:
-            pinned = memory.require_memory(item).pinned
-            memory.pin(item, not pinned)
-            return "Unpinned." if pinned else "Pinned: it will not fade."
-
-        app.memory_op(toggle)
+        item_id = self._selected()
+        if item_id is not None:
+            self.app.toggle_pin(item_id)  # type: ignore[attr-defined]
 
     def action_edit(self) -> None:
         item_id = self._selected()
-        if item_id is None:
-            return
-        app: Any = self.app
-        item = app.engine.store.get_memory(item_id)
-
-        def save(text: str | None) -> None:
-            if text is not None and text.strip() != item.text:
-                app.memory_op(lambda m: (m.edit(item_id, text.strip()), "Edited.")[1])
-
-        self.app.push_screen(TextDialog(f"Edit {item.kind} {item.id}", item.text), save)
+        if item_id is not None:
+            self.app.edit_memory(item_id)  # type: ignore[attr-defined]
 
     def action_forget(self) -> None:
         item_id = self._selected()
-        if item_id is None:
-            return
-        app: Any = self.app
-
-        def answer(yes: bool | None) -> None:
-            if yes:
-                app.forget("memory", item_id)
-
-        self.app.push_screen(
-            ConfirmDialog(f"Forget memory {item_id} for good? Its text is removed from the file.", "Forget"),
-            answer,
-        )
+        if item_id is not None:
+            question = f"Forget memory {item_id} for good? Its text is removed from the file."
+            self.app.confirm_forget("memory", item_id, question)  # type: ignore[attr-defined]
 
     def action_restore(self) -> None:
         item_id = self._selected()

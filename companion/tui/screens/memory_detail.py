@@ -13,8 +13,6 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Markdown
 
-from companion.tui.widgets.dialogs import ConfirmDialog, TextDialog
-
 
 def describe_memory(app: Any, kind: str, item_id: int, now: datetime) -> str | None:
     """Markdown for one memory or message (read in a worker thread)."""
@@ -129,41 +127,18 @@ class MemoryDetail(ModalScreen[None]):
         if self.kind == "message":
             self.app.notify("Messages cannot be pinned; they are what was said.", severity="warning")
             return
-        app: Any = self.app
-        item_id = self.item_id
-
-        def toggle(memory: Any) -> str:
-            pinned = memory.require_memory(item_id).pinned
-            memory.pin(item_id, not pinned)
-            return "Unpinned." if pinned else "Pinned: it will not fade."
-
-        app.memory_op(toggle, then=self._done)
+        self.app.toggle_pin(self.item_id, then=self._done)  # type: ignore[attr-defined]
 
     def action_edit(self) -> None:
         if self.kind == "message":
             self.app.notify("Messages cannot be edited; they are what was said.", severity="warning")
             return
-        app: Any = self.app
-        item = app.engine.store.get_memory(self.item_id)
-
-        def save(text: str | None) -> None:
-            if text is not None and text.strip() != item.text:
-                app.memory_op(lambda m: (m.edit(self.item_id, text.strip()), "Edited.")[1], then=self._done)
-
-        self.app.push_screen(TextDialog(f"Edit {item.kind} {item.id}", item.text), save)
+        self.app.edit_memory(self.item_id, then=self._done)  # type: ignore[attr-defined]
 
     def action_forget(self) -> None:
-        app: Any = self.app
         what = f"message:{self.item_id}" if self.kind == "message" else f"memory {self.item_id}"
-
-        def answer(yes: bool | None) -> None:
-            if yes:
-                app.forget(self.kind, self.item_id)
-                self.dismiss(None)
-
-        self.app.push_screen(
-            ConfirmDialog(f"Forget {what} for good? Its text is removed from the file.", "Forget"), answer
-        )
+        question = f"Forget {what} for good? Its text is removed from the file."
+        self.app.confirm_forget(self.kind, self.item_id, question, then=lambda: self.dismiss(None))  # type: ignore[attr-defined]
 
     def action_restore(self) -> None:
         app: Any = self.app

@@ -84,16 +84,12 @@ class RecallPanel(Vertical):
         hit = self._current()
         if hit is None:
             return
-        from companion.tui.widgets.dialogs import ConfirmDialog
-
         app: Any = self.app
         what = f"message:{hit.id}" if hit.kind == "message" else f"{hit.kind} {hit.id}"
 
-        def answer(yes: bool | None) -> None:
-            if yes:
-                app.forget(hit.kind, hit.id)
-                listing = self.query_one(ListView)
-                if listing.highlighted_child is not None:
-                    listing.highlighted_child.remove()
+        def gone() -> None:
+            listing = self.query_one(ListView)
+            if listing.highlighted_child is not None:
+                listing.highlighted_child.remove()
 
-        app.push_screen(ConfirmDialog(f"Mark {what} as wrong and forget it for good?", "Forget"), answer)
+        app.confirm_forget(hit.kind, hit.id, f"Mark {what} as wrong and forget it for good?", then=gone)
