@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from companion.config import MemorySettings
 from companion.errors import CompanionError
-from companion.memory.store import SQL_ERRORS, _cipher, is_encrypted_file, key_pragma
+from companion.memory.store import SQL_ERRORS, _cipher, apply_key, is_encrypted_file, key_literal
 from companion.paths import FILE_MODE, Paths, write_private_text
 from companion.secrets import SERVICE, keyring_usable
 
@@ -123,8 +123,7 @@ def _verify(path: Path, key: str | None, expect: dict[str, int], version: int) -
     conn = _cipher().connect(str(path)) if key is not None else sqlite3.connect(str(path))
     try:
         if key is not None:
-            conn.execute("PRAGMA cipher_log_level = NONE")
-            conn.execute(key_pragma(key))
+            apply_key(conn, key)
         if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise CompanionError(
                 "The new memory file failed its integrity check; the old one is kept as it was."
@@ -159,13 +158,14 @@ def _export(database: Path, source_key: str | None, target: Path, target_key: st
         target.unlink()
     conn = _cipher().connect(str(database), isolation_level=None)
     try:
-        conn.execute("PRAGMA cipher_log_level = NONE")
         if source_key is not None:
-            conn.execute(key_pragma(source_key))
+            apply_key(conn, source_key)
+        else:
+            conn.execute("PRAGMA cipher_log_level = NONE")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         expect = _counts(conn)
-        attach_key = key_pragma(target_key).split(" = ", 1)[1] if target_key is not None else "''"
+        attach_key = key_literal(target_key) if target_key is not None else "''"
         conn.execute(f"ATTACH DATABASE ? AS target KEY {attach_key}", (str(target),))
         conn.execute("SELECT sqlcipher_export('target')")
         conn.execute(f"PRAGMA target.user_version = {int(version)}")

@@ -339,11 +339,18 @@ SQL_OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def key_pragma(key: str) -> str:
-    """`PRAGMA key` for a raw hex key (x'…') or a passphrase (quoted as an SQL string)."""
+def key_literal(key: str) -> str:
+    """A key as SQLCipher reads it in `PRAGMA key` or `ATTACH … KEY`: a raw hex key (x'…') in double quotes,
+    a passphrase as an SQL string."""
     if key.startswith("x'") and key.endswith("'"):
-        return f'PRAGMA key = "{key}"'
-    return "PRAGMA key = '" + key.replace("'", "''") + "'"
+        return f'"{key}"'
+    return "'" + key.replace("'", "''") + "'"
+
+
+def apply_key(conn: Any, key: str) -> None:
+    """Unlock an SQLCipher connection. Its own log stays quiet: a wrong key is reported once, by us."""
+    conn.execute("PRAGMA cipher_log_level = NONE")
+    conn.execute(f"PRAGMA key = {key_literal(key)}")
 
 
 class Store:
@@ -406,8 +413,7 @@ class Store:
                     check_same_thread=False,
                     factory=_cipher_connection_class(),
                 )
-                conn.execute("PRAGMA cipher_log_level = NONE")  # a wrong key is reported once, by us
-                conn.execute(key_pragma(self.key))
+                apply_key(conn, self.key)
             else:
                 conn = sqlite3.connect(
                     str(self.path),
