@@ -23,6 +23,16 @@ def mine(app: Any, role: str) -> list[ChatMessage]:
     return [w for w in app.chat.query(ChatMessage) if w.role == role and not w.has_class("earlier")]
 
 
+async def start_reply(app: Any, pilot: Any, text: str) -> None:
+    """Send `text` and return once the reply has begun to stream (and is still streaming)."""
+    composer = app.chat.query_one(Composer)
+    composer.focus()
+    composer.text = text
+    await pilot.press("enter")
+    while not (app.chat._reply is not None and app.chat._reply.text):
+        await pilot.pause(0.05)
+
+
 async def say(app: Any, pilot: Any, text: str) -> None:
     composer = app.chat.query_one(Composer)
     composer.focus()
@@ -72,12 +82,7 @@ async def test_escape_stops_the_reply_and_keeps_it_marked(make_app: Any, demo_ho
     app = make_app(max_tokens=400)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
-        composer = app.chat.query_one(Composer)
-        composer.focus()
-        composer.text = "Tell me a long story about the sea."
-        await pilot.press("enter")
-        while not (app.chat._reply is not None and app.chat._reply.text):
-            await pilot.pause(0.05)
+        await start_reply(app, pilot, "Tell me a long story about the sea.")
         await pilot.press("escape")
         await settle(app, pilot)
         reply = mine(app, "assistant")[-1]
@@ -207,12 +212,7 @@ async def test_quitting_during_a_reply_is_clean_and_keeps_what_was_said(
     app = make_app(max_tokens=400)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
-        composer = app.chat.query_one(Composer)
-        composer.focus()
-        composer.text = "Tell me a long story about the mountains."
-        await pilot.press("enter")
-        while not (app.chat._reply is not None and app.chat._reply.text):
-            await pilot.pause(0.05)
+        await start_reply(app, pilot, "Tell me a long story about the mountains.")
         await pilot.press("ctrl+q")
     app.engine.close()
     roles = rows(demo_home, "select role, incomplete from messages order by id")
