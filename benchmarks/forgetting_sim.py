@@ -40,8 +40,8 @@ def main() -> int:
     os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-forget-")
 
     from companion.memory.forgetting import sweep
-    from companion.memory.index import VectorIndex
-    from companion.memory.store import VARIANT_MEMORY, Store, vector_key
+    from companion.memory.index import VARIANT_MEMORY, VectorIndex, vector_key
+    from companion.memory.store import Store
     from companion.paths import get_paths
 
     paths = get_paths().ensure()

@@ -50,7 +50,7 @@ CHAT = [
 
 
 def build(memory: Any, rng: np.random.Generator, n_messages: int, n_memories: int) -> None:
-    from companion.memory.store import VARIANT_MEMORY, VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
+    from companion.memory.index import VARIANT_MEMORY, VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
 
     words = vocabulary(rng)
     dim = memory.embedder.dim

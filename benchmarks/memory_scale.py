@@ -62,7 +62,7 @@ def sentences(rng: np.random.Generator, words: list[str], count: int, base: list
 
 
 def build(memory, rng: np.random.Generator, n_memories: int, n_messages: int) -> None:  # type: ignore[no-untyped-def]
-    from companion.memory.store import VARIANT_MEMORY, VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
+    from companion.memory.index import VARIANT_MEMORY, VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
 
     words = vocabulary(rng)
     dim = memory.embedder.dim

@@ -112,7 +112,8 @@ async def stream_once(home: Any, prompt: str, tokens: int, naive: bool) -> dict[
 
 
 def make_memories(home: Any, count: int) -> None:
-    from companion.memory.store import Store, utcnow
+    from companion.memory.store import Store
+    from companion.timeutil import now_iso as utcnow
 
     rng = random.Random(7)
     words = "tea cello sister Lisbon dog walk garden book night shift friend river music bread rain".split()

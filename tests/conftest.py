@@ -13,6 +13,15 @@ import pytest
 
 from companion.paths import Paths, get_paths
 
+# A test that needs the real demo GGUF (llama.cpp) is slow: `pytest -m "not slow"` is the fast loop.
+SLOW_FIXTURES = {"demo_gguf", "demo_home", "demo_model"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def demo_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -58,10 +58,6 @@ class Stream:
     def cancel(self) -> None:
         self._cancel.set()
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
     def text(self) -> str:
         return "".join(self)
 
@@ -90,5 +86,9 @@ class ChatModel(Protocol):
     ) -> Any: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+    def abort_jobs(self) -> None:
+        """Stop a background job's generation at its next token (the app is closing)."""
+        ...
 
     def close(self) -> None: ...

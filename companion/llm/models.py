@@ -13,11 +13,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from companion.config import DEMO_MODEL, Settings
 from companion.errors import CompanionError, ModelError
 from companion.paths import Paths, atomic_path
+
+if TYPE_CHECKING:
+    from companion.llm.base import ChatModel
 
 GGUF_MAGIC = b"GGUF"
 DEMO_NOTE = (
@@ -268,7 +271,7 @@ def pull(repo: str, filename: str, paths: Paths, revision: str | None = None) ->
     return path
 
 
-def open_model(settings: Settings, paths: Paths, name: str | None = None) -> Any:
+def open_model(settings: Settings, paths: Paths, name: str | None = None) -> ChatModel:
     """The configured ChatModel: the remote server when `model.backend = remote`, else a local GGUF.
 
     Heavy imports (llama.cpp, httpx) happen here, on first use, never at import time.

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from companion import timeutil
 from companion.errors import CompanionError
 from companion.llm.base import ChatMessage
 
@@ -41,22 +42,6 @@ class MemoryItem:
     kind: str = "memory"
 
 
-def relative_date(when: datetime, now: datetime) -> str:
-    days = (now.date() - when.date()).days
-    absolute = f"{when.day} {when.strftime('%B %Y')}"
-    if days <= 0:
-        return f"today, {absolute}"
-    if days == 1:
-        return f"yesterday, {absolute}"
-    if days < 14:
-        return f"{days} days ago, on {absolute}"
-    if days < 60:
-        return f"{days // 7} weeks ago, on {absolute}"
-    if days < 730:
-        return f"{days // 30} months ago, on {absolute}"
-    return f"{days // 365} years ago, on {absolute}"
-
-
 def quote(text: str) -> str:
     """Memory text as a quoted string: backslashes and quotes escaped, one line."""
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
@@ -74,7 +59,7 @@ def memory_block(
     used = count(lines[0]) if count and budget else 0
     for item in items:
         quoted = quote(item.text)
-        when = f"{relative_date(item.when, now)}: " if item.when else ""
+        when = f"{timeutil.relative(item.when, now)}: " if item.when else ""
         line = f'- ({item.kind}) {when}"{quoted}"'
         if count and budget:
             cost = count(line) + 1

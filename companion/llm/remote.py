@@ -212,5 +212,8 @@ class RemoteModel:
         self._raise_for_status(response)
         return [str(item.get("id")) for item in response.json().get("data", [])]
 
+    def abort_jobs(self) -> None:
+        """Nothing to stop: a remote job's request ends with its own timeout."""
+
     def close(self) -> None:
         self._client.close()

@@ -1,1 +1,31 @@
-"""Long-term memory: the SQLite memory file, embeddings, the FAISS index and retrieval."""
+"""Long-term memory: the SQLite memory file, embeddings, the FAISS index and retrieval.
+
+`open_memory` is the one way in: it unlocks the file when it is encrypted, opens it and returns the
+`LongTermMemory` over it (the engine, the app and every command use it). Heavy libraries load on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from companion.config import MemorySettings
+    from companion.memory.operations import LongTermMemory
+    from companion.paths import Paths
+
+
+def open_memory(
+    paths: Paths, settings: MemorySettings, ask: Callable[[str], str] | None = None
+) -> LongTermMemory:
+    """The memory file, unlocked when it is encrypted (`ask` prompts for a passphrase), and its long-term
+    memory. An encrypted file's FAISS index (the embeddings in the clear) is kept in memory only, rebuilt at
+    start. Close it with `LongTermMemory.close()`."""
+    from companion.memory import encryption
+    from companion.memory.operations import LongTermMemory
+    from companion.memory.store import Store
+
+    key = encryption.unlock_key(paths.database, ask)
+    store = Store(paths.database, key)
+    index = None if key is not None else paths.index_file
+    return LongTermMemory(store, index, settings.embedding_model, settings.tau_days)

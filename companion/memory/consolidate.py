@@ -19,27 +19,31 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-from companion.errors import CompanionError, ModelError
+from companion import timeutil
+from companion.errors import ModelError
 from companion.llm.base import ChatMessage, ChatModel, GenerationOptions
-from companion.memory.forgetting import parse_time
+from companion.memory import profile
+from companion.memory.index import VARIANT_MEMORY, split_key, vector_key
 from companion.memory.operations import LongTermMemory
-from companion.memory.store import VARIANT_MEMORY, Store, split_key, utcnow, vector_key
+from companion.memory.store import ACTIVE
 from companion.paths import assets_dir
 
-PROFILE_SECTIONS = ("traits", "preferences", "relationships", "concerns", "style")
+PROFILE_SECTIONS = profile.SECTIONS
 SAME = 0.97  # cosine above which a new fact is the same fact
 SIMILAR = 0.80  # cosine above which the model decides what a new fact does to an old one
 # Token budgets: a string can cost a token per character in the worst case (a small model spelling digits), so
 # each answer's max_tokens covers its schema's longest possible output.
 MAX_FACTS = 5
 MAX_TURNS = 40  # turns per transcript chunk, so a fact can name its turns
+THREAD_DAYS = 7  # an open thread closes this many days after its date: the moment to ask about it has passed
 
 SUMMARY_SCHEMA = {
     "type": "object",
@@ -114,6 +118,23 @@ class Fact:
     future: bool
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What a new fact does to what is known: ADD it, UPDATE `target` with `text`, SUPERSEDE `target`, or
+    NOOP (`target`, when there is one, gains the fact's turns as sources)."""
+
+    action: str
+    fact: Fact
+    target: int | None
+    text: str
+
+
+def content_words(text: str) -> set[str]:
+    from companion.memory.retrieve import query_terms
+
+    return set(query_terms(text))
+
+
 @dataclass
 class Report:
     sessions: int = 0
@@ -124,6 +145,7 @@ class Report:
     facts_unchanged: int = 0
     digests: int = 0
     profile_version: int | None = None
+    threads_closed: int = 0
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -140,7 +162,7 @@ class Consolidator:
         model: ChatModel,
         *,
         user: str = "the user",
-        char: str = "Sam",
+        char: str = "the companion",
         wait_turn: Callable[[], None] | None = None,
         seed: int = 7,
     ) -> None:
@@ -209,7 +231,7 @@ class Consolidator:
             marker = self.store.get_meta(f"consolidated.session.{session_id}")
             if marker and json.loads(marker).get("last_message", 0) >= last_id:
                 continue
-            last = parse_time(last_time)
+            last = timeutil.parse(last_time)
             if ended or (last is not None and now - last >= idle):
                 pending.append(session_id)
         return pending
@@ -217,8 +239,10 @@ class Consolidator:
     def consolidate_session(self, session_id: int, now: datetime, report: Report) -> None:
         marker = self.store.get_meta(f"consolidated.session.{session_id}")
         after = json.loads(marker).get("last_message", 0) if marker else 0
+        # The companion in this session is the persona it was held with (the speaker of its replies).
+        char = self.store.session_persona(session_id) or self.char
         rows = [
-            (r[0], r[1] or ("You" if r[2] == "user" else self.char), r[3], r[4])
+            (r[0], r[1] or ("You" if r[2] == "user" else char), r[3], r[4])
             for r in self.store.conn.execute(
                 "select id, speaker, role, text, created_at from messages where session_id = ? and id > ? order by id",
                 (session_id, after),
@@ -226,14 +250,14 @@ class Consolidator:
         ]
         if not rows:
             return
-        day = (parse_time(rows[0][3]) or now).date()
+        day = (timeutil.parse(rows[0][3]) or now).date()
         when = f"{day.day} {day.strftime('%B %Y')}"
         summaries: list[str] = []
         facts: list[Fact] = []
         for chunk in self.transcript_chunks(rows, reserve=700):
             transcript = self.numbered(chunk)
             answer = self.ask(
-                prompt("summary", user=self.user, char=self.char, date=when, transcript=transcript),
+                prompt("summary", user=self.user, char=char, date=when, transcript=transcript),
                 SUMMARY_SCHEMA,
                 440,
             )
@@ -241,7 +265,7 @@ class Consolidator:
             if summary:
                 summaries.append(summary)
             answer = self.ask(
-                prompt("facts", user=self.user, char=self.char, date=day.isoformat(), transcript=transcript),
+                prompt("facts", user=self.user, char=char, date=day.isoformat(), transcript=transcript),
                 FACTS_SCHEMA,
                 900,
             )
@@ -285,23 +309,26 @@ class Consolidator:
                 out.append(fact)
         return out
 
-    def plan_facts(self, facts: list[Fact]) -> list[tuple[str, Fact, int | None, str]]:
-        """For each new fact: (action, fact, old memory id, text), by similarity, then the model's decision."""
+    def plan_facts(self, facts: list[Fact]) -> list[Decision]:
+        """What each new fact does, by similarity first, then by the model's decision. A fact that says the same
+        as a known one (nearly the same vector and no word the known one lacks) only adds its turns as sources;
+        one that is close but says more, or something else, is the model's to decide."""
         if not facts:
             return []
         vectors = self.memory.embedder.encode([f.text for f in facts])
-        plan: list[tuple[str, Fact, int | None, str]] = []
+        plan: list[Decision] = []
         accepted: list[np.ndarray] = []
         for fact, vector in zip(facts, vectors, strict=True):
             if any(float(vector @ v) >= SAME for v in accepted):
                 continue
             similar = self.similar_facts(vector)
-            if similar and similar[0][1] >= SAME:
-                plan.append(("NOOP", fact, similar[0][0], fact.text))
-                continue
             if not similar:
-                plan.append(("ADD", fact, None, fact.text))
+                plan.append(Decision("ADD", fact, None, fact.text))
                 accepted.append(vector)
+                continue
+            best, score, known = similar[0]
+            if score >= SAME and content_words(fact.text) <= content_words(known):
+                plan.append(Decision("NOOP", fact, best, fact.text))
                 continue
             existing = "\n".join(f"{i}. {text}" for i, (_, _, text) in enumerate(similar[:3], start=1))
             answer = self.ask(
@@ -311,13 +338,13 @@ class Consolidator:
             action = str(raw_action) if raw_action in ("ADD", "UPDATE", "SUPERSEDE", "NOOP") else "ADD"
             raw_number = answer.get("fact")
             number = raw_number if isinstance(raw_number, int) else 0
-            target = similar[number - 1][0] if 1 <= number <= min(len(similar), 3) else similar[0][0]
+            target = similar[number - 1][0] if 1 <= number <= min(len(similar), 3) else best
             text = clean(answer.get("text"), 200) or fact.text
             if action == "ADD":
-                plan.append(("ADD", fact, None, fact.text))
+                plan.append(Decision("ADD", fact, None, fact.text))
                 accepted.append(vector)
             else:
-                plan.append((action, fact, target, text if action == "UPDATE" else fact.text))
+                plan.append(Decision(action, fact, target, text if action == "UPDATE" else fact.text))
         return plan
 
     def similar_facts(self, vector: np.ndarray) -> list[tuple[int, float, str]]:
@@ -328,7 +355,7 @@ class Consolidator:
             if variant != VARIANT_MEMORY or score < SIMILAR:
                 continue
             memory = self.store.get_memory(item)
-            if memory and memory.kind == "fact" and not memory.archived and memory.valid_to is None:
+            if memory and memory.kind == "fact" and memory.active:
                 out.append((item, float(score), memory.text))
         return out
 
@@ -337,11 +364,11 @@ class Consolidator:
         session_id: int,
         rows: list[tuple[int, str, str, str]],
         summaries: list[str],
-        plan: list[tuple[str, Fact, int | None, str]],
+        plan: list[Decision],
         now: datetime,
         report: Report,
     ) -> None:
-        stamp = now.isoformat(timespec="seconds")
+        stamp = timeutil.iso(now)
         touched: list[int] = []
         superseded: list[int] = []
         with self.store.transaction() as conn:
@@ -370,7 +397,8 @@ class Consolidator:
                 )
                 touched.append(summary_id)
                 report.summaries += 1
-            for action, fact, old, text in plan:
+            for decision in plan:
+                action, fact, old, text = decision.action, decision.fact, decision.target, decision.text
                 if action == "ADD":
                     new_id = self._add_fact(conn, fact, text, "learned in conversation", session_id)
                     if fact.future:
@@ -382,10 +410,7 @@ class Consolidator:
                     conn.execute(
                         "update memories set text = ?, updated_at = ? where id = ?", (text, stamp, old)
                     )
-                    conn.executemany(
-                        "insert or ignore into memory_sources (memory_id, message_id) values (?, ?)",
-                        [(old, m) for m in fact.sources],
-                    )
+                    self.store.add_sources(old, fact.sources, conn)
                     self.store.audit(
                         conn,
                         "update",
@@ -417,10 +442,7 @@ class Consolidator:
                     touched.append(new_id)
                     report.facts_superseded += 1
                 elif old is not None:
-                    conn.executemany(
-                        "insert or ignore into memory_sources (memory_id, message_id) values (?, ?)",
-                        [(old, m) for m in fact.sources],
-                    )
+                    self.store.add_sources(old, fact.sources, conn)
                     report.facts_unchanged += 1
             # What was learned in a persona's conversation belongs to that persona (`persona.memory = separate`).
             conn.execute(
@@ -441,7 +463,7 @@ class Consolidator:
             self.memory.index.remove(keys)
         self.memory.embed_memories(touched, add_to_index=True)
 
-    def _add_fact(self, conn: Any, fact: Fact, text: str, reason: str, session_id: int) -> int:
+    def _add_fact(self, conn: sqlite3.Connection, fact: Fact, text: str, reason: str, session_id: int) -> int:
         return self.store.add_memory(
             "fact",
             text,
@@ -455,25 +477,22 @@ class Consolidator:
 
     # -- profile --------------------------------------------------------------------------------------------
     def update_profile(self, now: datetime, report: Report) -> None:
-        version, sections, since = current_profile(self.store)
+        current = profile.current(self.store)
         rows = self.store.conn.execute(
-            "select id, text from memories where kind in ('fact', 'note') and archived = 0 and valid_to is null"
+            f"select id, text from memories where kind in ('fact', 'note') and {ACTIVE}"
             " and created_at > ? order by importance desc, id limit 30",
-            (since or "",),
+            (current.created_at or "",),
         ).fetchall()
         if not rows:
             return
-        vetoed = vetoed_lines(self.store)
-        current = (
-            "\n".join(f"{name}: {'; '.join(lines)}" for name, lines in sections.items() if lines)
-            or "(nothing yet)"
-        )
+        vetoed = profile.vetoed_lines(self.store)
+        shown = "\n".join(f"{name}: {'; '.join(lines)}" for name, lines in current.sections.items() if lines)
         answer = self.ask(
             prompt(
                 "profile",
                 user=self.user,
                 char=self.char,
-                profile=current,
+                profile=shown or "(nothing yet)",
                 facts="\n".join(f"- {text}" for _, text in rows),
                 vetoed="; ".join(vetoed) or "(nothing)",
             ),
@@ -487,21 +506,41 @@ class Consolidator:
             kept: list[str] = []
             for line in lines:
                 text = clean(line, 120)
-                if len(text) >= 3 and text not in kept and not is_vetoed(text, vetoed):
+                if len(text) >= 3 and text not in kept and not profile.is_vetoed(text, vetoed):
                     kept.append(text)
             fresh[name] = kept[:6]
-        version_id = save_profile(self.store, fresh, [r[0] for r in rows], "updated from new facts", now)
-        report.profile_version = version_id
+        report.profile_version = profile.save(
+            self.store, fresh, [r[0] for r in rows], "updated from new facts", now
+        )
+
+    # -- threads --------------------------------------------------------------------------------------------
+    def close_past_threads(self, now: datetime, report: Report) -> None:
+        """An open thread closes `THREAD_DAYS` after its date: the companion had its chance to ask."""
+        cutoff = timeutil.iso(now - timedelta(days=THREAD_DAYS))
+        due = self.store.threads("open", due_before=cutoff)
+        if not due:
+            return
+        with self.store.transaction() as conn:
+            for item in due:
+                conn.execute(
+                    "update memories set thread = 'closed', updated_at = ? where id = ?",
+                    (timeutil.iso(now), item.id),
+                )
+                self.store.audit(
+                    conn, "update", "memory", item.id, None, None, "thread closed: its date passed"
+                )
+        report.threads_closed += len(due)
 
     # -- digests --------------------------------------------------------------------------------------------
     def make_digests(self, now: datetime, report: Report, limit: int = 10) -> None:
         """Daily digests of finished days with session summaries; weekly digests of finished weeks."""
         rows = self.store.conn.execute(
-            "select id, text, event_time from memories where kind = 'summary' and valid_to is null and event_time is not null order by event_time"
+            "select id, text, event_time from memories where kind = 'summary' and valid_to is null"
+            " and event_time is not null order by event_time"
         ).fetchall()
         days: dict[str, list[tuple[int, str]]] = {}
         for memory_id, text, when in rows:
-            moment = parse_time(when)
+            moment = timeutil.parse(when)
             if moment and moment.date() < now.date():
                 days.setdefault(moment.date().isoformat(), []).append((memory_id, text))
         made = 0
@@ -510,15 +549,14 @@ class Consolidator:
                 return
             if self.store.get_meta(f"digest.day.{day}"):
                 continue
-            self.write_digest(
-                f"digest.day.{day}", day, "day", f"{date.fromisoformat(day):%A %d %B %Y}", items, report
-            )
+            self.write_digest(day, "day", f"{date.fromisoformat(day):%A %d %B %Y}", items, report)
             made += 1
         weeks: dict[str, list[tuple[int, str]]] = {}
         for memory_id, text, when in self.store.conn.execute(
-            "select id, text, event_time from memories where kind = 'digest' and text not like 'Week of%' and valid_to is null"
+            "select id, text, event_time from memories where kind = 'digest' and period = 'day'"
+            " and valid_to is null"
         ).fetchall():
-            moment = parse_time(when)
+            moment = timeutil.parse(when)
             if moment is None:
                 continue
             start = moment.date() - timedelta(days=moment.weekday())
@@ -529,148 +567,41 @@ class Consolidator:
                 return
             if self.store.get_meta(f"digest.week.{week}"):
                 continue
-            self.write_digest(
-                f"digest.week.{week}",
-                week,
-                "week",
-                f"the week of {date.fromisoformat(week):%d %B %Y}",
-                items,
-                report,
-                prefix="Week of ",
-            )
+            self.write_digest(week, "week", f"the week of {date.fromisoformat(week):%d %B %Y}", items, report)
             made += 1
 
     def write_digest(
-        self,
-        marker: str,
-        day: str,
-        unit: str,
-        period: str,
-        items: list[tuple[int, str]],
-        report: Report,
-        prefix: str = "",
+        self, day: str, period: str, period_text: str, items: list[tuple[int, str]], report: Report
     ) -> None:
+        """One digest of a day's summaries (or a week's daily digests), marked done in the same transaction."""
         summaries = "\n".join(f"- {text}" for _, text in items)
         answer = self.ask(
-            prompt("digest", user=self.user, char=self.char, period=period, unit=unit, summaries=summaries),
+            prompt(
+                "digest",
+                user=self.user,
+                char=self.char,
+                period=period_text,
+                unit=period,
+                summaries=summaries,
+            ),
             DIGEST_SCHEMA,
             440,
         )
         text = clean(answer.get("digest"), 700)
         if not text:
             raise ModelError("The model wrote an empty digest.")
-        sources = sorted(
-            {
-                m
-                for memory_id, _ in items
-                for m in (
-                    r[0]
-                    for r in self.store.conn.execute(
-                        "select message_id from memory_sources where memory_id = ?", (memory_id,)
-                    )
-                )
-            }
-        )
+        sources = sorted({m.id for memory_id, _ in items for m in self.store.memory_sources(memory_id)})
         with self.store.transaction() as conn:
             new_id = self.store.add_memory(
                 "digest",
-                f"{prefix}{day}: {text}" if prefix else text,
+                f"Week of {day}: {text}" if period == "week" else text,
                 sources=sources,
-                event_time=f"{day}T00:00:00+00:00",
+                event_time=day,
                 importance=0.6,
-                reason=f"{unit} digest",
+                reason=f"{period} digest",
+                period=period,
                 conn=conn,
             )
-            self.store.set_meta(marker, utcnow(), conn=conn)
+            self.store.set_meta(f"digest.{period}.{day}", timeutil.now_iso(), conn=conn)
         self.memory.embed_memories([new_id])
         report.digests += 1
-
-
-def current_profile(store: Store) -> tuple[int | None, dict[str, list[str]], str | None]:
-    """(version id, sections, created_at) of the newest profile version."""
-    row = store.conn.execute(
-        "select id, sections, created_at from profile_versions order by id desc limit 1"
-    ).fetchone()
-    if not row:
-        return None, {name: [] for name in PROFILE_SECTIONS}, None
-    return row[0], json.loads(row[1]), row[2]
-
-
-def vetoed_lines(store: Store) -> list[str]:
-    return [r[0] for r in store.conn.execute("select line from profile_vetoes order by line")]
-
-
-def save_profile(
-    store: Store, sections: dict[str, list[str]], sources: list[int], reason: str, now: datetime
-) -> int | None:
-    """A new version with its diff against the previous one; None when nothing changed."""
-    _, previous, _ = current_profile(store)
-    diff = profile_diff(previous, sections)
-    if not diff["added"] and not diff["removed"]:
-        return None
-    with store.transaction() as conn:
-        cursor = conn.execute(
-            "insert into profile_versions (created_at, sections, diff, sources, reason) values (?, ?, ?, ?, ?)",
-            (
-                now.isoformat(timespec="seconds"),
-                json.dumps(sections),
-                json.dumps(diff),
-                json.dumps(sources),
-                reason,
-            ),
-        )
-        return int(cursor.lastrowid or 0)
-
-
-def profile_history(store: Store) -> list[dict[str, Any]]:
-    rows = store.db.query("select id, created_at, diff, reason from profile_versions order by id")
-    return [{**r, "diff": json.loads(r["diff"] or "{}")} for r in rows]
-
-
-def is_vetoed(line: str, vetoed: list[str]) -> bool:
-    lowered = line.lower()
-    return any(v.lower() in lowered or lowered in v.lower() for v in vetoed)
-
-
-def profile_diff(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, list[str]]:
-    added = [
-        f"{name}: {line}"
-        for name in PROFILE_SECTIONS
-        for line in after.get(name, [])
-        if line not in before.get(name, [])
-    ]
-    removed = [
-        f"{name}: {line}"
-        for name in PROFILE_SECTIONS
-        for line in before.get(name, [])
-        if line not in after.get(name, [])
-    ]
-    return {"added": added, "removed": removed}
-
-
-def profile_text(sections: dict[str, list[str]]) -> str:
-    return "\n".join(f"- {name}: {'; '.join(lines)}" for name, lines in sections.items() if lines)
-
-
-def veto(store: Store, line: str, now: datetime | None = None) -> int:
-    """Remove a profile line and keep the inference from being made again; returns the new version id."""
-    now = now or datetime.now(UTC)
-    _, sections, _ = current_profile(store)
-    wanted = line.strip().lower()
-    found = False
-    fresh = {}
-    for name, lines in sections.items():
-        kept = [item for item in lines if item.lower() != wanted and f"{name}: {item}".lower() != wanted]
-        found |= len(kept) != len(lines)
-        fresh[name] = kept
-    if not found:
-        raise CompanionError(f"'{line}' is not a line of the profile; see `companion profile` for its lines.")
-    head, _, tail = line.partition(":")
-    text = tail.strip() if head.strip() in PROFILE_SECTIONS and tail.strip() else line.strip()
-    with store.transaction() as conn:
-        conn.execute(
-            "insert or ignore into profile_vetoes (line, created_at) values (?, ?)", (text, utcnow())
-        )
-    version = save_profile(store, fresh, [], "vetoed by the user", now)
-    assert version is not None
-    return version

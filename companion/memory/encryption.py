@@ -15,22 +15,17 @@ clear): it lives in memory and is rebuilt from the encrypted vectors at start.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets as random_secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from companion.config import MemorySettings
 from companion.errors import CompanionError
-from companion.memory.store import SQL_ERRORS, _cipher, apply_key, is_encrypted_file, key_literal
 from companion.paths import FILE_MODE, Paths, write_private_text
 from companion.secrets import SERVICE, keyring_usable
-
-if TYPE_CHECKING:
-    from companion.memory.operations import LongTermMemory
-    from companion.memory.store import Store
 
 PASSPHRASE_ENV = "COMPANION_PASSPHRASE"
 MIN_PASSPHRASE = 8
@@ -66,6 +61,55 @@ def state(database: Path) -> State:
     except OSError:
         unlock = "passphrase"
     return State(True, unlock if unlock in ("keyring", "passphrase") else "passphrase")
+
+
+# -- SQLCipher connections ------------------------------------------------------------------------------------
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def is_encrypted_file(path: Path) -> bool:
+    """An SQLCipher file has no plain SQLite header (its first page is ciphertext, salt first)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    return len(head) == 16 and head != SQLITE_HEADER
+
+
+def cipher_module() -> Any:
+    """sqlcipher3's DB-API module (imported on first use: only encrypted files need it)."""
+    import sqlcipher3.dbapi2 as cipher
+
+    return cipher
+
+
+def cipher_errors(name: str) -> tuple[type[Exception], ...]:
+    """SQLCipher's exception class of that name (`Error`, `OperationalError`), as a tuple to catch."""
+    try:
+        return (getattr(cipher_module(), name),)
+    except ImportError:  # pragma: no cover - sqlcipher3-wheels is a dependency
+        return ()
+
+
+@functools.cache
+def cipher_connection_class() -> Any:
+    """An SQLCipher connection class that can be weakly referenced (made once, on first use)."""
+    return type("CipherConnection", (cipher_module().Connection,), {})
+
+
+def key_literal(key: str) -> str:
+    """A key as SQLCipher reads it in `PRAGMA key` or `ATTACH … KEY`: a raw hex key (x'…') in double quotes,
+    a passphrase as an SQL string."""
+    if key.startswith("x'") and key.endswith("'"):
+        return f'"{key}"'
+    return "'" + key.replace("'", "''") + "'"
+
+
+def apply_key(conn: Any, key: str) -> None:
+    """Unlock an SQLCipher connection. Its own log stays quiet: a wrong key is reported once, by us."""
+    conn.execute("PRAGMA cipher_log_level = NONE")
+    conn.execute(f"PRAGMA key = {key_literal(key)}")
 
 
 def _keyring() -> object:
@@ -120,7 +164,7 @@ def unlock_key(database: Path, ask: Ask | None = None) -> str | None:
 def _verify(path: Path, key: str | None, expect: dict[str, int], version: int) -> None:
     import sqlite3
 
-    conn = _cipher().connect(str(path)) if key is not None else sqlite3.connect(str(path))
+    conn = cipher_module().connect(str(path)) if key is not None else sqlite3.connect(str(path))
     try:
         if key is not None:
             apply_key(conn, key)
@@ -154,9 +198,11 @@ def _counts(conn: object) -> dict[str, int]:
 
 def _export(database: Path, source_key: str | None, target: Path, target_key: str | None) -> None:
     """Copy the whole database into `target` with another key (or none) through sqlcipher_export."""
+    from companion.memory.store import SQL_ERRORS
+
     with contextlib.suppress(FileNotFoundError):
         target.unlink()
-    conn = _cipher().connect(str(database), isolation_level=None)
+    conn = cipher_module().connect(str(database), isolation_level=None)
     try:
         if source_key is not None:
             apply_key(conn, source_key)
@@ -252,20 +298,6 @@ def decrypt(paths: Paths, ask: Ask | None = None) -> State:
         with contextlib.suppress(keyring.errors.KeyringError):
             _keyring().delete_password(SERVICE, keyring_entry(database))  # type: ignore[attr-defined]
     return state(database)
-
-
-def open_memory(
-    paths: Paths, settings: MemorySettings, ask: Ask | None = None
-) -> tuple[Store, LongTermMemory]:
-    """The memory file, unlocked when it is encrypted, and its long-term memory. An encrypted file's FAISS index
-    (the embeddings in the clear) is kept in memory only, rebuilt at start."""
-    from companion.memory.operations import LongTermMemory
-    from companion.memory.store import Store
-
-    key = unlock_key(paths.database, ask)
-    store = Store(paths.database, key)
-    index = None if key is not None else paths.index_file
-    return store, LongTermMemory(store, index, settings.embedding_model, settings.tau_days)
 
 
 # -- encrypted exports ----------------------------------------------------------------------------------------

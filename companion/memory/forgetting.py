@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from companion.memory.store import VARIANT_MEMORY, Store, vector_key
+from companion import timeutil
+from companion.memory.index import VARIANT_MEMORY, vector_key
+from companion.memory.store import ACTIVE, Store
 
 DEFAULT_TAU_DAYS = 5.0
 DEFAULT_THRESHOLD = 0.05
@@ -31,16 +33,6 @@ def retention(
         return 1.0
     days = max((now - last).total_seconds() / 86400.0, 0.0)
     return math.exp(-days / (tau_days * max(strength, 1e-3)))
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -65,18 +57,18 @@ def sweep(
     result = Sweep()
     rows = store.conn.execute(
         "select id, text, strength, coalesce(last_recalled_at, created_at) from memories"
-        " where archived = 0 and pinned = 0 and valid_to is null"
+        f" where {ACTIVE} and pinned = 0"
     ).fetchall()
     due: list[tuple[int, str, float]] = []
     for memory_id, text, strength, last in rows:
         result.checked += 1
-        kept = retention(float(strength or 0.0), parse_time(last), now, tau_days)
+        kept = retention(float(strength or 0.0), timeutil.parse(last), now, tau_days)
         result.lowest = min(result.lowest, kept)
         if kept < threshold:
             due.append((memory_id, text, kept))
     if not due:
         return result
-    stamp = now.isoformat(timespec="seconds")
+    stamp = timeutil.iso(now)
     with store.transaction() as conn:
         for memory_id, text, kept in due:
             conn.execute(
@@ -108,7 +100,7 @@ def sweep_messages(
         for r in store.conn.execute(
             "select id from messages where archived = 0 and created_at < ? and id not in (select s.message_id"
             " from memory_sources s join memories m on m.id = s.memory_id where m.pinned = 1)",
-            (cutoff.isoformat(),),
+            (timeutil.iso(cutoff),),
         )
     ]
     if not ids:

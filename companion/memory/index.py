@@ -26,6 +26,46 @@ from companion.paths import FILE_MODE, atomic_path
 IVF_THRESHOLD = 50_000
 NPROBE = 16
 
+# FAISS ids: one int64 key per vector, from the item and which text of it was embedded (a message alone, a
+# message read with the turn before it, a derived memory).
+VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, VARIANT_MEMORY = 0, 1, 2
+
+
+def vector_key(item_id: int, variant: int) -> int:
+    return item_id * 4 + variant
+
+
+def split_key(key: int) -> tuple[int, int]:
+    """(item id, variant) of a vector key."""
+    return key // 4, key % 4
+
+
+def base_key(key: int) -> int:
+    """The key a hit is scored under: a message's two vectors count as one message."""
+    item, variant = split_key(key)
+    return vector_key(item, VARIANT_MEMORY if variant == VARIANT_MEMORY else VARIANT_MESSAGE)
+
+
+def sidecar_of(path: Path) -> Path:
+    return path.with_suffix(path.suffix + ".json")
+
+
+def describe_saved(store: Store, model: str, path: Path | None) -> tuple[str, str]:
+    """(kind, state) of the saved index, read from its sidecar without loading FAISS or the index."""
+    if path is None:
+        return "in memory", "kept in memory only (the file is encrypted); built when recall starts"
+    try:
+        meta = json.loads(sidecar_of(path).read_text())
+    except (OSError, ValueError):
+        return "none yet", "not built yet: it is built from the memory file at the first search"
+    kind = meta.get("kind") or ("IVF" if int(meta.get("count") or 0) >= IVF_THRESHOLD else "exact (flat)")
+    count, checksum = store.vector_fingerprint(model)
+    if meta.get("model") != model:
+        return kind, "saved for another embedding model: rebuilt at the next search"
+    if meta.get("count") == count and meta.get("checksum") == checksum:
+        return kind, "saved, up to date"
+    return kind, "saved, brought up to date at the next search"
+
 
 def _faiss() -> Any:
     import faiss
@@ -46,7 +86,7 @@ class VectorIndex:
 
     @property
     def sidecar(self) -> Path | None:
-        return self.path.with_suffix(self.path.suffix + ".json") if self.path else None
+        return sidecar_of(self.path) if self.path else None
 
     def _new_index(self, count: int, sample: np.ndarray | None) -> Any:
         faiss = _faiss()
@@ -71,12 +111,7 @@ class VectorIndex:
                         if index.d == self.dim and index.ntotal == meta.get("count"):
                             self.index = index
                             self._tune()
-                            if meta == {
-                                "count": count,
-                                "checksum": checksum,
-                                "model": self.model,
-                                "dim": self.dim,
-                            }:
+                            if (meta.get("count"), meta.get("checksum")) == (count, checksum):
                                 self.state = "loaded"
                                 return self.state
                             # A few vectors came or went since it was saved: bring it in line, do not rebuild.
@@ -212,7 +247,15 @@ class VectorIndex:
             assert self.sidecar is not None
             with atomic_path(self.sidecar) as tmp:
                 tmp.write_text(
-                    json.dumps({"count": count, "checksum": checksum, "model": self.model, "dim": self.dim})
+                    json.dumps(
+                        {
+                            "count": count,
+                            "checksum": checksum,
+                            "model": self.model,
+                            "dim": self.dim,
+                            "kind": self.kind,
+                        }
+                    )
                 )
             with contextlib.suppress(OSError):
                 self.path.chmod(FILE_MODE)

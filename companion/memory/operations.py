@@ -11,28 +11,27 @@ import re
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from companion import timeutil
 from companion.errors import CompanionError
 from companion.memory.embed import DEFAULT_MODEL, Embedder
 from companion.memory.forgetting import DEFAULT_TAU_DAYS, DEFAULT_THRESHOLD, Sweep, sweep, sweep_messages
-from companion.memory.index import VectorIndex
-from companion.memory.retrieve import Hit, Retriever
-from companion.memory.store import (
-    MEMORY_KINDS,
-    SQL_OPERATIONAL_ERRORS,
+from companion.memory.index import (
     VARIANT_MEMORY,
     VARIANT_MESSAGE,
     VARIANT_MESSAGE_CONTEXT,
-    Memory,
-    Store,
-    utcnow,
+    VectorIndex,
+    describe_saved,
+    split_key,
     vector_key,
 )
+from companion.memory.retrieve import Hit, Retriever
+from companion.memory.store import ACTIVE, MEMORY_KINDS, SQL_OPERATIONAL_ERRORS, Memory, Store, context_text
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -70,10 +69,6 @@ def progress_counter(progress: Progress | None, what: str, total: int) -> Callab
             progress(what, done, total)
 
     return tick
-
-
-def context_text(previous: str | None, text: str) -> str:
-    return f"{previous}\n{text}" if previous else text
 
 
 class LongTermMemory:
@@ -137,7 +132,7 @@ class LongTermMemory:
         memory_ids = [
             r[0]
             for r in self.store.conn.execute(
-                "select id from memories m where archived = 0 and valid_to is null and not exists (select 1 from vectors v where"
+                f"select id from memories m where {ACTIVE} and not exists (select 1 from vectors v where"
                 " v.kind = 'memory' and v.item_id = m.id and v.model = ?) order by id",
                 (model,),
             )
@@ -230,8 +225,6 @@ class LongTermMemory:
         self._write_vectors("memory", keys, vectors, add_to_index)
 
     def _write_vectors(self, kind: str, keys: np.ndarray, vectors: np.ndarray, add_to_index: bool) -> None:
-        from companion.memory.store import split_key
-
         with self.store.transaction() as conn:
             self.store.put_vectors(
                 conn,
@@ -274,33 +267,13 @@ class LongTermMemory:
         ids = [h.id for h in hits if h.kind != "message"]
         if not ids:
             return
-        stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+        stamp = timeutil.iso(now or timeutil.now())
         with self.store.transaction() as conn:
             conn.executemany(
                 "update memories set strength = strength + 1, recall_count = recall_count + 1,"
                 " last_recalled_at = ? where id = ?",
                 [(stamp, i) for i in ids],
             )
-
-    def neighbours(self, message_id: int, before: int = 1, after: int = 1) -> list[dict[str, Any]]:
-        row = self.store.conn.execute(
-            "select session_id from messages where id = ?", (message_id,)
-        ).fetchone()
-        if not row:
-            return []
-        earlier = list(
-            self.store.db.query(
-                "select * from messages where session_id = ? and id < ? order by id desc limit ?",
-                [row[0], message_id, before],
-            )
-        )
-        later = list(
-            self.store.db.query(
-                "select * from messages where session_id = ? and id > ? order by id limit ?",
-                [row[0], message_id, after],
-            )
-        )
-        return [*reversed(earlier), *later]
 
     # -- the user's operations ------------------------------------------------------------------------------
     def require_memory(self, memory_id: int) -> Memory:
@@ -325,7 +298,7 @@ class LongTermMemory:
         with self.store.transaction() as conn:
             conn.execute(
                 "update memories set pinned = ?, updated_at = ? where id = ?",
-                (int(pinned), utcnow(), memory_id),
+                (int(pinned), timeutil.now_iso(), memory_id),
             )
             self.store.audit(
                 conn, "pin" if pinned else "unpin", "memory", memory_id, memory.text, memory.text, "user"
@@ -340,7 +313,8 @@ class LongTermMemory:
             )
         with self.store.transaction() as conn:
             conn.execute(
-                "update memories set text = ?, updated_at = ? where id = ?", (text, utcnow(), memory_id)
+                "update memories set text = ?, updated_at = ? where id = ?",
+                (text, timeutil.now_iso(), memory_id),
             )
             self.store.audit(conn, "update", "memory", memory_id, memory.text, text, "edited by the user")
         if not memory.archived:
@@ -352,7 +326,7 @@ class LongTermMemory:
     ) -> Sweep:
         """The forgetting sweep: archive what has faded below `threshold`, and take it out of the index.
         Messages too only when `messages` (the `memory.archive_messages` option)."""
-        now = now or datetime.now(UTC)
+        now = now or timeutil.now()
         result = sweep(self.store, now, tau_days=self.tau_days, threshold=threshold)
         keys = [vector_key(i, VARIANT_MEMORY) for i in result.archived]
         if messages:
@@ -383,7 +357,8 @@ class LongTermMemory:
             raise CompanionError(f"Memory {memory_id} is not an open thread; see `companion memory threads`.")
         with self.store.transaction() as conn:
             conn.execute(
-                "update memories set thread = 'closed', updated_at = ? where id = ?", (utcnow(), memory_id)
+                "update memories set thread = 'closed', updated_at = ? where id = ?",
+                (timeutil.now_iso(), memory_id),
             )
             self.store.audit(conn, "update", "memory", memory_id, memory.text, memory.text, "thread closed")
 
@@ -395,7 +370,7 @@ class LongTermMemory:
             conn.execute(
                 "update memories set archived = 0, strength = max(strength, 1.0), last_recalled_at = ?,"
                 " updated_at = ? where id = ?",
-                (utcnow(), utcnow(), memory_id),
+                (timeutil.now_iso(), timeutil.now_iso(), memory_id),
             )
             self.store.audit(conn, "restore", "memory", memory_id, None, memory.text, "restored by the user")
         self.embed_memories([memory_id], add_to_index=self._index is not None)
@@ -411,7 +386,7 @@ class LongTermMemory:
             params.append(session)
         if before is not None:
             clauses.append("created_at < ?")
-            params.append(before.isoformat())
+            params.append(timeutil.iso(before))
         if matching:
             clauses.append("instr(lower(text), lower(?)) > 0")
             params.append(matching)
@@ -425,7 +400,7 @@ class LongTermMemory:
         params: list[Any] = []
         if before is not None:
             clauses.append("created_at < ?")
-            params.append(before.isoformat())
+            params.append(timeutil.iso(before))
         if matching:
             clauses.append("instr(lower(text), lower(?)) > 0")
             params.append(matching)
@@ -601,6 +576,10 @@ class LongTermMemory:
         times = s.conn.execute("select min(created_at), max(created_at) from messages").fetchone()
         db_size = sum(p.stat().st_size for p in (s.path, Path(f"{s.path}-wal")) if p.exists())
         index_file = self.index_path
+        if self._index is not None:
+            index_kind, index_state = self._index.kind, self._index.state
+        else:
+            index_kind, index_state = describe_saved(s, self.embed_model, index_file)
         return {
             "messages": s.count("messages"),
             "sessions": s.count("sessions"),
@@ -614,18 +593,31 @@ class LongTermMemory:
             "file_bytes": db_size,
             "index_file": str(index_file) if index_file else None,
             "index_bytes": index_file.stat().st_size if index_file and index_file.exists() else 0,
-            "index_state": self._index.state if self._index else "not opened",
-            "index_kind": self._index.kind if self._index else "not opened",
+            "index_state": index_state,
+            "index_kind": index_kind,
             "oldest": times[0],
             "newest": times[1],
         }
+
+    def add_vectors(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Vectors already written to SQLite (an import) join the open index, which is saved."""
+        if self._index is not None and len(keys):
+            self._index.add(keys, vectors)
+            self._index.save()
+
+    def reopen_index(self) -> None:
+        """Bring an open index in line with SQLite after many rows changed at once (a json import)."""
+        if self._index is not None:
+            self._index.open()
 
     def _save(self) -> None:
         if self._index is not None:
             self._index.save()
 
     def close(self) -> None:
+        """Save the index and close the memory file."""
         self._save()
+        self.store.close()
 
 
 def _chunks(items: list[int], size: int = 500) -> Iterable[list[int]]:

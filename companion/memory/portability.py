@@ -20,9 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from companion import timeutil
 from companion.errors import CompanionError
-from companion.memory.operations import LongTermMemory, context_text, progress_counter
-from companion.memory.store import SQL_ERRORS, VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
+from companion.memory import profile as profile_mod
+from companion.memory.index import VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
+from companion.memory.operations import LongTermMemory, progress_counter
+from companion.memory.store import ACTIVE, SQL_ERRORS, context_text
 
 FORMAT_NAME = "companion-memory"
 ROLES = ("user", "assistant", "system")
@@ -52,19 +55,17 @@ class ImportResult:
 
 
 def normalize_time(value: Any, where: str) -> str:
+    """A time from an imported file in the stored form (UTC); one sentence when it is not a time."""
     if not isinstance(value, str) or not value.strip():
         raise CompanionError(
             f"{where}: 'time' must be an ISO 8601 date-time string, e.g. 2023-05-08T13:56:00."
         )
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+    moment = timeutil.parse(value)
+    if moment is None:
         raise CompanionError(
             f"{where}: 'time' {value!r} is not an ISO 8601 date-time, e.g. 2023-05-08T13:56:00."
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat(timespec="milliseconds")
+        )
+    return timeutil.iso(moment)
 
 
 def _read_text(path: Path) -> str:
@@ -183,7 +184,7 @@ def parse_chatgpt(text: str) -> list[LogLine]:
             lines.append(
                 LogLine(
                     session,
-                    when.isoformat(timespec="milliseconds"),
+                    timeutil.iso(when),
                     role,
                     "",
                     body,
@@ -287,9 +288,8 @@ def import_log(
         conn.execute(
             "update sessions set ended_at = (select max(created_at) from messages m where m.session_id = sessions.id) where external_id is not null"
         )
-    if memory._index is not None and keys:
-        memory._index.add(np.asarray(keys, dtype=np.int64), vectors[picks])
-        memory._index.save()
+    if keys:
+        memory.add_vectors(np.asarray(keys, dtype=np.int64), vectors[picks])
     return ImportResult(messages=len(fresh), sessions=new_sessions, skipped=skipped)
 
 
@@ -299,7 +299,7 @@ def export_json(memory: LongTermMemory) -> dict[str, Any]:
     out: dict[str, Any] = {
         "format": FORMAT_NAME,
         "schema_version": store.version,
-        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "exported_at": timeutil.now().isoformat(timespec="seconds"),
         "embedding_model": memory.embed_model,
     }
     for table in TABLES:
@@ -407,8 +407,7 @@ def import_json(memory: LongTermMemory, text: str, progress: Progress | None = N
             ) from None
         raise
     memory.embed_missing(progress)
-    if memory._index is not None:
-        memory._index.open()
+    memory.reopen_index()
     return ImportResult(
         messages=len(data.get("messages", [])),
         sessions=len(data.get("sessions", [])),
@@ -477,18 +476,20 @@ def export_jsonl(memory: LongTermMemory) -> str:
 
 def export_markdown(memory: LongTermMemory) -> str:
     store = memory.store
-    lines = ["# companion memory", "", f"Exported {datetime.now(UTC).strftime('%d %B %Y')}.", ""]
-    profile = [
+    lines = ["# companion memory", "", f"Exported {timeutil.now().strftime('%d %B %Y')}.", ""]
+    # The profile lives in its versions (and older files may hold profile memories too).
+    profile = profile_mod.current(store).lines + [
         r[0]
         for r in store.conn.execute(
-            "select text from memories where kind = 'profile' and archived = 0 and valid_to is null order by id"
+            f"select text from memories where kind = 'profile' and {ACTIVE} order by id"
         )
     ]
     if profile:
         lines += ["## Who you are (profile)", "", *[f"- {p}" for p in profile], ""]
     facts = list(
         store.conn.execute(
-            "select text, event_time from memories where kind in ('fact', 'note') and archived = 0 and valid_to is null order by coalesce(event_time, created_at)"
+            f"select text, event_time from memories where kind in ('fact', 'note') and {ACTIVE}"
+            " order by coalesce(event_time, created_at)"
         )
     )
     if facts:

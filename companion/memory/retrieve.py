@@ -24,15 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from companion.memory.forgetting import DEFAULT_TAU_DAYS, parse_time, retention
-from companion.memory.store import (
+from companion import timeutil
+from companion.memory.forgetting import DEFAULT_TAU_DAYS, retention
+from companion.memory.index import (
     VARIANT_MEMORY,
     VARIANT_MESSAGE,
     VARIANT_MESSAGE_CONTEXT,
-    Store,
+    base_key,
     split_key,
     vector_key,
 )
+from companion.memory.store import Store
 from companion.memory.timewords import find_window
 
 if TYPE_CHECKING:
@@ -144,7 +146,7 @@ class Retriever:
         """`exclude_session`: a session (or several: a branch and its parents) whose messages are not recalled.
         `persona`: lore of other personas is never recalled; with `separate`, neither are their
         conversations and what was learned in them."""
-        now = now or datetime.now(UTC)
+        now = now or timeutil.now()
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         terms = query_terms(query)
@@ -184,8 +186,7 @@ class Retriever:
         dense: dict[int, float] = {}
         scores, keys = self.index.search(query_vector, CANDIDATES * 2)
         for score, key in zip(scores.tolist(), keys.tolist(), strict=True):
-            item, variant = split_key(int(key))
-            base = vector_key(item, VARIANT_MEMORY if variant == VARIANT_MEMORY else VARIANT_MESSAGE)
+            base = base_key(int(key))
             dense[base] = max(dense.get(base, -1.0), float(score))
 
         candidates = list(dict.fromkeys([*bm25, *dense]))
@@ -210,7 +211,7 @@ class Retriever:
             row = rows[key]
             why = {"bm25": z_bm25[key], "dense": z_dense[key], "context": z_ctx[key]}
             score = W_BM25 * why["bm25"] + W_DENSE * why["dense"] + W_CONTEXT * why["context"]
-            when = parse_time(row["time"])
+            when = timeutil.parse(row["time"])
             if window and when and window.contains(when):
                 why["time"] = TIME_BOOST
                 score += TIME_BOOST
@@ -223,7 +224,7 @@ class Retriever:
             if row["kind"] != "message":
                 kept = retention(
                     row["strength"],
-                    parse_time(row["last_recalled_at"] or row["created_at"]),
+                    timeutil.parse(row["last_recalled_at"] or row["created_at"]),
                     now,
                     self.tau_days,
                 )
@@ -275,8 +276,7 @@ class Retriever:
                 (self.index.model, *chunk),
             ).fetchall()
             for key, blob in rows:
-                item, variant = split_key(key)
-                base = vector_key(item, VARIANT_MEMORY if variant == VARIANT_MEMORY else VARIANT_MESSAGE)
+                base = base_key(key)
                 score = float(np.frombuffer(blob, dtype=np.float32) @ query)
                 dense[base] = max(dense.get(base, -1.0), score)
 

@@ -14,18 +14,58 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+from companion import timeutil
+from companion.config import Settings
 from companion.errors import CompanionError
-from companion.memory.forgetting import parse_time
 from companion.memory.operations import LongTermMemory
 from companion.memory.store import SQL_ERRORS
+
+if TYPE_CHECKING:
+    from companion.llm.base import ChatModel
+    from companion.memory.consolidate import Consolidator
 
 log = logging.getLogger("companion.scheduler")
 CHECK_EVERY = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(hours=6)
+
+
+@dataclass
+class UpkeepOptions:
+    """What the upkeep jobs need, built in one place (`from_settings`) by the app and by `companion maintain`."""
+
+    archive_below: float = 0.05
+    archive_messages: bool = False
+    idle_minutes: float = 30.0
+    user: str = ""
+    persona: str = "the companion"  # who the companion is when a session does not say
+    # The language model, loaded only when a job needs it; a chat turn goes first (`wait_turn`).
+    model: Callable[[], ChatModel] | None = field(default=None, repr=False)
+    wait_turn: Callable[[], None] | None = field(default=None, repr=False)
+    exclude_session: int | None = None  # the conversation going on now is not consolidated
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        model: Callable[[], ChatModel] | None = None,
+        wait_turn: Callable[[], None] | None = None,
+        exclude_session: int | None = None,
+    ) -> UpkeepOptions:
+        memory = settings.memory
+        return cls(
+            archive_below=memory.archive_below,
+            archive_messages=memory.archive_messages,
+            idle_minutes=memory.session_idle_minutes,
+            user=settings.user.name,
+            persona=settings.persona.name,
+            model=model,
+            wait_turn=wait_turn,
+            exclude_session=exclude_session,
+        )
 
 
 @dataclass(frozen=True)
@@ -33,20 +73,16 @@ class Job:
     name: str
     every: timedelta
     about: str
-    run: Callable[[LongTermMemory, datetime, dict[str, Any]], str]
+    run: Callable[[LongTermMemory, datetime, UpkeepOptions], str]
 
 
-def _forget(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:
-    result = memory.archive_faded(
-        now,
-        threshold=float(options.get("archive_below", 0.05)),
-        messages=bool(options.get("archive_messages")),
-    )
+def _forget(memory: LongTermMemory, now: datetime, options: UpkeepOptions) -> str:
+    result = memory.archive_faded(now, threshold=options.archive_below, messages=options.archive_messages)
     extra = f", {len(result.messages)} messages archived" if result.messages else ""
     return f"checked {result.checked}, archived {len(result.archived)}{extra}"
 
 
-def _index(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:
+def _index(memory: LongTermMemory, now: datetime, options: UpkeepOptions) -> str:
     embedded = memory.embed_missing()
     state = memory.index.refresh()  # kept when it holds every vector, else loaded or rebuilt from SQLite
     memory.scrub()  # FTS merge + WAL checkpoint
@@ -54,32 +90,37 @@ def _index(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> st
     return f"embedded {embedded}, index {state}"
 
 
-def _consolidator(memory: LongTermMemory, options: dict[str, Any]) -> Any:
+def _consolidator(memory: LongTermMemory, options: UpkeepOptions) -> Consolidator:
     from companion.memory.consolidate import Consolidator
 
-    provider = options.get("model")
-    if provider is None:
+    if options.model is None:
         raise CompanionError("No language model is available for consolidation.")
     return Consolidator(
-        memory, provider(), user=options.get("user") or "the user", wait_turn=options.get("wait_turn")
+        memory,
+        options.model(),
+        user=options.user or "the user",
+        char=options.persona or "the companion",
+        wait_turn=options.wait_turn,
     )
 
 
-def _consolidate(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:
+def _consolidate(memory: LongTermMemory, now: datetime, options: UpkeepOptions) -> str:
     from companion.memory.consolidate import Report
 
     consolidator = _consolidator(memory, options)
-    idle = timedelta(minutes=float(options.get("idle_minutes", 30)))
+    idle = timedelta(minutes=options.idle_minutes)
     report = Report()
-    for session_id in consolidator.pending_sessions(now, idle, exclude=options.get("exclude_session")):
+    for session_id in consolidator.pending_sessions(now, idle, exclude=options.exclude_session):
         consolidator.consolidate_session(session_id, now, report)
     if report.facts_added or report.facts_updated or report.facts_superseded:
         consolidator.update_profile(now, report)
+    consolidator.close_past_threads(now, report)
     version = f", profile version {report.profile_version}" if report.profile_version else ""
-    return report.line() + version
+    closed = f", {report.threads_closed} threads closed" if report.threads_closed else ""
+    return report.line() + version + closed
 
 
-def _digest(memory: LongTermMemory, now: datetime, options: dict[str, Any]) -> str:
+def _digest(memory: LongTermMemory, now: datetime, options: UpkeepOptions) -> str:
     from companion.memory.consolidate import Report
 
     report = Report()
@@ -136,12 +177,12 @@ def load_state(memory: LongTermMemory, name: str) -> JobState:
         return JobState()
     data = json.loads(raw)
     return JobState(
-        last_run=parse_time(data.get("last_run")),
-        last_ok=parse_time(data.get("last_ok")),
+        last_run=timeutil.parse(data.get("last_run")),
+        last_ok=timeutil.parse(data.get("last_ok")),
         last_result=data.get("last_result", ""),
         last_error=data.get("last_error", ""),
         failures=int(data.get("failures", 0)),
-        retry_at=parse_time(data.get("retry_at")),
+        retry_at=timeutil.parse(data.get("retry_at")),
     )
 
 
@@ -182,10 +223,10 @@ def run_jobs(
     *,
     only: str | None = None,
     force: bool = False,
-    options: dict[str, Any] | None = None,
+    options: UpkeepOptions | None = None,
 ) -> dict[str, str]:
     """Run the due jobs (all of them with `force`, or just `only`); returns each run job's outcome."""
-    now = now or datetime.now(UTC)
+    now = now or timeutil.now()
     if only is not None and only not in JOBS:
         raise CompanionError(f"There is no job '{only}'; the jobs are: {', '.join(JOBS)}.")
     outcomes: dict[str, str] = {}
@@ -197,7 +238,7 @@ def run_jobs(
             continue
         state.last_run = now
         try:
-            result = job.run(memory, now, options or {})
+            result = job.run(memory, now, options or UpkeepOptions())
         except JOB_ERRORS as error:
             state.failures += 1
             state.last_error = f"{type(error).__name__}: {error}"
@@ -212,21 +253,35 @@ def run_jobs(
     return outcomes
 
 
-def status(memory: LongTermMemory, now: datetime | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class JobStatus:
+    """One job as `maintain --status` and the settings screen show it."""
+
+    job: str
+    about: str
+    every: str
+    last_run: str | None
+    last_result: str
+    next_run: str
+    failures: int
+    last_error: str
+
+
+def status(memory: LongTermMemory, now: datetime | None = None) -> list[JobStatus]:
     rows = []
     for job in JOBS.values():
         state = load_state(memory, job.name)
         rows.append(
-            {
-                "job": job.name,
-                "about": job.about,
-                "every": str(job.every),
-                "last_run": state.last_run.isoformat(timespec="seconds") if state.last_run else None,
-                "last_result": state.last_result,
-                "next_run": (state.next_run(job) or now or datetime.now(UTC)).isoformat(timespec="seconds"),
-                "failures": state.failures,
-                "last_error": state.last_error,
-            }
+            JobStatus(
+                job=job.name,
+                about=job.about,
+                every=str(job.every),
+                last_run=state.last_run.isoformat(timespec="seconds") if state.last_run else None,
+                last_result=state.last_result,
+                next_run=(state.next_run(job) or now or timeutil.now()).isoformat(timespec="seconds"),
+                failures=state.failures,
+                last_error=state.last_error,
+            )
         )
     return rows
 
@@ -237,9 +292,9 @@ class Scheduler:
     Jobs and chat share the memory file; each job is short transactions, so a chat turn never waits long. A
     lock keeps two runs from overlapping (a slow run and the next check)."""
 
-    def __init__(self, memory: LongTermMemory, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, memory: LongTermMemory, options: UpkeepOptions) -> None:
         self.memory = memory
-        self.options = options or {}
+        self.options = options
         self._lock = threading.Lock()
         self._scheduler: Any = None
 
@@ -260,7 +315,7 @@ class Scheduler:
             self.run_due,
             "interval",
             seconds=int(CHECK_EVERY.total_seconds()),
-            next_run_time=datetime.now(UTC),
+            next_run_time=timeutil.now(),
             id="memory-upkeep",
             max_instances=1,
             coalesce=True,

@@ -1,31 +1,35 @@
-"""The memory file: one SQLite database (sqlite-utils), WAL, versioned migrations via `PRAGMA user_version`.
+"""The memory file: one SQLite database (sqlite-utils), WAL, its schema in `schema.py`.
 
 Every message is kept here (the episodic log); it is the ground truth everything else is derived from. A
 message is committed before the model is asked anything, so a crash mid-reply never loses what the user said.
+
+Only `companion/memory/` writes SQL. The faces and the engine ask this class by name ("a page of earlier
+messages", "open threads due before T", "what this message was derived from").
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from companion import timeutil
 from companion.errors import CompanionError, storage_error
+from companion.memory import encryption
+from companion.memory.schema import MIGRATIONS
 from companion.paths import FILE_MODE, ensure_private_dir
 
-
-def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+MEMORY_KINDS = ("fact", "summary", "digest", "profile", "note", "lore")
+# A derived memory in use: not archived by forgetting, not superseded by a newer one. The one definition.
+ACTIVE = "archived = 0 and valid_to is null"
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,13 @@ class Message:
             text=row["text"],
             created_at=row["created_at"],
             incomplete=bool(row["incomplete"]),
-            source_id=row["source_id"],
-            token_count=row["token_count"],
+            source_id=row.get("source_id"),
+            token_count=row.get("token_count"),
         )
+
+    @property
+    def who(self) -> str:
+        return self.speaker or self.role
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class Memory:
     superseded_by: int | None = None
     session_id: int | None = None
     thread: str | None = None
+    period: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Memory:
@@ -93,264 +102,41 @@ class Memory:
             superseded_by=row["superseded_by"],
             session_id=row["session_id"],
             thread=row.get("thread"),
+            period=row.get("period"),
         )
 
+    @property
+    def active(self) -> bool:
+        """In use: neither archived nor superseded (the Python side of `ACTIVE`)."""
+        return not self.archived and self.valid_to is None
 
-MEMORY_KINDS = ("fact", "summary", "digest", "profile", "note", "lore")
-# FAISS ids: one int64 key per vector, from the item and which text of it was embedded.
-VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, VARIANT_MEMORY = 0, 1, 2
-
-
-def vector_key(item_id: int, variant: int) -> int:
-    return item_id * 4 + variant
-
-
-def split_key(key: int) -> tuple[int, int]:
-    return key // 4, key % 4
+    @property
+    def state(self) -> str:
+        return "archived" if self.archived else ("superseded" if self.valid_to else "active")
 
 
 @dataclass(frozen=True)
-class Session:
+class SessionOverview:
+    """One past conversation as the sessions screen lists it."""
+
     id: int
-    title: str
     started_at: str
-    ended_at: str | None
-    off_record: bool
+    parent_id: int | None
+    persona: str
+    messages: int
+    summary: str | None
 
 
-def _m001_sessions_and_messages(db: sqlite_utils.Database) -> None:
-    db["sessions"].create(  # type: ignore[union-attr]
-        {
-            "id": int,
-            "persona": str,
-            "title": str,
-            "started_at": str,
-            "ended_at": str,
-            "off_record": int,
-            "external_id": str,
-        },
-        pk="id",
-        not_null={"started_at"},
-        defaults={"off_record": 0, "title": "", "persona": ""},
-    )
-    db["messages"].create(  # type: ignore[union-attr]
-        {
-            "id": int,
-            "session_id": int,
-            "role": str,
-            "speaker": str,
-            "text": str,
-            "created_at": str,
-            "source_id": str,
-            "token_count": int,
-            "incomplete": int,
-            "model": str,
-        },
-        pk="id",
-        foreign_keys=[("session_id", "sessions", "id")],
-        not_null={"session_id", "role", "text", "created_at"},
-        defaults={"incomplete": 0, "speaker": ""},
-    )
-    db["messages"].create_index(["session_id", "id"])  # type: ignore[union-attr]
-    db["messages"].create_index(["created_at"])  # type: ignore[union-attr]
-
-
-def _fts(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
-    """An external-content FTS5 table kept in sync by triggers (what sqlite-utils' `enable_fts` writes, issued
-    statement by statement: `enable_fts` uses executescript, which would commit the migration's transaction)."""
-    cols = ", ".join(columns)
-    new = ", ".join(f"new.{c}" for c in columns)
-    old = ", ".join(f"old.{c}" for c in columns)
-    fts = f"{table}_fts"
-    db.execute(
-        f"create virtual table {fts} using fts5({cols}, content={table}, content_rowid=id, "
-        "tokenize='porter unicode61 remove_diacritics 2')"
-    )
-    db.execute(f"insert into {fts} (rowid, {cols}) select id, {cols} from {table}")
-    db.execute(
-        f"create trigger {table}_ai after insert on {table} begin "
-        f"insert into {fts} (rowid, {cols}) values (new.id, {new}); end"
-    )
-    db.execute(
-        f"create trigger {table}_ad after delete on {table} begin "
-        f"insert into {fts} ({fts}, rowid, {cols}) values ('delete', old.id, {old}); end"
-    )
-    db.execute(
-        f"create trigger {table}_au after update of {cols} on {table} begin "
-        f"insert into {fts} ({fts}, rowid, {cols}) values ('delete', old.id, {old}); "
-        f"insert into {fts} (rowid, {cols}) values (new.id, {new}); end"
-    )
-
-
-def _m002_long_term_memory(db: sqlite_utils.Database) -> None:
-    # The neighbouring turn, for recall: a question often matches a reply only together with what it answered.
-    db.execute("alter table messages add column context text not null default ''")
-    db.execute("create index messages_source_id on messages(source_id)")
-    db.execute("create index sessions_external_id on sessions(external_id)")
-    db["memories"].create(  # type: ignore[union-attr]
-        {
-            "id": int,
-            "kind": str,  # fact | summary | digest | profile | note
-            "text": str,
-            "event_time": str,
-            "created_at": str,
-            "updated_at": str,
-            "importance": float,
-            "strength": float,
-            "last_recalled_at": str,
-            "recall_count": int,
-            "pinned": int,
-            "archived": int,
-            "valid_from": str,
-            "valid_to": str,
-            "superseded_by": int,
-            "session_id": int,
-            "persona": str,
-        },
-        pk="id",
-        not_null={"kind", "text", "created_at"},
-        defaults={
-            "importance": 0.5,
-            "strength": 1.0,
-            "recall_count": 0,
-            "pinned": 0,
-            "archived": 0,
-            "persona": "",
-        },
-    )
-    db.execute("create index memories_kind on memories(kind, archived)")
-    db["memory_sources"].create(  # type: ignore[union-attr]
-        {"memory_id": int, "message_id": int},
-        pk=("memory_id", "message_id"),
-        foreign_keys=[("memory_id", "memories", "id"), ("message_id", "messages", "id")],
-    )
-    db.execute("create index memory_sources_message on memory_sources(message_id)")
-    db["audit"].create(  # type: ignore[union-attr]
-        {
-            "id": int,
-            "at": str,
-            "action": str,
-            "target": str,
-            "target_id": int,
-            "old_text": str,
-            "new_text": str,
-            "reason": str,
-        },
-        pk="id",
-        not_null={"at", "action", "target"},
-    )
-    db.execute("create index audit_target on audit(target, target_id)")
-    # Every embedding, so the SQLite file alone is the whole memory; FAISS is a cache rebuilt from here.
-    db["vectors"].create(  # type: ignore[union-attr]
-        {"key": int, "kind": str, "item_id": int, "variant": int, "model": str, "vector": bytes},
-        pk="key",
-        not_null={"kind", "item_id", "variant", "model", "vector"},
-    )
-    db.execute("create index vectors_item on vectors(kind, item_id)")
-    db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
-    # Personas the user talks with; the card (Character Card V2 JSON) is the persona issue's to fill.
-    db["personas"].create(  # type: ignore[union-attr]
-        {"id": int, "name": str, "card": str, "created_at": str, "updated_at": str},
-        pk="id",
-        not_null={"name", "created_at"},
-    )
-    db.execute("create unique index personas_name on personas(name)")
-    _fts(db, "messages", ["text", "context"])
-    _fts(db, "memories", ["text"])
-
-
-def _m003_profile_and_threads(db: sqlite_utils.Database) -> None:
-    # The user's portrait, one row per version: sections as JSON, the diff against the version before, and the
-    # memories it was built from.
-    db["profile_versions"].create(  # type: ignore[union-attr]
-        {"id": int, "created_at": str, "sections": str, "diff": str, "sources": str, "reason": str},
-        pk="id",
-        not_null={"created_at", "sections"},
-    )
-    db["profile_vetoes"].create({"line": str, "created_at": str}, pk="line")  # type: ignore[union-attr]
-    # A fact about a future event is an open thread until it is closed ("open" | "closed" | null).
-    db.execute("alter table memories add column thread text")
-
-
-def _m004_archived_messages(db: sqlite_utils.Database) -> None:
-    # Only when the user turns on `memory.archive_messages`: a faded message leaves recall, stays in the file.
-    db.execute("alter table messages add column archived integer not null default 0")
-
-
-def _m005_branches(db: sqlite_utils.Database) -> None:
-    # Editing an earlier message branches the conversation: the new session continues the parent's messages
-    # before `branch_at`, and the old branch stays as it was. A regenerated reply is kept, marked replaced.
-    db.execute("alter table sessions add column parent_id integer")
-    db.execute("alter table sessions add column branch_at integer")
-    db.execute("alter table messages add column replaced integer not null default 0")
-
-
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def is_encrypted_file(path: Path) -> bool:
-    """An SQLCipher file has no plain SQLite header (its first page is ciphertext, salt first)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-    except OSError:
-        return False
-    return len(head) == 16 and head != SQLITE_HEADER
-
-
-@functools.cache
-def _cipher_connection_class() -> Any:
-    """An SQLCipher connection class that can be weakly referenced (made once, on first use)."""
-    return type("_CipherConnection", (_cipher().Connection,), {})
-
-
-# Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m001_sessions_and_messages,
-    _m002_long_term_memory,
-    _m003_profile_and_threads,
-    _m004_archived_messages,
-    _m005_branches,
-]
-
-
-class _Connection(sqlite3.Connection):
+class PlainConnection(sqlite3.Connection):
     """A plain connection that can be weakly referenced (the C type cannot)."""
 
 
-def _cipher() -> Any:
-    import sqlcipher3.dbapi2 as cipher
-
-    return cipher
-
-
-def _cipher_errors(name: str) -> tuple[type[Exception], ...]:
-    try:
-        return (getattr(_cipher(), name),)
-    except ImportError:  # pragma: no cover - sqlcipher3-wheels is a dependency
-        return ()
-
-
 # What the memory file's connections raise: sqlite3's, or SQLCipher's for an encrypted file.
-SQL_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, *_cipher_errors("Error"))
+SQL_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, *encryption.cipher_errors("Error"))
 SQL_OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (
     sqlite3.OperationalError,
-    *_cipher_errors("OperationalError"),
+    *encryption.cipher_errors("OperationalError"),
 )
-
-
-def key_literal(key: str) -> str:
-    """A key as SQLCipher reads it in `PRAGMA key` or `ATTACH … KEY`: a raw hex key (x'…') in double quotes,
-    a passphrase as an SQL string."""
-    if key.startswith("x'") and key.endswith("'"):
-        return f'"{key}"'
-    return "'" + key.replace("'", "''") + "'"
-
-
-def apply_key(conn: Any, key: str) -> None:
-    """Unlock an SQLCipher connection. Its own log stays quiet: a wrong key is reported once, by us."""
-    conn.execute("PRAGMA cipher_log_level = NONE")
-    conn.execute(f"PRAGMA key = {key_literal(key)}")
 
 
 class Store:
@@ -385,7 +171,7 @@ class Store:
                     f"The memory file {path} does not open with this key or passphrase; check "
                     "COMPANION_PASSPHRASE (or the OS keyring entry) and try again."
                 ) from None
-            if key is None and "not a database" in str(error) and is_encrypted_file(path):
+            if key is None and "not a database" in str(error) and encryption.is_encrypted_file(path):
                 raise CompanionError(
                     f"The memory file {path} is encrypted; give its passphrase (COMPANION_PASSPHRASE) or unlock "
                     "the OS keyring that holds its key."
@@ -405,22 +191,21 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self.key is not None:
-                cipher = _cipher()
-                conn = cipher.connect(
+                conn = encryption.cipher_module().connect(
                     str(self.path),
                     timeout=self.busy_timeout,
                     isolation_level=None,
                     check_same_thread=False,
-                    factory=_cipher_connection_class(),
+                    factory=encryption.cipher_connection_class(),
                 )
-                apply_key(conn, self.key)
+                encryption.apply_key(conn, self.key)
             else:
                 conn = sqlite3.connect(
                     str(self.path),
                     timeout=self.busy_timeout,
                     isolation_level=None,
                     check_same_thread=False,
-                    factory=_Connection,
+                    factory=PlainConnection,
                 )
             conn.execute("PRAGMA foreign_keys=ON")
             # Deleted text is overwritten on disk, not just unlinked: `forget` must really forget.
@@ -470,83 +255,48 @@ class Store:
                 raise storage_error(self.path, error) from None
             raise
 
+    def writing(
+        self, conn: sqlite3.Connection | None
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """The caller's transaction when it passes one, else a new one."""
+        return self.transaction() if conn is None else contextlib.nullcontext(conn)
+
     # -- sessions -------------------------------------------------------------------------------------------
     def new_session(
         self,
         title: str = "",
         persona: str = "",
-        off_record: bool = False,
         parent_id: int | None = None,
         branch_at: int | None = None,
         started_at: str | None = None,
     ) -> int:
         with self.transaction() as conn:
             cursor = conn.execute(
-                "insert into sessions (title, persona, started_at, off_record, parent_id, branch_at)"
-                " values (?, ?, ?, ?, ?, ?)",
-                (title, persona, started_at or utcnow(), int(off_record), parent_id, branch_at),
+                "insert into sessions (title, persona, started_at, parent_id, branch_at) values (?, ?, ?, ?, ?)",
+                (title, persona, timeutil.normalize(started_at) or timeutil.now_iso(), parent_id, branch_at),
             )
             return int(cursor.lastrowid or 0)
 
-    def latest_session(self) -> Session | None:
-        row = self.conn.execute(
-            "select id, title, started_at, ended_at, off_record from sessions order by id desc limit 1"
-        ).fetchone()
-        return Session(row[0], row[1] or "", row[2], row[3], bool(row[4])) if row else None
-
-    def drop_session_if_empty(self, session_id: int) -> None:
+    def close_session(self, session_id: int) -> None:
+        """The conversation is over: an empty session (nothing said, no branch of it) is removed; one with
+        messages is marked ended, so consolidation may take it."""
         with self.transaction() as conn:
             conn.execute(
                 "delete from sessions where id = ? and not exists (select 1 from messages where session_id = ?)"
                 " and not exists (select 1 from sessions where parent_id = ?)",
                 (session_id, session_id, session_id),
             )
-
-    def end_session(self, session_id: int) -> None:
-        with self.transaction():
-            self.conn.execute("update sessions set ended_at = ? where id = ?", (utcnow(), session_id))
-
-    # -- messages -------------------------------------------------------------------------------------------
-    def add_message(
-        self,
-        session_id: int,
-        role: str,
-        text: str,
-        *,
-        speaker: str = "",
-        incomplete: bool = False,
-        token_count: int | None = None,
-        model: str | None = None,
-        created_at: str | None = None,
-        source_id: str | None = None,
-    ) -> int:
-        """Insert one message and commit it before returning."""
-        with self.transaction() as conn:
-            previous = conn.execute(
-                "select text from messages where session_id = ? order by id desc limit 1", (session_id,)
-            ).fetchone()
-            context = f"{previous[0]}\n{text}" if previous else text
-            cursor = conn.execute(
-                "insert into messages (session_id, role, speaker, text, created_at, source_id, token_count,"
-                " incomplete, model, context) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    session_id,
-                    role,
-                    speaker,
-                    text,
-                    created_at or utcnow(),
-                    source_id,
-                    token_count,
-                    int(incomplete),
-                    model,
-                    context,
-                ),
+            conn.execute(
+                "update sessions set ended_at = ? where id = ? and ended_at is null",
+                (timeutil.now_iso(), session_id),
             )
-            return int(cursor.lastrowid or 0)
 
-    def session_messages(self, session_id: int) -> list[Message]:
-        rows = self.db.query("select * from messages where session_id = ? order by id", [session_id])
-        return [Message.from_row(row) for row in rows]
+    def session_exists(self, session_id: int) -> bool:
+        return self.conn.execute("select 1 from sessions where id = ?", (session_id,)).fetchone() is not None
+
+    def session_persona(self, session_id: int) -> str:
+        row = self.conn.execute("select persona from sessions where id = ?", (session_id,)).fetchone()
+        return str(row[0] or "") if row else ""
 
     def conversation(self, session_id: int) -> list[Message]:
         """What a session's conversation reads as: a branch continues its parent's messages before the branch
@@ -571,6 +321,62 @@ class Store:
                 return chain
             chain.append(int(row[0]))
 
+    def sessions_overview(self, limit: int) -> list[SessionOverview]:
+        """The newest sessions first, each with its message count and latest summary."""
+        rows = self.conn.execute(
+            "select s.id, s.started_at, s.parent_id, s.persona,"
+            " (select count(*) from messages m where m.session_id = s.id and m.replaced = 0),"
+            " (select text from memories k where k.session_id = s.id and k.kind = 'summary'"
+            "  order by k.id desc limit 1)"
+            " from sessions s order by s.id desc limit ?",
+            (limit,),
+        ).fetchall()
+        return [SessionOverview(r[0], r[1], r[2], r[3] or "", r[4], r[5]) for r in rows]
+
+    def session_summary(self, session_id: int) -> str | None:
+        row = self.conn.execute(
+            "select text from memories where session_id = ? and kind = 'summary' order by id desc limit 1",
+            (session_id,),
+        ).fetchone()
+        return row[0] if row else None
+
+    # -- messages -------------------------------------------------------------------------------------------
+    def add_message(
+        self,
+        session_id: int,
+        role: str,
+        text: str,
+        *,
+        speaker: str = "",
+        incomplete: bool = False,
+        token_count: int | None = None,
+        model: str | None = None,
+        created_at: str | None = None,
+        source_id: str | None = None,
+    ) -> int:
+        """Insert one message and commit it before returning."""
+        with self.transaction() as conn:
+            previous = conn.execute(
+                "select text from messages where session_id = ? order by id desc limit 1", (session_id,)
+            ).fetchone()
+            cursor = conn.execute(
+                "insert into messages (session_id, role, speaker, text, created_at, source_id, token_count,"
+                " incomplete, model, context) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    role,
+                    speaker,
+                    text,
+                    timeutil.normalize(created_at) or timeutil.now_iso(),
+                    source_id,
+                    token_count,
+                    int(incomplete),
+                    model,
+                    context_text(previous[0] if previous else None, text),
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
     def update_message(
         self,
         message_id: int,
@@ -594,7 +400,7 @@ class Store:
                 " model = coalesce(?, model) where id = ?",
                 (
                     text,
-                    f"{previous[0]}\n{text}" if previous else text,
+                    context_text(previous[0] if previous else None, text),
                     int(incomplete),
                     token_count,
                     model,
@@ -612,6 +418,56 @@ class Store:
         rows = list(self.db.query("select * from messages where id = ?", [message_id]))
         return Message.from_row(rows[0]) if rows else None
 
+    def neighbours(self, message_id: int, before: int = 1, after: int = 1) -> list[Message]:
+        """The turns around a message in its session (not the message itself), in order."""
+        row = self.conn.execute("select session_id from messages where id = ?", (message_id,)).fetchone()
+        if not row:
+            return []
+        earlier = self.db.query(
+            "select * from messages where session_id = ? and id < ? order by id desc limit ?",
+            [row[0], message_id, before],
+        )
+        later = self.db.query(
+            "select * from messages where session_id = ? and id > ? order by id limit ?",
+            [row[0], message_id, after],
+        )
+        return [*reversed([Message.from_row(r) for r in earlier]), *(Message.from_row(r) for r in later)]
+
+    def earlier_messages(self, exclude_session: int, before_id: int | None, limit: int) -> list[Message]:
+        """A page of messages of other sessions said before `before_id` (newest page first, oldest first
+        within it): the chat screen pages them in above the conversation as the user scrolls up."""
+        clause, params = "", [exclude_session]
+        if before_id is not None:
+            clause = " and id < ?"
+            params.append(before_id)
+        rows = self.db.query(
+            f"select * from messages where session_id != ? and replaced = 0{clause} order by id desc limit ?",
+            [*params, limit],
+        )
+        return list(reversed([Message.from_row(r) for r in rows]))
+
+    def messages_page(self, session_id: int | None = None, limit: int = 200) -> list[Message]:
+        """Messages in the order they were said, of one session or all."""
+        where, params = ("where session_id = ?", [session_id]) if session_id is not None else ("", [])
+        rows = self.db.query(f"select * from messages {where} order by id limit ?", [*params, limit])
+        return [Message.from_row(r) for r in rows]
+
+    def derived_from(self, message_id: int) -> list[int]:
+        """The memories drawn from a message (its provenance, read the other way)."""
+        rows = self.conn.execute(
+            "select memory_id from memory_sources where message_id = ? order by memory_id", (message_id,)
+        )
+        return [r[0] for r in rows]
+
+    def has_recallable(self, outside_session: int) -> bool:
+        """Anything to recall outside this conversation? (Saves loading the embedder on a first chat.)"""
+        row = self.conn.execute(
+            "select exists(select 1 from messages where session_id != ? and archived = 0)"
+            " or exists(select 1 from memories)",
+            (outside_session,),
+        ).fetchone()
+        return bool(row[0])
+
     def count(self, table: str) -> int:
         return int(self.conn.execute(f"select count(*) from [{table}]").fetchone()[0])
 
@@ -626,16 +482,18 @@ class Store:
         importance: float = 0.5,
         reason: str = "",
         session_id: int | None = None,
+        period: str | None = None,
         conn: sqlite3.Connection | None = None,
     ) -> int:
         """Insert a derived memory with its provenance and an audit entry, in one transaction."""
         if kind not in MEMORY_KINDS:
             raise CompanionError(f"'{kind}' is not a memory kind; use one of: {', '.join(MEMORY_KINDS)}.")
-        with self.transaction() if conn is None else contextlib.nullcontext(conn) as c:
-            now = utcnow()
+        event_time = timeutil.normalize(event_time)
+        with self.writing(conn) as c:
+            now = timeutil.now_iso()
             cursor = c.execute(
                 "insert into memories (kind, text, event_time, created_at, updated_at, importance, strength,"
-                " valid_from, session_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " valid_from, session_id, period) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     kind,
                     text,
@@ -646,15 +504,19 @@ class Store:
                     max(importance, 0.1),
                     event_time or now,
                     session_id,
+                    period,
                 ),
             )
             memory_id = int(cursor.lastrowid or 0)
-            c.executemany(
-                "insert or ignore into memory_sources (memory_id, message_id) values (?, ?)",
-                [(memory_id, m) for m in sources or []],
-            )
+            self.add_sources(memory_id, sources or [], c)
             self.audit(c, "add", "memory", memory_id, None, text, reason)
             return memory_id
+
+    def add_sources(self, memory_id: int, message_ids: list[int], conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "insert or ignore into memory_sources (memory_id, message_id) values (?, ?)",
+            [(memory_id, m) for m in message_ids],
+        )
 
     def get_memory(self, memory_id: int) -> Memory | None:
         rows = list(self.db.query("select * from memories where id = ?", [memory_id]))
@@ -667,6 +529,19 @@ class Store:
             [memory_id],
         )
         return [Message.from_row(r) for r in rows]
+
+    def threads(self, state: str = "open", due_before: str | None = None, limit: int = 1000) -> list[Memory]:
+        """Threads (future events the companion may ask about) by state, soonest first; with `due_before`,
+        only those whose date has come by then."""
+        clause, params = "", [state]
+        if due_before is not None:
+            clause = " and event_time <= ?"
+            params.append(timeutil.normalize(due_before) or due_before)
+        rows = self.db.query(
+            f"select * from memories where thread = ? and {ACTIVE}{clause} order by event_time, id limit ?",
+            [*params, limit],
+        )
+        return [Memory.from_row(r) for r in rows]
 
     def history(self, target: str, target_id: int) -> list[dict[str, Any]]:
         return list(
@@ -688,7 +563,7 @@ class Store:
         conn.execute(
             "insert into audit (at, action, target, target_id, old_text, new_text, reason)"
             " values (?, ?, ?, ?, ?, ?, ?)",
-            (utcnow(), action, target, target_id, old_text, new_text, reason),
+            (timeutil.now_iso(), action, target, target_id, old_text, new_text, reason),
         )
 
     # -- vectors and meta -----------------------------------------------------------------------------------
@@ -706,7 +581,7 @@ class Store:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str, conn: sqlite3.Connection | None = None) -> None:
-        with self.transaction() if conn is None else contextlib.nullcontext(conn) as c:
+        with self.writing(conn) as c:
             c.execute("insert or replace into meta (key, value) values (?, ?)", (key, value))
 
     def vector_fingerprint(self, model: str) -> tuple[int, int]:
@@ -733,3 +608,8 @@ class Store:
                     conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def context_text(previous: str | None, text: str) -> str:
+    """A message read together with the turn before it (what recall's context features see)."""
+    return f"{previous}\n{text}" if previous else text

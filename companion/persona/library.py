@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-from dataclasses import fields
 
 from companion.errors import CompanionError
-from companion.memory.store import Store, utcnow
+from companion.memory import personas
+from companion.memory.store import Store
 from companion.paths import assets_dir
 from companion.persona.card import LIST_FIELDS, TEXT_FIELDS, Card, card_from_json, read_card
 
@@ -27,36 +26,32 @@ def default_card() -> Card:
 
 
 def ensure_default(store: Store) -> None:
-    if not store.scalar("select count(*) from personas"):
-        add(store, default_card())
+    """The default companion, on first use (another process may be adding it at the same moment)."""
+    if not personas.count(store):
+        card = default_card()
+        personas.add(store, card.name, _card_json(card), _lore(card), if_missing=True)
 
 
 def names(store: Store) -> list[str]:
-    return [r[0] for r in store.conn.execute("select name from personas order by id")]
+    return personas.names(store)
 
 
 def get(store: Store, name: str) -> Card:
-    row = store.conn.execute("select card from personas where name = ? collate nocase", (name,)).fetchone()
-    if row is None:
+    stored = personas.card_json(store, name)
+    if stored is None:
         known = ", ".join(names(store)) or "none yet"
         raise CompanionError(
             f"There is no persona named '{name}' (known: {known}); import one with `companion persona import FILE`."
         )
-    return card_from_json(json.loads(row[0]), f"persona {name}")
+    return card_from_json(json.loads(stored), f"persona {name}")
 
 
 def add(store: Store, card: Card) -> None:
-    if store.scalar("select count(*) from personas where name = ? collate nocase", (card.name,)):
+    if personas.exists(store, card.name):
         raise CompanionError(
             f"A persona named '{card.name}' already exists; rename one (`companion persona edit NAME name NEW`) or remove it first."
         )
-    now = utcnow()
-    with store.transaction() as conn:
-        conn.execute(
-            "insert into personas (name, card, created_at, updated_at) values (?, ?, ?, ?)",
-            (card.name, json.dumps(card.to_json(), ensure_ascii=False), now, now),
-        )
-        _store_lore(store, conn, card)
+    personas.add(store, card.name, _card_json(card), _lore(card))
 
 
 def update(store: Store, name: str, field: str, value: str) -> Card:
@@ -75,30 +70,19 @@ def update(store: Store, name: str, field: str, value: str) -> Card:
         and card.name.lower() in (n.lower() for n in names(store))
     ):
         raise CompanionError(f"A persona named '{card.name}' already exists.")
-    with store.transaction() as conn:
-        conn.execute(
-            "update personas set name = ?, card = ?, updated_at = ? where name = ? collate nocase",
-            (card.name, json.dumps(card.to_json(), ensure_ascii=False), utcnow(), name),
-        )
-        if field == "name":
-            conn.execute(
-                "update memories set persona = ? where persona = ? collate nocase", (card.name, name)
-            )
-            conn.execute(
-                "update sessions set persona = ? where persona = ? collate nocase", (card.name, name)
-            )
+    personas.update(store, name, card.name, _card_json(card))
     return card
 
 
-def _store_lore(store: Store, conn: sqlite3.Connection, card: Card) -> None:
+def _card_json(card: Card) -> str:
+    return json.dumps(card.to_json(), ensure_ascii=False)
+
+
+def _lore(card: Card) -> list[str]:
+    """The lorebook entries recall can find by meaning: enabled ones with text."""
     book = card.character_book or {}
-    for entry in book.get("entries", []):
-        content = str(entry.get("content") or "").strip()
-        if content and entry.get("enabled", True):
-            memory_id = store.add_memory(
-                "lore", content, importance=1.0, reason=f"lorebook of {card.name}", conn=conn
-            )
-            conn.execute("update memories set pinned = 1, persona = ? where id = ?", (card.name, memory_id))
+    entries = [e for e in book.get("entries", []) if e.get("enabled", True)]
+    return [text for e in entries if (text := str(e.get("content") or "").strip())]
 
 
 def fill(text: str, char: str, user: str) -> str:
@@ -127,7 +111,3 @@ def system_text(card: Card, user: str) -> str:
         examples = re.sub(r"<START>\s*", "\n", card.mes_example).strip()
         parts.append(f"How {{{{char}}}} talks (examples):\n{examples}")
     return fill("\n\n".join(parts), card.name, user)
-
-
-def card_fields() -> list[str]:
-    return [f.name for f in fields(Card) if f.name in EDITABLE]

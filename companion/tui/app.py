@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -27,6 +27,10 @@ from companion.tui.messages import EngineReady, MemoryChanged, ModelLoading, Ses
 from companion.tui.screens.chat import ChatScreen
 from companion.tui.widgets.chat_message import ChatMessage
 from companion.tui.widgets.dialogs import ConfirmDialog, TextDialog
+
+if TYPE_CHECKING:
+    from companion.engine import Engine
+    from companion.memory.operations import LongTermMemory
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 MODEL_KEYS = {"model.name", "model.n_gpu_layers", "model.n_ctx"}
@@ -48,7 +52,7 @@ class CompanionApp(App[None]):
     def __init__(
         self,
         model_name: str | None = None,
-        engine: Any = None,
+        engine: Engine | None = None,
         *,
         paths: Paths | None = None,
         welcome: bool | None = None,
@@ -60,7 +64,7 @@ class CompanionApp(App[None]):
             from companion.engine import Engine
 
             engine = Engine(config_mod.load(self.paths), self.paths, model_name=model_name)
-        self.engine = engine
+        self.engine: Engine = engine
         self.settings: Settings = engine.settings
         self.theme = THEMES.get(self.settings.ui.theme, "textual-dark")
         self.show_welcome = (not self.settings.ui.welcomed) if welcome is None else welcome
@@ -223,13 +227,21 @@ class CompanionApp(App[None]):
         self.apply_settings(trial, ["ui.theme"], quiet=True)
 
     # -- memory operations (the same functions as `companion memory …`) ------------------------------------
-    def memory_op(self, op: Callable[[Any], str], then: Callable[[str], None] | None = None) -> None:
-        self._memory_op(op, then)
+    def memory_op(
+        self,
+        op: Callable[[LongTermMemory], str | None],
+        then: Callable[[str], None] | None = None,
+        said: str = "Done.",
+    ) -> None:
+        """Run a memory operation in a worker; its sentence (or `said`) is shown, then `then(sentence)`."""
+        self._memory_op(op, then, said)
 
     @work(thread=True, exit_on_error=False, group="memory-op")
-    def _memory_op(self, op: Callable[[Any], str], then: Callable[[str], None] | None) -> None:
+    def _memory_op(
+        self, op: Callable[[LongTermMemory], str | None], then: Callable[[str], None] | None, said: str
+    ) -> None:
         try:
-            said = op(self.engine.memory)
+            said = op(self.engine.memory) or said
         except CompanionError as error:
             self.call_from_thread(self.notify, str(error), severity="error")
             return
@@ -239,7 +251,7 @@ class CompanionApp(App[None]):
             self.call_from_thread(then, said)
 
     def forget(self, kind: str, item_id: int) -> None:
-        def op(memory: Any) -> str:
+        def op(memory: LongTermMemory) -> str:
             memory.ready()
             if kind == "message":
                 done = memory.forget(messages=[item_id])
@@ -263,7 +275,7 @@ class CompanionApp(App[None]):
         self.push_screen(ConfirmDialog(question, "Forget"), answer)
 
     def toggle_pin(self, memory_id: int, then: Callable[[str], None] | None = None) -> None:
-        def toggle(memory: Any) -> str:
+        def toggle(memory: LongTermMemory) -> str:
             pinned = memory.require_memory(memory_id).pinned
             memory.pin(memory_id, not pinned)
             return "Unpinned." if pinned else "Pinned: it will not fade."
@@ -278,7 +290,7 @@ class CompanionApp(App[None]):
 
         def save(text: str | None) -> None:
             if text is not None and text.strip() != item.text:
-                self.memory_op(lambda m: (m.edit(memory_id, text.strip()), "Edited.")[1], then=then)
+                self.memory_op(lambda m: m.edit(memory_id, text.strip()), then=then, said="Edited.")
 
         self.push_screen(TextDialog(f"Edit {item.kind} {item.id}", item.text), save)
 

@@ -42,7 +42,7 @@ def test_import_search_show_export(log_file: Path, tmp_path: Path, home: Path) -
     assert "message:" in text and "surfing lessons" in text
 
     stats = run("stats").stdout
-    assert "11 in 3 sessions" in stats and "exact (flat)" in stats
+    assert "11 messages in 3 sessions" in stats and "exact (flat)" in stats
 
     added = run("add", "Ana's favourite colour is teal")
     memory_id = added.stdout.split()[-1].rstrip(".")
@@ -66,7 +66,7 @@ def test_forget_needs_confirmation(log_file: Path) -> None:
     assert_clean_error(run("forget", "--matching", "password", stdin=""), "add --yes")
     assert "password" in run("search", "password").stdout
     result = run("forget", "--matching", "password", "--yes")
-    assert result.returncode == 0 and "1 messages" in result.stdout
+    assert result.returncode == 0 and "1 message," in result.stdout
     assert "hunter2" not in run("search", "password", "--limit", "20").stdout
     assert "Nothing matches" in run("forget", "--matching", "no-such-words", "--yes").stdout
 
@@ -76,7 +76,7 @@ def test_bad_memory_commands(tmp_path: Path, log_file: Path) -> None:
     broken = tmp_path / "broken.jsonl"
     broken.write_text(log_file.read_text() + "{oops\n")
     assert_clean_error(run("import", str(broken)), "Line 12 is not valid JSON", "nothing was imported")
-    assert "0 in 0 sessions" in run("stats").stdout
+    assert "0 messages in 0 sessions" in run("stats").stdout
     assert_clean_error(run("show", "42"), "no memory 42")
     assert_clean_error(run("show", "banana"), "not a memory id")
     assert_clean_error(run("search", ""), "Give something to search for")

@@ -54,14 +54,25 @@ def test_speaker_named_in_the_query_is_preferred(memory: LongTermMemory) -> None
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.sampled_from(list("abc \"*-()^:+NEAR AND OR NOT{}[]'\\")), max_size=40))
-def test_fts_syntax_in_a_query_never_raises(memory: LongTermMemory, query: str) -> None:
+def test_fts_syntax_in_a_query_is_searched_as_text(memory: LongTermMemory, query: str) -> None:
     if query.strip():
-        memory.search(query, now=NOW, limit=3)
+        hits = memory.search(query, now=NOW, limit=3)
+        assert len(hits) <= 3 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
-def test_fts_operators_in_queries(memory: LongTermMemory) -> None:
-    for query in ['"unbalanced', "cat*", "-surf", "NEAR(cat sofa)", "cat AND", "((sofa", "a:b", "^start"]:
-        memory.search(query, now=NOW, limit=3)
+def test_fts_operators_in_queries_are_plain_words(memory: LongTermMemory) -> None:
+    cases = {
+        '"unbalanced Bolacha': "D1:1",
+        "Bolacha*": "D1:1",
+        "-surfing": "D3:1",
+        "NEAR(sofa hides)": "D1:3",
+        "sofa AND": "D1:3",
+        "((sofa": "D1:3",
+        "surfing:lessons": "D3:1",
+        "^Bolacha": "D1:1",
+    }
+    for query, source in cases.items():
+        assert source in sources(memory.search(query, now=NOW, limit=3)), query
 
 
 def test_deleted_or_corrupt_index_is_rebuilt_with_identical_results(

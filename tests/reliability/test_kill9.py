@@ -167,28 +167,39 @@ def test_kill_during_an_import_leaves_all_or_nothing(paths: Paths, tmp_path: Pat
 
 
 CONSOLIDATE = """
+import time
 from datetime import UTC, datetime, timedelta
-from companion import config
-from companion.llm.models import open_model
 from companion.memory import scheduler
 from companion.memory.operations import LongTermMemory
 from companion.memory.store import Store
 from companion.paths import get_paths
+from tests.scripted import ScriptedModel
+
+
+class SlowModel(ScriptedModel):  # a model that takes its time, so the kill lands mid-job
+    def complete_json(self, messages, schema, options):
+        time.sleep(0.3)
+        return super().complete_json(messages, schema, options)
+
+
+facts = {"facts": [{"text": "Ana adopted a cat called Miso.", "turns": [1], "importance": 3, "date": "", "future": False},
+                   {"text": "Ana works as a nurse in Porto.", "turns": [3], "importance": 4, "date": "", "future": False}]}
+model = SlowModel(answers={"summary": [{"summary": "Ana talked about her cat Miso and her work."}], "facts": [facts],
+                           "action": [{"action": "NOOP", "fact": 1, "text": ""}], "traits": [{"traits": ["caring"]}]})
 paths = get_paths().ensure()
-settings = config.load(paths)
 store = Store(paths.database)
 memory = LongTermMemory(store, paths.index_file)
-model = open_model(settings, paths)
 memory.ready()
 print("READY", flush=True)
 out = scheduler.run_jobs(memory, datetime.now(UTC) + timedelta(days=1), only="consolidate", force=True,
-                         options={"model": lambda: model, "idle_minutes": 1, "user": "Ana"})
+                         options=scheduler.UpkeepOptions(model=lambda: model, idle_minutes=1, user="Ana"))
 print(out)
-model.close(); memory.close(); store.close()
+memory.close()
 """
 
 
-def test_kill_during_consolidation_loses_nothing_and_resumes(demo_home: Paths, tmp_path: Path) -> None:
+def test_kill_during_consolidation_loses_nothing_and_resumes(paths: Paths, tmp_path: Path) -> None:
+    demo_home = paths  # the model is scripted (and slow on purpose): what is tested is the file
     from companion.memory.store import Store
 
     rng = random.Random(SEED + 2)
@@ -199,12 +210,12 @@ def test_kill_during_consolidation_loses_nothing_and_resumes(demo_home: Paths, t
             ["I adopted a cat called Miso.", "She sleeps on my desk all day.", "I work as a nurse in Porto."]
         ):
             store.add_message(session, "user" if i % 2 == 0 else "assistant", f"{text} ({s})")
-        store.end_session(session)
+        store.close_session(session)
     store.close()
     messages = check(demo_home.database).execute("select id, text from messages order by id").fetchall()
     killed = 0
     for _ in range(KILLS):
-        killed += child(CONSOLIDATE, rng.uniform(0.2, 6.0))[0] == -signal.SIGKILL
+        killed += child(CONSOLIDATE, rng.uniform(0.2, 2.5))[0] == -signal.SIGKILL
         conn = check(demo_home.database)
         assert conn.execute("select id, text from messages order by id").fetchall() == messages
         for (memory_id,) in conn.execute(
@@ -237,7 +248,7 @@ Store(get_paths().ensure().database).close()
 def test_kill_during_a_migration_leaves_the_old_or_the_new_schema(paths: Paths) -> None:
     import sqlite_utils
 
-    from companion.memory.store import MIGRATIONS
+    from companion.memory.schema import MIGRATIONS
 
     rng = random.Random(SEED + 3)
     db = sqlite_utils.Database(paths.database)

@@ -56,7 +56,7 @@ store = Store(paths.database)
 memory = LongTermMemory(store, paths.index_file, settings.memory.embedding_model)
 model = open_model(settings, paths)
 outcome = scheduler.run_jobs(memory, datetime.now(UTC) + timedelta(hours=2), only="consolidate", force=True,
-                             options={"model": lambda: model, "idle_minutes": 1, "user": "Ana"})
+                             options=scheduler.UpkeepOptions(model=lambda: model, idle_minutes=1, user="Ana"))
 model.close(); memory.close(); store.close()
 stage["consolidate"] = list(events)
 

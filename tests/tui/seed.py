@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 from companion.memory.store import Store
 from companion.paths import Paths
@@ -24,7 +23,7 @@ def seed(home: Paths, facts: int = 6) -> dict[str, int]:
         speaker="Sam",
         created_at="2026-11-01T18:00:05.000+00:00",
     )
-    store.end_session(first)
+    store.close_session(first)
     ids["summary"] = store.add_memory(
         "summary", "Talked about starting cello lessons.", sources=[ids["message"]], session_id=first
     )
@@ -42,17 +41,17 @@ def seed(home: Paths, facts: int = 6) -> dict[str, int]:
         ids.setdefault("fact", memory_id)
     with store.transaction() as conn:
         conn.execute(
-            "update sessions set started_at = '2026-11-01T18:00:00+00:00', ended_at = '2026-11-01T18:30:00+00:00'"
+            "update sessions set started_at = '2026-11-01T18:00:00.000+00:00', ended_at = '2026-11-01T18:30:00.000+00:00'"
         )
         conn.execute(
-            "update memories set created_at = '2026-11-01T18:31:00+00:00', updated_at = created_at,"
-            " valid_from = created_at, last_recalled_at = '2026-11-20T10:00:00+00:00'"
+            "update memories set created_at = '2026-11-01T18:31:00.000+00:00', updated_at = created_at,"
+            " valid_from = created_at, last_recalled_at = '2026-11-20T10:00:00.000+00:00'"
         )
-        conn.execute("update audit set at = '2026-11-01T18:31:00+00:00'")
+        conn.execute("update audit set at = '2026-11-01T18:31:00.000+00:00'")
         conn.execute(
             "insert into profile_versions (created_at, sections, diff, sources, reason) values (?, ?, ?, ?, ?)",
             (
-                datetime(2026, 11, 1, 19, tzinfo=UTC).isoformat(),
+                "2026-11-01T19:00:00.000+00:00",
                 json.dumps(
                     {
                         "traits": ["caring, works as a nurse"],

@@ -181,7 +181,7 @@ async def test_recall_panel_shows_what_was_recalled_and_pins_from_it(make_app: A
     earlier = store.new_session()
     store.add_message(earlier, "user", "My sister Ana lives in Lisbon and teaches piano.")
     fact = store.add_memory("fact", "The user's sister Ana lives in Lisbon.", importance=0.8)
-    store.end_session(earlier)
+    store.close_session(earlier)
     store.close()
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -20,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, Static
 
 from companion.errors import CompanionError
+from companion.tui.access import companion
 from companion.tui.messages import EarlierLoaded, Greeted, ReplyFinished, ReplyStarted
 from companion.tui.widgets.chat_message import ChatMessage
 from companion.tui.widgets.composer import Composer
@@ -124,7 +124,7 @@ class ChatScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, group="greet")
     def greet(self) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = companion(self).engine
         try:
             text = engine.greet()
         except CompanionError:
@@ -139,47 +139,33 @@ class ChatScreen(Screen[None]):
     # -- earlier sessions ---------------------------------------------------------------------------------------
     @work(thread=True, exit_on_error=False, group="earlier")
     def load_earlier(self) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = companion(self).engine
         before = self.earlier_before
         if before is None:
-            current = engine.messages()
-            before = min((m.id for m in current if m.id > 0), default=None)
-        params: list[Any] = [engine.session_id]
-        clause = ""
-        if before is not None:
-            clause = " and m.id < ?"
-            params.append(before)
-        rows = list(
-            engine.store.db.query(
-                "select m.id, m.session_id, m.role, m.speaker, m.text, m.created_at, m.incomplete from messages m"
-                f" where m.session_id != ? and m.replaced = 0{clause} order by m.id desc limit {EARLIER_PAGE + 1}",
-                params,
-            )
-        )
-        more = len(rows) > EARLIER_PAGE
-        self.post_message(EarlierLoaded(list(reversed(rows[:EARLIER_PAGE])), more))
+            before = min((m.id for m in engine.messages() if m.id > 0), default=None)
+        page = engine.store.earlier_messages(engine.session_id, before, EARLIER_PAGE + 1)
+        more = len(page) > EARLIER_PAGE
+        self.post_message(EarlierLoaded(page[1:] if more else page, more))
 
     async def on_earlier_loaded(self, message: EarlierLoaded) -> None:
         self._loading_earlier = False
         self.earlier_more = message.more
-        if not message.rows:
+        if not message.messages:
             return
-        self.earlier_before = message.rows[0]["id"]
+        self.earlier_before = message.messages[0].id
         log = self.query_one("#log", VerticalScroll)
         first_load = not log.children or not any(c.has_class("earlier") for c in log.children)
         widgets: list[ChatMessage] = []
         session = None
-        user = self.app.engine.settings.user.name or "you"  # type: ignore[attr-defined]
-        for row in message.rows:
-            if row["session_id"] != session:
-                session = row["session_id"]
+        user = companion(self).engine.settings.user.name or "you"
+        for said in message.messages:
+            if said.session_id != session:
+                session = said.session_id
                 widgets.append(
-                    ChatMessage(f"— conversation of {row['created_at'][:10]} —", "divider", classes="earlier")
+                    ChatMessage(f"— conversation of {said.created_at[:10]} —", "divider", classes="earlier")
                 )
-            who = row["speaker"] or (user if row["role"] == "user" else "companion")
-            widgets.append(
-                ChatMessage(f"**{who}:** {row['text']}", row["role"], row["id"], classes="earlier")
-            )
+            who = said.speaker or (user if said.role == "user" else "companion")
+            widgets.append(ChatMessage(f"**{who}:** {said.text}", said.role, said.id, classes="earlier"))
         old_height = log.virtual_size.height
         anchor = log.children[0] if log.children else None
         if anchor is not None:
@@ -240,13 +226,11 @@ class ChatScreen(Screen[None]):
     def _start_reply(self) -> None:
         self.busy = True
         self._reply = self.add("assistant", "")
-        self._reply_chars = 0
         self._status("thinking…")
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="reply")
     def generate(self, kind: str, text: str, message_id: int | None) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
-        started = time.perf_counter()
+        engine = companion(self).engine
         try:
             if kind == "regenerate":
                 turn = engine.regenerate()
@@ -258,33 +242,25 @@ class ChatScreen(Screen[None]):
             for piece in turn:
                 with self._pending_lock:
                     self._pending.append((time.perf_counter(), piece))
-            stats = turn.stats
             self.post_message(
                 ReplyFinished(
-                    turn.incomplete,
-                    stats.completion_tokens,
-                    stats.gen_tok_s,
-                    time.perf_counter() - started,
-                    "",
-                    turn.reply_id,
-                    engine.context_usage(),
+                    turn.incomplete, turn.stats.gen_tok_s, "", turn.reply_id, engine.context_usage()
                 )
             )
         except CompanionError as error:
-            self.post_message(ReplyFinished(True, 0, 0.0, 0.0, str(error)))
+            self.post_message(ReplyFinished(True, 0.0, str(error)))
         except Exception as error:  # the model died mid-reply: say so, keep the app running
-            self.post_message(ReplyFinished(True, 0, 0.0, 0.0, f"The model stopped with an error ({error})."))
+            self.post_message(ReplyFinished(True, 0.0, f"The model stopped with an error ({error})."))
 
     def on_reply_started(self, message: ReplyStarted) -> None:
-        engine: Any = self.app.engine  # type: ignore[attr-defined]
+        engine = companion(self).engine
         if engine.degraded and engine.degraded != self._degraded_shown:
             self._degraded_shown = engine.degraded
             self.notify(engine.degraded, severity="error", timeout=15)
             self._status("")
         if self._last_user is not None and self._last_user.message_id is None:
             self._last_user.message_id = message.user_id
-        app: Any = self.app
-        self.query_one(RecallPanel).show_hits(message.hits, app.now())
+        self.query_one(RecallPanel).show_hits(message.hits, companion(self).now())
         self.usage = message.usage
 
     async def _flush_reply(self) -> None:
@@ -324,7 +300,7 @@ class ChatScreen(Screen[None]):
     # -- actions ------------------------------------------------------------------------------------------------
     def action_stop(self) -> None:
         if self.busy:
-            self.app.engine.cancel()  # type: ignore[attr-defined]
+            companion(self).engine.cancel()
 
     def action_regenerate(self) -> None:
         if self.busy or not self.ready:
@@ -356,16 +332,16 @@ class ChatScreen(Screen[None]):
             replies[-1].action_copy()
 
     def action_new_session(self) -> None:
-        self.app.new_session(False)  # type: ignore[attr-defined]
+        companion(self).new_session(False)
 
     def action_off_record(self) -> None:
-        self.app.new_session(True)  # type: ignore[attr-defined]
+        companion(self).new_session(True)
 
     def session_started(self, off_record: bool) -> None:
         """The app started a new conversation: the old one moves up as an earlier one."""
         for child in self.query_one("#log", VerticalScroll).children:
             child.add_class("earlier")
-        self.query_one(RecallPanel).show_hits([], self.app.now())  # type: ignore[attr-defined]
+        self.query_one(RecallPanel).show_hits([], companion(self).now())
         self.usage = {}
         if off_record:
             self.add(
@@ -400,8 +376,7 @@ class ChatScreen(Screen[None]):
         return widget
 
     def _status(self, override: str) -> None:
-        app: Any = self.app
-        engine = getattr(app, "engine", None)
+        engine = getattr(self.app, "engine", None)
         parts = []
         if engine is not None and engine.degraded:
             parts.append("NOT SAVING")

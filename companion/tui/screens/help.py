@@ -9,6 +9,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label
 
+from companion.tui.access import companion
+
 ABOUT = (
     'Keys can be remapped in the config file under [keys], e.g. regenerate = "ctrl+g" '
     "(`companion config path` shows where it is). Ctrl+P lists every command."
@@ -30,7 +32,7 @@ class HelpScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "Help"
-        app: Any = self.app
+        app = companion(self)
         table: DataTable[Any] = self.query_one(DataTable)
         table.add_columns("key", "where", "what it does", "id (for [keys])")
         for key, where, description, binding_id in app.key_table():

@@ -17,7 +17,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 
+from companion import timeutil
 from companion.memory.store import MEMORY_KINDS
+from companion.tui.access import companion
 from companion.tui.screens.memory_detail import MemoryDetail
 from companion.tui.widgets.dialogs import TextDialog
 
@@ -86,9 +88,9 @@ class MemoriesScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="memories")
     def load(self) -> None:
-        from companion.memory.forgetting import parse_time, retention
+        from companion.memory.forgetting import retention
 
-        app: Any = self.app
+        app = companion(self)
         memory = app.engine.memory
         tau = app.engine.settings.memory.tau_days
         now: datetime = app.now()
@@ -99,7 +101,7 @@ class MemoriesScreen(Screen[None]):
         )
         rows = []
         for m in items:
-            kept = retention(m.strength, parse_time(m.last_recalled_at or m.created_at), now, tau)
+            kept = retention(m.strength, timeutil.parse(m.last_recalled_at or m.created_at), now, tau)
             text = " ".join(m.text.split())
             rows.append(
                 (
@@ -185,18 +187,18 @@ class MemoriesScreen(Screen[None]):
     def action_pin(self) -> None:
         item_id = self._selected()
         if item_id is not None:
-            self.app.toggle_pin(item_id)  # type: ignore[attr-defined]
+            companion(self).toggle_pin(item_id)
 
     def action_edit(self) -> None:
         item_id = self._selected()
         if item_id is not None:
-            self.app.edit_memory(item_id)  # type: ignore[attr-defined]
+            companion(self).edit_memory(item_id)
 
     def action_forget(self) -> None:
         item_id = self._selected()
         if item_id is not None:
             question = f"Forget memory {item_id} for good? Its text is removed from the file."
-            self.app.confirm_forget("memory", item_id, question)  # type: ignore[attr-defined]
+            companion(self).confirm_forget("memory", item_id, question)
 
     def action_restore(self) -> None:
         item_id = self._selected()
@@ -207,11 +209,10 @@ class MemoriesScreen(Screen[None]):
                 "Only archived memories can be restored; press a for the archived view.", severity="warning"
             )
             return
-        app: Any = self.app
-        app.memory_op(lambda m: (m.restore(item_id), "Restored: it is back in recall.")[1])
+        companion(self).memory_op(lambda m: m.restore(item_id), said="Restored: it is back in recall.")
 
     def action_add_note(self) -> None:
-        app: Any = self.app
+        app = companion(self)
 
         def save(text: str | None) -> None:
             if text and text.strip():

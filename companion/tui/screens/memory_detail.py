@@ -4,7 +4,7 @@ operations as `companion memory pin|edit|forget|restore`."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import ComposeResult
@@ -13,67 +13,63 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Markdown
 
+from companion import timeutil
+from companion.tui.access import companion
 
-def describe_memory(app: Any, kind: str, item_id: int, now: datetime) -> str | None:
-    """Markdown for one memory or message (read in a worker thread)."""
+if TYPE_CHECKING:
+    from companion.tui.app import CompanionApp
+
+
+def describe(app: CompanionApp, kind: str, item_id: int, now: datetime) -> str | None:
+    """Markdown for one memory or message, from the same view `companion memory show` prints (read in a
+    worker thread)."""
     from companion.llm.prompt import quote
-    from companion.memory.forgetting import parse_time, retention
+    from companion.memory.view import memory_view, message_view
 
     engine = app.engine
-    memory, store = engine.memory, engine.store
     if kind == "message":
-        message = store.get_message(item_id)
-        if message is None:
+        seen = message_view(engine.store, item_id)
+        if seen is None:
             return None
+        message = seen.message
         lines = [
-            f"**message:{message.id}** · session {message.session_id} · {message.created_at[:16].replace('T', ' ')}",
+            f"**message:{message.id}** · session {message.session_id} · {timeutil.short(message.created_at)}",
             "",
-            f"> **{message.speaker or message.role}:** {message.text}",
+            f"> **{message.who}:** {message.text}",
             "",
             "### Around it",
+            *(f"- {m.who}: {quote(m.text)[:300]}" for m in seen.around),
         ]
-        for m in memory.neighbours(message.id, 1, 1):
-            lines.append(f"- {m['speaker'] or m['role']}: {quote(m['text'])[:300]}")
-        derived = store.conn.execute(
-            "select memory_id from memory_sources where message_id = ?", (message.id,)
-        ).fetchall()
-        if derived:
-            lines += ["", "Memories drawn from it: " + ", ".join(str(r[0]) for r in derived)]
+        if seen.derived:
+            lines += ["", "Memories drawn from it: " + ", ".join(str(i) for i in seen.derived)]
         return "\n".join(lines)
-    item = store.get_memory(item_id)
-    if item is None:
+    view = memory_view(engine.store, item_id, now, engine.settings.memory.tau_days)
+    if view is None:
         return None
-    state = "archived" if item.archived else ("superseded" if item.valid_to else "active")
-    last = parse_time(item.last_recalled_at or item.created_at)
-    kept = retention(item.strength, last, now, engine.settings.memory.tau_days)
+    item = view.memory
     lines = [
-        f"**{item.kind} {item.id}** · {state}{' · pinned' if item.pinned else ''}",
+        f"**{item.kind} {item.id}** · {item.state}{' · pinned' if item.pinned else ''}",
         "",
         f"> {item.text}",
         "",
-        f"- created {item.created_at[:16].replace('T', ' ')}; event {(item.event_time or '-')[:16]}",
-        f"- importance {item.importance:.2f}, strength {item.strength:.2f}, retention {kept:.2f}",
-        f"- recalled {item.recall_count} times, last {(item.last_recalled_at or 'never')[:16]}",
+        f"- created {timeutil.short(item.created_at)}; event {timeutil.short(item.event_time) or '-'}",
+        f"- importance {item.importance:.2f}, strength {item.strength:.2f}, retention {view.retention:.2f}",
+        f"- recalled {item.recall_count} times, last {timeutil.short(item.last_recalled_at) or 'never'}",
         "",
         "### Where it came from",
     ]
-    sources = store.memory_sources(item.id)
-    if not sources:
+    if not view.sources:
         lines.append("- added by hand (no messages)")
-    for m in sources:
-        lines.append(
-            f"- message:{m.id} · {m.created_at[:16].replace('T', ' ')} · {m.speaker or m.role}: {quote(m.text)[:300]}"
-        )
+    for m in view.sources:
+        lines.append(f"- message:{m.id} · {timeutil.short(m.created_at)} · {m.who}: {quote(m.text)[:300]}")
     lines += ["", "### History"]
-    for entry in store.history("memory", item.id):
-        change = (
-            f": {quote(entry['old_text'] or '')[:80]} → {quote(entry['new_text'] or '')[:80]}"
-            if entry["old_text"]
+    for change in view.history:
+        moved = (
+            f": {quote(change.old_text or '')[:80]} → {quote(change.new_text or '')[:80]}"
+            if change.old_text
             else ""
         )
-        lines.append(
-            f"- {entry['at'][:16].replace('T', ' ')} {entry['action']}{change} {entry['reason'] or ''}".rstrip()
-        )
+        lines.append(f"- {timeutil.short(change.at)} {change.action}{moved} {change.reason}".rstrip())
     return "\n".join(lines)
 
 
@@ -107,8 +103,8 @@ class MemoryDetail(ModalScreen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="detail")
     def refresh_detail(self) -> None:
-        app: Any = self.app
-        text = describe_memory(app, self.kind, self.item_id, app.now())
+        app = companion(self)
+        text = describe(app, self.kind, self.item_id, app.now())
         self.app.call_from_thread(self._show, text)
 
     def _show(self, text: str | None) -> None:
@@ -127,22 +123,25 @@ class MemoryDetail(ModalScreen[None]):
         if self.kind == "message":
             self.app.notify("Messages cannot be pinned; they are what was said.", severity="warning")
             return
-        self.app.toggle_pin(self.item_id, then=self._done)  # type: ignore[attr-defined]
+        companion(self).toggle_pin(self.item_id, then=self._done)
 
     def action_edit(self) -> None:
         if self.kind == "message":
             self.app.notify("Messages cannot be edited; they are what was said.", severity="warning")
             return
-        self.app.edit_memory(self.item_id, then=self._done)  # type: ignore[attr-defined]
+        companion(self).edit_memory(self.item_id, then=self._done)
 
     def action_forget(self) -> None:
         what = f"message:{self.item_id}" if self.kind == "message" else f"memory {self.item_id}"
         question = f"Forget {what} for good? Its text is removed from the file."
-        self.app.confirm_forget(self.kind, self.item_id, question, then=lambda: self.dismiss(None))  # type: ignore[attr-defined]
+        companion(self).confirm_forget(self.kind, self.item_id, question, then=self._gone)
+
+    def _gone(self) -> None:
+        self.dismiss(None)
 
     def action_restore(self) -> None:
-        app: Any = self.app
+        app = companion(self)
         if self.kind == "message":
-            app.memory_op(lambda m: (m.restore_message(self.item_id), "Restored.")[1], then=self._done)
+            app.memory_op(lambda m: m.restore_message(self.item_id), said="Restored.", then=self._done)
         else:
-            app.memory_op(lambda m: (m.restore(self.item_id), "Restored.")[1], then=self._done)
+            app.memory_op(lambda m: m.restore(self.item_id), said="Restored.", then=self._done)

@@ -3,8 +3,6 @@ for any line (it is removed and never inferred again) — the same code as `comp
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -13,6 +11,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ListItem, ListView, Static
 
+from companion.memory.profile import Version
+from companion.tui.access import companion
 from companion.tui.widgets.dialogs import ConfirmDialog
 
 
@@ -23,11 +23,11 @@ class LineItem(ListItem):
 
 
 class VersionItem(ListItem):
-    def __init__(self, row: dict[str, Any]) -> None:
+    def __init__(self, version: Version) -> None:
         super().__init__(
-            Label(f"v{row['id']} · {row['created_at'][:16].replace('T', ' ')} · {row['reason'] or ''}")
+            Label(f"v{version.id} · {version.created_at[:16].replace('T', ' ')} · {version.reason}")
         )
-        self.row = row
+        self.version = version
 
 
 class ProfileScreen(Screen[None]):
@@ -64,15 +64,13 @@ class ProfileScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="profile")
     def load(self) -> None:
-        from companion.memory.consolidate import current_profile, profile_history
+        from companion.memory import profile
 
-        store = self.app.engine.store  # type: ignore[attr-defined]
-        version, sections, created = current_profile(store)
-        history = profile_history(store)
-        lines = [f"{name}: {line}" for name, items in sections.items() for line in items]
-        self.app.call_from_thread(self._show, version, lines, history)
+        store = companion(self).engine.store
+        current = profile.current(store)
+        self.app.call_from_thread(self._show, current.version, current.lines, profile.history(store))
 
-    def _show(self, version: int | None, lines: list[str], history: list[dict[str, Any]]) -> None:
+    def _show(self, version: int | None, lines: list[str], history: list[Version]) -> None:
         listing = self.query_one("#lines", ListView)
         listing.clear()
         if version is None:
@@ -87,20 +85,20 @@ class ProfileScreen(Screen[None]):
             listing.extend(LineItem(line) for line in lines)
         versions = self.query_one("#versions", ListView)
         versions.clear()
-        versions.extend(VersionItem(row) for row in reversed(history))
+        versions.extend(VersionItem(v) for v in reversed(history))
         if history:
             self._diff(history[-1])
 
     @on(ListView.Highlighted, "#versions")
     def version_highlighted(self, event: ListView.Highlighted) -> None:
         if isinstance(event.item, VersionItem):
-            self._diff(event.item.row)
+            self._diff(event.item.version)
 
-    def _diff(self, row: dict[str, Any]) -> None:
+    def _diff(self, version: Version) -> None:
         text = Text()
-        for line in row["diff"].get("added", []):
+        for line in version.diff.get("added", []):
             text.append(f"+ {line}\n", style="green")
-        for line in row["diff"].get("removed", []):
+        for line in version.diff.get("removed", []):
             text.append(f"- {line}\n", style="red")
         self.query_one("#diff-text", Static).update(text or Text("(no change)", style="dim"))
 
@@ -122,9 +120,9 @@ class ProfileScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="profile-veto")
     def veto(self, line: str) -> None:
         from companion.errors import CompanionError
-        from companion.memory.consolidate import veto
+        from companion.memory.profile import veto
 
-        app: Any = self.app
+        app = companion(self)
         try:
             version = veto(app.engine.store, line)
         except CompanionError as error:

@@ -12,6 +12,10 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Markdown
 
+from companion import timeutil
+from companion.memory.store import SessionOverview
+from companion.tui.access import companion
+
 PAGE = 200
 
 
@@ -46,35 +50,27 @@ class SessionsScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="sessions")
     def load(self) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
-        rows = list(
-            engine.store.db.query(
-                "select s.id, s.started_at, s.parent_id, s.persona,"
-                " (select count(*) from messages m where m.session_id = s.id and m.replaced = 0) as n,"
-                " (select text from memories k where k.session_id = s.id and k.kind = 'summary'"
-                "  order by k.id desc limit 1) as summary"
-                f" from sessions s order by s.id desc limit {PAGE}"
-            )
-        )
+        engine = companion(self).engine
+        rows = engine.store.sessions_overview(PAGE)
         self.app.call_from_thread(self._show, rows, engine.session_id)
 
-    def _show(self, rows: list[dict[str, Any]], current: int) -> None:
+    def _show(self, rows: list[SessionOverview], current: int) -> None:
         table: DataTable[Any] = self.query_one(DataTable)
         table.clear()
         for row in rows:
-            summary = " ".join((row["summary"] or "").split())
-            if row["parent_id"]:
-                summary = f"(branch of {row['parent_id']}) {summary}"
-            if row["id"] == current:
+            summary = " ".join((row.summary or "").split())
+            if row.parent_id:
+                summary = f"(branch of {row.parent_id}) {summary}"
+            if row.id == current:
                 summary = f"(this conversation) {summary}"
             if not summary:
-                summary = "(no summary yet)" if row["n"] else "(empty)"
+                summary = "(no summary yet)" if row.messages else "(empty)"
             table.add_row(
-                str(row["id"]),
-                row["started_at"][:16].replace("T", " "),
-                str(row["n"]),
+                str(row.id),
+                timeutil.short(row.started_at),
+                str(row.messages),
                 summary if len(summary) <= 46 else summary[:45] + "…",
-                key=str(row["id"]),
+                key=str(row.id),
             )
 
     @on(DataTable.RowSelected)
@@ -83,7 +79,7 @@ class SessionsScreen(Screen[None]):
             self.app.push_screen(TranscriptScreen(int(event.row_key.value)))
 
     def action_new(self, off_record: bool) -> None:
-        app: Any = self.app
+        app = companion(self)
         app.pop_screen()
         app.new_session(off_record)
 
@@ -113,17 +109,14 @@ class TranscriptScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, group="transcript")
     def load(self) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = companion(self).engine
         user = engine.settings.user.name or "you"
-        summary = engine.store.scalar(
-            "select text from memories where session_id = ? and kind = 'summary' order by id desc limit 1",
-            (self.session_id,),
-        )
+        summary = engine.store.session_summary(self.session_id)
         lines = [f"*Summary:* {summary}", ""] if summary else []
         for m in engine.store.conversation(self.session_id):
             who = m.speaker or (user if m.role == "user" else "companion")
             mark = " *(stopped)*" if m.incomplete else ""
-            lines += [f"**{who}** · {m.created_at[:16].replace('T', ' ')}", "", m.text + mark, ""]
+            lines += [f"**{who}** · {timeutil.short(m.created_at)}", "", m.text + mark, ""]
         if not lines:
             lines = ["(nothing was said in this session)"]
         self.app.call_from_thread(self.query_one("#transcript", Markdown).update, "\n".join(lines))

@@ -16,6 +16,8 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 
 from companion import config as config_mod
 from companion.errors import CompanionError
+from companion.memory.scheduler import JobStatus
+from companion.tui.access import companion
 
 # (key, label, help) of the fields typed as text.
 TEXT_FIELDS = [
@@ -48,8 +50,7 @@ class SettingsScreen(Screen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        app: Any = self.app
-        settings = app.settings
+        settings = companion(self).settings
         from companion.llm.models import registered
 
         yield Header()
@@ -99,14 +100,14 @@ class SettingsScreen(Screen[None]):
         from companion.memory import scheduler
         from companion.persona import library
 
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = companion(self).engine
         library.ensure_default(engine.store)
         personas = library.names(engine.store)
         jobs = scheduler.status(engine.memory, engine.now())
         self.app.call_from_thread(self._show, personas, jobs)
 
-    def _show(self, personas: list[str], jobs: list[dict[str, Any]]) -> None:
-        app: Any = self.app
+    def _show(self, personas: list[str], jobs: list[JobStatus]) -> None:
+        app = companion(self)
         select = self.query_one("#field-persona-name", Select)
         select.set_options([(n, n) for n in personas])
         if app.settings.persona.name in personas:
@@ -114,12 +115,12 @@ class SettingsScreen(Screen[None]):
         table: DataTable[Any] = self.query_one("#jobs", DataTable)
         table.clear()
         for row in jobs:
-            failures = f"{row['failures']}: {row['last_error']}" if row["failures"] else "0"
+            failures = f"{row.failures}: {row.last_error}" if row.failures else "0"
             table.add_row(
-                row["job"],
-                (row["last_run"] or "never")[:16].replace("T", " "),
-                (row["last_result"] or "-")[:24],
-                row["next_run"][:16].replace("T", " "),
+                row.job,
+                (row.last_run or "never")[:16].replace("T", " "),
+                (row.last_result or "-")[:24],
+                row.next_run[:16].replace("T", " "),
                 failures[:40],
             )
 
@@ -136,7 +137,7 @@ class SettingsScreen(Screen[None]):
         self.action_save()
 
     def action_save(self) -> None:
-        app: Any = self.app
+        app = companion(self)
         settings = app.settings
         trial = copy.deepcopy(settings)
         changed: list[str] = []

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Input, Label, Markdown, Select
+
+from companion.tui.access import companion
 
 WELCOME = """\
 # Welcome to companion
@@ -64,13 +64,13 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
     def load(self) -> None:
         from companion.persona import library
 
-        store = self.app.engine.store  # type: ignore[attr-defined]
+        store = companion(self).engine.store
         library.ensure_default(store)
         names = library.names(store)
         self.app.call_from_thread(self._personas, names)
 
     def _personas(self, names: list[str]) -> None:
-        app: Any = self.app
+        app = companion(self)
         select = self.query_one("#persona", Select)
         select.set_options([(n, n) for n in names])
         if app.settings.persona.name in names:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,13 +10,14 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Label, ListItem, ListView
 
+from companion import timeutil
+from companion.memory.retrieve import Hit
+from companion.tui.access import companion
 
-def hit_text(hit: Any, now: datetime) -> Text:
-    from companion.llm.prompt import relative_date
-    from companion.memory.forgetting import parse_time
 
-    when = parse_time(hit.time)
-    date = relative_date(when, now).split(",")[0] if when else "undated"
+def hit_text(hit: Hit, now: datetime) -> Text:
+    when = timeutil.parse(hit.time)
+    date = timeutil.relative(when, now).split(",")[0] if when else "undated"
     head = Text.assemble((f"{hit.kind}", "bold"), f" · {hit.score:.2f} · {date}")
     why = ", ".join(f"{k} {v:.2f}" for k, v in sorted(hit.why.items(), key=lambda kv: -abs(kv[1]))[:3])
     source = f"message:{hit.id}, session {hit.session_id}" if hit.kind == "message" else f"memory {hit.id}"
@@ -28,7 +28,7 @@ def hit_text(hit: Any, now: datetime) -> Text:
 
 
 class HitItem(ListItem):
-    def __init__(self, hit: Any, now: datetime) -> None:
+    def __init__(self, hit: Hit, now: datetime) -> None:
         super().__init__(Label(hit_text(hit, now)))
         self.hit = hit
 
@@ -52,7 +52,7 @@ class RecallPanel(Vertical):
         yield Label("Enter opens · p pins · f forgets", id="recall-hint")
         yield ListView(id="recall-list")
 
-    def show_hits(self, hits: list[Any], now: datetime) -> None:
+    def show_hits(self, hits: list[Hit], now: datetime) -> None:
         listing = self.query_one(ListView)
         listing.clear()
         if not hits:
@@ -60,7 +60,7 @@ class RecallPanel(Vertical):
             return
         listing.extend(HitItem(hit, now) for hit in hits)
 
-    def _current(self) -> Any:
+    def _current(self) -> Hit | None:
         item = self.query_one(ListView).highlighted_child
         return item.hit if isinstance(item, HitItem) else None
 
@@ -77,14 +77,13 @@ class RecallPanel(Vertical):
         if hit.kind == "message":
             self.app.notify("Messages cannot be pinned; they are what was said.", severity="warning")
             return
-        app: Any = self.app
-        app.memory_op(lambda m: (m.pin(hit.id, True), "Pinned: it will not fade.")[1])
+        companion(self).memory_op(lambda m: m.pin(hit.id, True), said="Pinned: it will not fade.")
 
     def action_forget(self) -> None:
         hit = self._current()
         if hit is None:
             return
-        app: Any = self.app
+        app = companion(self)
         what = f"message:{hit.id}" if hit.kind == "message" else f"{hit.kind} {hit.id}"
 
         def gone() -> None:

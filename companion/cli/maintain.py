@@ -1,0 +1,59 @@
+"""`companion maintain`: memory upkeep once, headless (cron, systemd timers), and its schedule."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from companion import config as config_mod
+from companion.cli.common import MemoryContext, err, when
+from companion.paths import get_paths
+
+if TYPE_CHECKING:
+    from companion.llm.base import ChatModel
+
+
+def maintain(
+    now: Annotated[str | None, typer.Option("--now", help="Treat this ISO time as now.")] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Run just this job (forget, consolidate, digest, index).")
+    ] = None,
+    show_status: Annotated[
+        bool, typer.Option("--status", help="Show last and next runs and failures.")
+    ] = False,
+) -> None:
+    """Run memory upkeep once, headless (for cron or a systemd timer): forgetting, consolidation, digests, index."""
+    from companion.memory import scheduler
+
+    moment = when(now, "--now")
+    settings = config_mod.load()
+    with MemoryContext(ready=not show_status) as memory:
+        if show_status:
+            for row in scheduler.status(memory):
+                failed = f"; {row.failures} failures, last: {row.last_error}" if row.failures else ""
+                print(
+                    f"{row.job:<12} every {row.every:<15} last {row.last_run or 'never'} "
+                    f"({row.last_result or '-'}); next {row.next_run}{failed}"
+                )
+            return
+        loaded: list[ChatModel] = []
+
+        def model() -> ChatModel:  # loaded only when a job needs it
+            if not loaded:
+                from companion.llm.models import open_model
+
+                with err.status("Loading the model…", spinner="dots"):
+                    loaded.append(open_model(settings, get_paths().ensure()))
+            return loaded[0]
+
+        options = scheduler.UpkeepOptions.from_settings(settings, model=model)
+        try:
+            outcomes = scheduler.run_jobs(memory, moment, only=only, force=True, options=options)
+        finally:
+            if loaded:
+                loaded[0].close()
+    for name, outcome in outcomes.items():
+        print(f"{name}: {outcome}")
+    if any(outcome.startswith("failed") for outcome in outcomes.values()):
+        raise typer.Exit(1)

@@ -1,0 +1,58 @@
+"""The personas table: each persona's Character Card, kept verbatim as JSON, with its lorebook entries as
+pinned `lore` memories of that persona. `companion.persona.library` decides what a card means; this module
+only stores it."""
+
+from __future__ import annotations
+
+from companion import timeutil
+from companion.memory.store import Store
+
+
+def count(store: Store) -> int:
+    return store.count("personas")
+
+
+def names(store: Store) -> list[str]:
+    return [r[0] for r in store.conn.execute("select name from personas order by id")]
+
+
+def card_json(store: Store, name: str) -> str | None:
+    """The stored card of a persona (its name in any case), or None."""
+    row = store.conn.execute("select card from personas where name = ? collate nocase", (name,)).fetchone()
+    return row[0] if row else None
+
+
+def exists(store: Store, name: str) -> bool:
+    return card_json(store, name) is not None
+
+
+def add(store: Store, name: str, card: str, lore: list[str], *, if_missing: bool = False) -> bool:
+    """Store a persona and its lorebook entries in one transaction. With `if_missing`, a persona of that name
+    that is already there (another process may have just added it) is left as it is. True when it was added."""
+    now = timeutil.now_iso()
+    with store.transaction() as conn:
+        verb = "insert or ignore" if if_missing else "insert"
+        cursor = conn.execute(
+            f"{verb} into personas (name, card, created_at, updated_at) values (?, ?, ?, ?)",
+            (name, card, now, now),
+        )
+        if not cursor.rowcount:
+            return False
+        for content in lore:
+            memory_id = store.add_memory(
+                "lore", content, importance=1.0, reason=f"lorebook of {name}", conn=conn
+            )
+            conn.execute("update memories set pinned = 1, persona = ? where id = ?", (name, memory_id))
+        return True
+
+
+def update(store: Store, name: str, new_name: str, card: str) -> None:
+    """Rewrite a persona's card; a new name follows it into its sessions and memories."""
+    with store.transaction() as conn:
+        conn.execute(
+            "update personas set name = ?, card = ?, updated_at = ? where name = ? collate nocase",
+            (new_name, card, timeutil.now_iso(), name),
+        )
+        if new_name != name:
+            conn.execute("update memories set persona = ? where persona = ? collate nocase", (new_name, name))
+            conn.execute("update sessions set persona = ? where persona = ? collate nocase", (new_name, name))

@@ -1,0 +1,200 @@
+"""The memory file's schema: migrations as a list of functions, tracked by `PRAGMA user_version`.
+
+Each migration runs once, in order, in one transaction together with the version bump, so a crash leaves the
+old schema or the new one, never half of it; the list only ever grows. The FTS5 tables and their triggers are
+written statement by statement (sqlite-utils' `enable_fts` uses executescript, which would commit the
+migration's transaction half-way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def m001_sessions_and_messages(db: sqlite_utils.Database) -> None:
+    db["sessions"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "persona": str,
+            "title": str,
+            "started_at": str,
+            "ended_at": str,
+            "off_record": int,
+            "external_id": str,
+        },
+        pk="id",
+        not_null={"started_at"},
+        defaults={"off_record": 0, "title": "", "persona": ""},
+    )
+    db["messages"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "session_id": int,
+            "role": str,
+            "speaker": str,
+            "text": str,
+            "created_at": str,
+            "source_id": str,
+            "token_count": int,
+            "incomplete": int,
+            "model": str,
+        },
+        pk="id",
+        foreign_keys=[("session_id", "sessions", "id")],
+        not_null={"session_id", "role", "text", "created_at"},
+        defaults={"incomplete": 0, "speaker": ""},
+    )
+    db["messages"].create_index(["session_id", "id"])  # type: ignore[union-attr]
+    db["messages"].create_index(["created_at"])  # type: ignore[union-attr]
+
+
+def fts_table(db: sqlite_utils.Database, table: str, columns: list[str]) -> None:
+    """An external-content FTS5 table kept in sync by triggers (what sqlite-utils' `enable_fts` writes, issued
+    statement by statement: `enable_fts` uses executescript, which would commit the migration's transaction)."""
+    cols = ", ".join(columns)
+    new = ", ".join(f"new.{c}" for c in columns)
+    old = ", ".join(f"old.{c}" for c in columns)
+    fts = f"{table}_fts"
+    db.execute(
+        f"create virtual table {fts} using fts5({cols}, content={table}, content_rowid=id, "
+        "tokenize='porter unicode61 remove_diacritics 2')"
+    )
+    db.execute(f"insert into {fts} (rowid, {cols}) select id, {cols} from {table}")
+    db.execute(
+        f"create trigger {table}_ai after insert on {table} begin "
+        f"insert into {fts} (rowid, {cols}) values (new.id, {new}); end"
+    )
+    db.execute(
+        f"create trigger {table}_ad after delete on {table} begin "
+        f"insert into {fts} ({fts}, rowid, {cols}) values ('delete', old.id, {old}); end"
+    )
+    db.execute(
+        f"create trigger {table}_au after update of {cols} on {table} begin "
+        f"insert into {fts} ({fts}, rowid, {cols}) values ('delete', old.id, {old}); "
+        f"insert into {fts} (rowid, {cols}) values (new.id, {new}); end"
+    )
+
+
+def m002_long_term_memory(db: sqlite_utils.Database) -> None:
+    # The neighbouring turn, for recall: a question often matches a reply only together with what it answered.
+    db.execute("alter table messages add column context text not null default ''")
+    db.execute("create index messages_source_id on messages(source_id)")
+    db.execute("create index sessions_external_id on sessions(external_id)")
+    db["memories"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "kind": str,  # fact | summary | digest | profile | note
+            "text": str,
+            "event_time": str,
+            "created_at": str,
+            "updated_at": str,
+            "importance": float,
+            "strength": float,
+            "last_recalled_at": str,
+            "recall_count": int,
+            "pinned": int,
+            "archived": int,
+            "valid_from": str,
+            "valid_to": str,
+            "superseded_by": int,
+            "session_id": int,
+            "persona": str,
+        },
+        pk="id",
+        not_null={"kind", "text", "created_at"},
+        defaults={
+            "importance": 0.5,
+            "strength": 1.0,
+            "recall_count": 0,
+            "pinned": 0,
+            "archived": 0,
+            "persona": "",
+        },
+    )
+    db.execute("create index memories_kind on memories(kind, archived)")
+    db["memory_sources"].create(  # type: ignore[union-attr]
+        {"memory_id": int, "message_id": int},
+        pk=("memory_id", "message_id"),
+        foreign_keys=[("memory_id", "memories", "id"), ("message_id", "messages", "id")],
+    )
+    db.execute("create index memory_sources_message on memory_sources(message_id)")
+    db["audit"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "at": str,
+            "action": str,
+            "target": str,
+            "target_id": int,
+            "old_text": str,
+            "new_text": str,
+            "reason": str,
+        },
+        pk="id",
+        not_null={"at", "action", "target"},
+    )
+    db.execute("create index audit_target on audit(target, target_id)")
+    # Every embedding, so the SQLite file alone is the whole memory; FAISS is a cache rebuilt from here.
+    db["vectors"].create(  # type: ignore[union-attr]
+        {"key": int, "kind": str, "item_id": int, "variant": int, "model": str, "vector": bytes},
+        pk="key",
+        not_null={"kind", "item_id", "variant", "model", "vector"},
+    )
+    db.execute("create index vectors_item on vectors(kind, item_id)")
+    db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+    # Personas the user talks with; the card (Character Card V2 JSON) is the persona issue's to fill.
+    db["personas"].create(  # type: ignore[union-attr]
+        {"id": int, "name": str, "card": str, "created_at": str, "updated_at": str},
+        pk="id",
+        not_null={"name", "created_at"},
+    )
+    db.execute("create unique index personas_name on personas(name)")
+    fts_table(db, "messages", ["text", "context"])
+    fts_table(db, "memories", ["text"])
+
+
+def m003_profile_and_threads(db: sqlite_utils.Database) -> None:
+    # The user's portrait, one row per version: sections as JSON, the diff against the version before, and the
+    # memories it was built from.
+    db["profile_versions"].create(  # type: ignore[union-attr]
+        {"id": int, "created_at": str, "sections": str, "diff": str, "sources": str, "reason": str},
+        pk="id",
+        not_null={"created_at", "sections"},
+    )
+    db["profile_vetoes"].create({"line": str, "created_at": str}, pk="line")  # type: ignore[union-attr]
+    # A fact about a future event is an open thread until it is closed ("open" | "closed" | null).
+    db.execute("alter table memories add column thread text")
+
+
+def m004_archived_messages(db: sqlite_utils.Database) -> None:
+    # Only when the user turns on `memory.archive_messages`: a faded message leaves recall, stays in the file.
+    db.execute("alter table messages add column archived integer not null default 0")
+
+
+def m005_branches(db: sqlite_utils.Database) -> None:
+    # Editing an earlier message branches the conversation: the new session continues the parent's messages
+    # before `branch_at`, and the old branch stays as it was. A regenerated reply is kept, marked replaced.
+    db.execute("alter table sessions add column parent_id integer")
+    db.execute("alter table sessions add column branch_at integer")
+    db.execute("alter table messages add column replaced integer not null default 0")
+
+
+def m006_digest_period(db: sqlite_utils.Database) -> None:
+    # Daily and weekly digests are told apart by their period, not by how their text begins.
+    db.execute("alter table memories add column period text")
+    db.execute(
+        "update memories set period = case when text like 'Week of%' then 'week' else 'day' end"
+        " where kind = 'digest'"
+    )
+
+
+# Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    m001_sessions_and_messages,
+    m002_long_term_memory,
+    m003_profile_and_threads,
+    m004_archived_messages,
+    m005_branches,
+    m006_digest_period,
+]

@@ -1,0 +1,151 @@
+"""One conversation's prompts: its history as the model saw it, the lorebook entries the last turns call up,
+what recall brings that is not already in view, the per-turn memory block, and token counts.
+
+A user turn keeps the memory block it was sent with, so the prompt of turn N starts exactly like turn N-1's
+prompt plus its reply and llama.cpp's KV cache stays warm. What an earlier turn still in view already recalled
+is not recalled again. The builder lives as long as its conversation: a new conversation gets a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from companion import timeutil
+from companion.llm.base import ChatMessage, ChatModel
+from companion.llm.prompt import Assembled, MemoryItem, assemble, memory_block, quote
+from companion.memory.retrieve import Hit
+from companion.memory.store import Message
+from companion.persona.card import Card
+
+
+class TokenCounter:
+    """The model's token counts, cached: the same history is measured again every turn."""
+
+    def __init__(self, model: ChatModel) -> None:
+        self.model = model
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        count = self._counts.get(text)
+        if count is None:
+            if len(self._counts) > 20_000:
+                self._counts.clear()
+            count = self._counts[text] = self.model.count_tokens(text)
+        return count
+
+
+@dataclass
+class SentBlock:
+    """The memory block one user turn was sent with, and what it held."""
+
+    text: str
+    recalled: set[tuple[str, int]] = field(default_factory=set)  # (kind, id) of the hits in it
+    lore: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Built:
+    assembled: Assembled
+    hits: list[Hit]  # what recall brought that was not already in view
+
+
+class PromptBuilder:
+    def __init__(self, count: Callable[[str], int], neighbours: Callable[[int], list[Message]]) -> None:
+        """`count`: tokens of a text; `neighbours(message_id)`: the turn before a recalled message."""
+        self.count = count
+        self.neighbours = neighbours
+        self.blocks: dict[int, SentBlock] = {}
+        self.fold_start = 0
+
+    def history(self, conversation: list[Message]) -> tuple[list[int], list[ChatMessage]]:
+        """The conversation as the model saw it: each user turn with the memory block it was sent with."""
+        ids, messages = [], []
+        for m in conversation:
+            if m.role not in ("user", "assistant") or not m.text.strip():
+                continue
+            block = self.blocks.get(m.id)
+            ids.append(m.id)
+            messages.append(ChatMessage(m.role, f"{block.text}\n\n{m.text}" if block else m.text))
+        return ids, messages
+
+    def lore(self, card: Card, user: str, history: list[ChatMessage], text: str) -> list[MemoryItem]:
+        """Lorebook entries the last few turns call up, within the book's budget."""
+        from companion.persona.library import fill
+        from companion.persona.lorebook import triggered
+
+        recent = "\n".join([*(m.content for m in history[-4:]), text])
+        entries = triggered(card.character_book, recent, self.count)
+        return [MemoryItem(fill(entry, card.name, user or "the user"), None, "lore") for entry in entries]
+
+    def recalled_text(self, hit: Hit) -> str:
+        """A recalled message comes with the turn before it, so the model sees what it answered."""
+        if hit.kind != "message":
+            return hit.text
+        lines = [f"{m.who}: {m.text}" for m in self.neighbours(hit.id)]
+        return " / ".join([*lines, f"{hit.speaker or hit.role}: {hit.text}"])
+
+    def build(
+        self,
+        *,
+        text: str,
+        user_id: int,
+        conversation: list[Message],
+        hits: list[Hit],
+        card: Card,
+        user: str,
+        persona: str,
+        profile: str,
+        now: datetime,
+        n_ctx: int,
+        reply_tokens: int,
+        block_tokens: int,
+    ) -> Built:
+        """The prompt for the user's `text` (stored as `user_id`) after `conversation`."""
+        history_ids, history = self.history(conversation)
+        in_view = [self.blocks[mid] for mid in history_ids[self.fold_start :] if mid in self.blocks]
+        # What an earlier turn in view already recalled is in the prompt, and a turn of the history itself (a
+        # branch's shared start) is there already: not again.
+        shown = {key for block in in_view for key in block.recalled} | {
+            ("message", mid) for mid in history_ids
+        }
+        shown_lore = {lore for block in in_view for lore in block.lore}
+        lore = [item for item in self.lore(card, user, history, text) if item.text not in shown_lore]
+        lore_texts = {item.text for item in lore}
+        hits = [
+            h for h in hits if (h.kind, h.id) not in shown and not (h.kind == "lore" and h.text in lore_texts)
+        ]
+        recalled = [
+            MemoryItem(self.recalled_text(h), None if h.kind == "lore" else timeutil.parse(h.time), h.kind)
+            for h in hits
+        ]
+        block = memory_block([*lore, *recalled], now, self.count, block_tokens)
+        assembled = assemble(
+            persona=persona,
+            profile=profile,
+            history=history,
+            memory=block,
+            user=text,
+            n_ctx=n_ctx,
+            reply_tokens=reply_tokens,
+            count=self.count,
+            fold_start=self.fold_start,
+        )
+        self.fold_start = assembled.fold_start
+        if block and assembled.messages[-1].content.startswith(block):
+            self.blocks[user_id] = SentBlock(
+                block,
+                {
+                    (h.kind, h.id)
+                    for h, item in zip(hits, recalled, strict=True)
+                    if f'"{quote(item.text)}"' in block
+                },
+                {item.text for item in lore if f'"{quote(item.text)}"' in block},
+            )
+        return Built(assembled, hits)
+
+    def forget_turns(self, message_ids: set[int]) -> None:
+        """Turns that left the conversation (regenerated, cut by an edit) take their blocks with them."""
+        for message_id in message_ids:
+            self.blocks.pop(message_id, None)

@@ -1,0 +1,84 @@
+"""Time, in one place: now, parsing, the one form times are stored in, and the human "when".
+
+Every time in the memory file is stored in one normalised form, UTC with milliseconds
+(`2023-05-08T13:56:00.000+00:00`). One form means a comparison of two stored times as text is a comparison of
+the times themselves, so SQL can filter and sort by time with plain `<` and `order by`; times read from
+outside (imports, `--before`, a model's "2023-05-30") are normalised on the way in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from companion.errors import CompanionError
+
+
+def now() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """The stored form of a time: UTC, milliseconds (a naive time is taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def now_iso() -> str:
+    return iso(now())
+
+
+def parse(value: str | None) -> datetime | None:
+    """An ISO 8601 time or date (with or without an offset, `Z` too) as an aware datetime; a naive one is UTC.
+    None for nothing or for what is not a time."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def normalize(value: str | None) -> str | None:
+    """`value` in the stored form, or None when it is empty or not a time."""
+    moment = parse(value)
+    return iso(moment) if moment is not None else None
+
+
+def parse_user(value: str, what: str) -> datetime:
+    """A time the user typed (a command-line option, an import field); a sentence when it is not one."""
+    moment = parse(value)
+    if moment is None:
+        raise CompanionError(f"{what} {value!r} is not an ISO date, e.g. 2023-05-08 or 2023-05-08T13:56:00.")
+    return moment
+
+
+def day_text(when: datetime) -> str:
+    """`8 May 2023`."""
+    return f"{when.day} {when.strftime('%B %Y')}"
+
+
+def relative(when: datetime, now: datetime) -> str:
+    """How long ago, with the date: `3 days ago, on 8 May 2023`."""
+    days = (now.date() - when.date()).days
+    absolute = day_text(when)
+    if days < 0:
+        return f"on {absolute}"
+    if days == 0:
+        return f"today, {absolute}"
+    if days == 1:
+        return f"yesterday, {absolute}"
+    if days < 14:
+        return f"{days} days ago, on {absolute}"
+    if days < 60:
+        return f"{days // 7} weeks ago, on {absolute}"
+    if days < 730:
+        return f"{days // 30} months ago, on {absolute}"
+    return f"{days // 365} years ago, on {absolute}"
+
+
+def short(value: str | None, length: int = 16) -> str:
+    """A stored time for a table cell: `2023-05-08 13:56` (or its first `length` characters)."""
+    return (value or "")[:length].replace("T", " ")

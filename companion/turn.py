@@ -1,0 +1,129 @@
+"""One reply being streamed (llm's `Response`): iterate it for text pieces. It stores itself through its
+`Reply` — a draft every second while it is written, the reply when iteration ends or `close()` is called
+(Esc, Ctrl+C), marked incomplete unless the model finished on its own."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from companion.conversation import Reply
+from companion.errors import StorageError
+from companion.llm.base import Stream
+from companion.llm.prompt import Assembled
+from companion.memory.retrieve import Hit
+
+DRAFT_EVERY = 1.0  # seconds between saves of a reply being written
+
+
+@dataclass
+class TurnStats:
+    turn: int
+    ttft_ms: float = 0.0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    gen_tok_s: float = 0.0
+    retrieval_ms: float = 0.0
+    assembly_ms: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "turn": self.turn,
+            "ttft_ms": round(self.ttft_ms, 2),
+            "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
+            "completion_tokens": self.completion_tokens,
+            "gen_tok_s": round(self.gen_tok_s, 2),
+            "retrieval_ms": round(self.retrieval_ms, 2),
+        }
+
+
+@dataclass
+class Turn:
+    number: int
+    user_message_id: int
+    stream: Stream
+    started: float
+    stats: TurnStats
+    hits: list[Hit]
+    assembled: Assembled
+    reply: Reply
+    pieces: list[str] = field(default_factory=list)
+    reply_id: int | None = None
+    incomplete: bool = False
+    _draft_saved: float = field(default_factory=time.monotonic)
+    _finish_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __iter__(self) -> Iterator[str]:
+        completed = False
+        try:
+            for piece in self.stream:
+                if not self.pieces:
+                    self.stats.ttft_ms = (time.perf_counter() - self.started) * 1000
+                self.pieces.append(piece)
+                if time.monotonic() - self._draft_saved >= DRAFT_EVERY:
+                    self._save_draft()
+                yield piece
+            completed = True
+        finally:
+            if not completed:  # the reader stopped early (or the model failed): let go of the model too
+                self._stop_stream()
+            self._finish()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def done(self) -> bool:
+        return self.reply_id is not None
+
+    def cancel(self) -> None:
+        self.stream.cancel()
+
+    def close(self) -> None:
+        """Stop generating (if still running) and store what was said so far."""
+        if (
+            not self._stop_stream()
+        ):  # another thread is iterating (the app's worker): it stops at the next token
+            deadline = time.monotonic() + 10
+            while self.reply_id is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self._finish()
+
+    def _save_draft(self) -> None:
+        """A draft that cannot be saved is no reason to stop the reply."""
+        self._draft_saved = time.monotonic()
+        with contextlib.suppress(StorageError):
+            self.reply.save_draft(self.text)
+
+    def _stop_stream(self) -> bool:
+        """Cancel the model's stream and close its generator, which lets go of the model. False when another
+        thread is iterating it (it then stops at its next token by itself)."""
+        self.stream.cancel()
+        closer = getattr(iter(self.stream), "close", None)
+        if closer:
+            try:
+                closer()
+            except ValueError:
+                return False
+        return True
+
+    def _finish(self) -> None:
+        with self._finish_lock:  # the streaming thread and a closing app may both get here
+            if self.reply_id is not None:
+                return
+            s = self.stream.stats
+            self.stats.prompt_tokens = s.prompt_tokens
+            self.stats.cached_tokens = s.cached_tokens
+            self.stats.completion_tokens = s.completion_tokens
+            self.stats.gen_tok_s = s.gen_tok_s
+            self.incomplete = s.finish_reason not in ("stop", "length")
+            self.reply_id = self.reply.save_reply(
+                self.text, incomplete=self.incomplete, tokens=s.completion_tokens
+            )

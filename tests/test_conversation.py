@@ -1,0 +1,177 @@
+"""The chat engine's logic with a scripted model (no llama.cpp): the prompt layout, off the record, the
+unsaved fallback, regenerate and branch. Real SQLite files, the real embedder for recall."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from companion import config
+from companion.engine import Engine
+from companion.errors import CompanionError
+from companion.memory.portability import import_file
+from companion.paths import Paths
+from tests.memory.conftest import write_log
+from tests.reliability.test_faults import fill_the_disk
+from tests.scripted import ScriptedModel
+
+
+def make_engine(paths: Paths, model: ScriptedModel, **settings: object) -> Engine:
+    values = config.load(paths)
+    values.user.name = "Ana"
+    for key, value in settings.items():
+        config.set_value(values, key.replace("__", "."), str(value))
+    return Engine(values, paths, model=model)
+
+
+def with_memories(paths: Paths, tmp_path: Path, model: ScriptedModel, **settings: object) -> Engine:
+    """An engine over a memory file that holds three earlier conversations."""
+    engine = make_engine(paths, model, **settings)
+    engine.memory.ready()
+    import_file(engine.memory, write_log(tmp_path / "log.jsonl"), "jsonl")
+    return engine
+
+
+def file_rows(paths: Paths, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(paths.database) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_the_prompt_is_persona_and_profile_then_history_then_memories_with_the_new_message(
+    paths: Paths, tmp_path: Path
+) -> None:
+    model = ScriptedModel(replies=["She is fine.", "Sure."])
+    engine = with_memories(paths, tmp_path, model)
+    engine.ask("How is my cat Bolacha doing?")
+    engine.ask("And her favourite place?")
+    first, second = model.prompts
+    assert first[0].role == "system" and first[0].content.startswith("You are Sam")
+    assert [m.role for m in first] == ["system", "user"]
+    block, _, text = first[-1].content.rpartition("\n\n")
+    assert block.startswith("[What you remember that may be relevant")
+    assert (
+        '"Ana: Hi! I just adopted a grey cat called Bolacha."' in block
+        and text == "How is my cat Bolacha doing?"
+    )
+    # Turn 2 starts exactly like turn 1's prompt plus its reply: the KV cache is reused whole.
+    assert second[:2] == first and second[2].content == "She is fine." and second[2].role == "assistant"
+    assert second[-1].content.endswith("And her favourite place?")
+    # What turn 1 recalled is in view: not recalled again.
+    assert not {(h.kind, h.id) for h in engine.last_turn.hits} & {("message", 1)}
+    engine.close()
+
+
+def test_a_reply_is_stored_under_the_personas_name(paths: Paths) -> None:
+    engine = make_engine(paths, ScriptedModel(replies=["Hello Ana!"]))
+    greeting = engine.greet()
+    engine.ask("Hi there")
+    assert file_rows(paths, "select role, speaker, text from messages order by id") == [
+        ("assistant", "Sam", greeting),
+        ("user", "Ana", "Hi there"),
+        ("assistant", "Sam", "Hello Ana!"),
+    ]
+    engine.close()
+
+
+def test_off_the_record_writes_nothing_and_a_second_one_starts_clean(paths: Paths, tmp_path: Path) -> None:
+    model = ScriptedModel(replies=["Mm."])
+    engine = with_memories(paths, tmp_path, model)
+    engine.new_session(off_record=True)
+    before = file_rows(paths, "select count(*) from messages")[0][0]
+    sessions = file_rows(paths, "select count(*) from sessions")[0][0]
+    engine.ask("How is my cat Bolacha doing?")
+    engine.ask("Tell me about the wedding in Porto.")
+    assert engine.off_record and model.prompts[-1][-1].content.startswith("[What you remember")
+    # A second conversation off the record: its second turn recalls only what its first turn already showed,
+    # so it is sent without a memory block, and its third turn's history must be what was really sent.
+    engine.new_session(off_record=True)
+    for text in ("How is my cat Bolacha doing?", "How is my cat Bolacha doing?", "Thanks."):
+        engine.ask(text)
+    first, second, third = model.prompts[-3:]
+    assert not second[-1].content.startswith("[What you remember")
+    assert third[: len(second)] == [*second[:-1], second[-1]]
+    assert "Porto" not in "".join(m.content for m in third[1:-1] if m.role == "user")
+    assert file_rows(paths, "select count(*) from messages")[0][0] == before
+    assert file_rows(paths, "select count(*) from sessions")[0][0] == sessions
+    engine.close()
+    assert file_rows(paths, "select count(*) from messages")[0][0] == before
+
+
+def test_regenerate_keeps_the_old_reply_in_the_file_and_out_of_the_conversation(paths: Paths) -> None:
+    engine = make_engine(paths, ScriptedModel(replies=["Blue.", "Green."]))
+    engine.ask("Say a colour.")
+    assert "".join(engine.regenerate()) == "Green."
+    assert [(m.role, m.text) for m in engine.messages()] == [
+        ("user", "Say a colour."),
+        ("assistant", "Green."),
+    ]
+    assert file_rows(paths, "select role, text, replaced, archived from messages order by id") == [
+        ("user", "Say a colour.", 0, 0),
+        ("assistant", "Blue.", 1, 1),
+        ("assistant", "Green.", 0, 0),
+    ]
+    with pytest.raises(CompanionError, match="no reply to regenerate"):
+        make_engine(paths, ScriptedModel()).regenerate()
+    engine.close()
+
+
+def test_regenerate_works_after_the_memory_file_stopped_taking_writes(paths: Paths) -> None:
+    engine = make_engine(paths, ScriptedModel(replies=["One.", "Two.", "Three."]))
+    engine.ask("First.")
+    fill_the_disk(engine.store)
+    long = "Let me tell you a long story. " * 400
+    engine.ask(long)
+    assert engine.degraded and "disk is full" in engine.degraded
+    assert "".join(engine.regenerate()) == "Three."
+    assert [(m.role, m.text) for m in engine.messages()] == [
+        ("user", "First."),
+        ("assistant", "One."),
+        ("user", long.strip()),
+        ("assistant", "Three."),
+    ]
+    engine.close()
+    assert file_rows(paths, "select text from messages order by id") == [("First.",), ("One.",)]
+
+
+def test_editing_a_message_branches_and_keeps_the_old_branch(paths: Paths) -> None:
+    model = ScriptedModel(replies=["Hi Ana.", "Nice.", "Hi Rita."])
+    engine = make_engine(paths, model)
+    engine.ask("I am Ana.")
+    engine.ask("I like the sea.")
+    first = engine.messages()[0]
+    parent = engine.session_id
+    assert "".join(engine.branch(first.id, "I am Rita.")) == "Hi Rita."
+    assert engine.session_id != parent
+    assert [m.text for m in engine.messages()] == ["I am Rita.", "Hi Rita."]
+    assert model.prompts[-1][1:] == [model.prompts[-1][1]]  # nothing of the old branch in the prompt
+    assert file_rows(paths, f"select parent_id, branch_at from sessions where id = {engine.session_id}") == [
+        (parent, first.id)
+    ]
+    assert [r[0] for r in file_rows(paths, f"select text from messages where session_id = {parent}")] == [
+        "I am Ana.",
+        "Hi Ana.",
+        "I like the sea.",
+        "Nice.",
+    ]
+    with pytest.raises(CompanionError, match="Only your own messages"):
+        engine.branch(engine.messages()[-1].id, "not mine")
+    engine.close()
+
+
+def test_editing_inside_an_off_the_record_conversation_never_reuses_an_old_block(
+    paths: Paths, tmp_path: Path
+) -> None:
+    model = ScriptedModel(replies=["Mm."])
+    engine = with_memories(paths, tmp_path, model)
+    engine.new_session(off_record=True)
+    engine.ask("How is my cat Bolacha doing?")
+    engine.ask("Tell me about the wedding in Porto.")
+    edited = engine.messages()[2]
+    "".join(engine.branch(edited.id, "How is my cat Bolacha doing?"))  # recalls only what turn 1 showed
+    engine.ask("Thanks.")
+    branched, after = model.prompts[-2:]
+    assert not branched[-1].content.startswith("[What you remember")
+    assert after[: len(branched)] == branched
+    engine.close()
