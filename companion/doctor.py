@@ -158,7 +158,8 @@ def _keyring() -> Check:
         "keyring",
         False,
         f"no OS keyring backend ({name})",
-        "only needed for a remote API key: install a keyring service, or set COMPANION_API_KEY",
+        "the keyring keeps a remote API key and the memory file's encryption key: install a keyring service "
+        "(or set COMPANION_API_KEY, and encrypt with a passphrase)",
         warning=True,
     )
 
@@ -170,6 +171,17 @@ def _encryption() -> Check:
     current = encryption.state(paths.database)
     if not paths.database.exists():
         return Check("encryption", True, "no memory file yet; `companion memory encrypt` encrypts it at rest")
+    left = encryption.leftovers(paths.database)
+    if left:
+        return Check(
+            "encryption",
+            False,
+            f"the memory file is {current.describe()}, and an interrupted encryption or decryption left "
+            f"{', '.join(p.name for p in left)}",
+            "close every companion process and start companion once: it finishes or removes them",
+        )
+    if current.damaged:
+        return Check("encryption", False, encryption.damaged_sentence(paths.database), "")
     if not current.encrypted:
         return Check(
             "encryption",

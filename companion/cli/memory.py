@@ -261,7 +261,7 @@ def forget(
                 return
         with progress() as report:
             memory.ready(report)
-        done = memory.forget(messages=messages, memories=memories, sessions=sessions)
+        done = memory.forget(messages=messages, memories=memories, sessions=sessions, words=matching or None)
     print(
         f"Forgotten: {plural(done['messages'], 'message')}, {plural(done['memories'], 'memory', 'memories')}, "
         f"{plural(done['sessions'], 'session')}."
@@ -329,14 +329,19 @@ def import_(
     """Import a companion json export, a JSON Lines conversation log, or a ChatGPT conversations.json."""
     from companion.memory import portability
 
-    if fmt is not None and fmt not in ("json", "jsonl", "chatgpt"):
-        raise CompanionError(f"'{fmt}' is not an import format; use json, jsonl or chatgpt.")
+    parsed = portability.read_import(file, fmt, ask())  # a bad file is reported before anything loads
     with MemoryContext(ready=True) as memory, progress() as report:
-        result = portability.import_file(memory, file, fmt, report, ask=ask())
+        result = portability.import_parsed(memory, parsed, report)
     skipped = f", {result.skipped} already there" if result.skipped else ""
     extra = f", {plural(result.memories, 'memory', 'memories')}" if result.memories else ""
+    repaired = (
+        f" {plural(result.repaired, 'message')} held characters that cannot be stored; they were replaced with �."
+        if result.repaired
+        else ""
+    )
     print(
-        f"Imported {plural(result.messages, 'message')} in {plural(result.sessions, 'new session')}{extra}{skipped}."
+        f"Imported {plural(result.messages, 'message')} in {plural(result.sessions, 'new session')}"
+        f"{extra}{skipped}.{repaired}"
     )
 
 

@@ -17,6 +17,7 @@ import httpx
 
 from companion.errors import ModelError
 from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats
+from companion.llm.templates import defang_spellings
 
 # Without a tokenizer endpoint that all servers share, token counts are estimated (English averages about four
 # characters per token); the estimate only sizes the prompt budget, and it errs on the large side.
@@ -60,7 +61,8 @@ class RemoteModel:
 
     def _body(self, messages: list[ChatMessage], options: GenerationOptions, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            # Recalled, imported and typed text is data: no spelling of a control token reaches the server.
+            "messages": [{"role": m.role, "content": defang_spellings(m.content)} for m in messages],
             "max_tokens": options.max_tokens,
             "temperature": options.temperature,
             "top_p": options.top_p,

@@ -7,6 +7,8 @@ role order (the official Gemma template does): prompt assembly already merges co
 
 from __future__ import annotations
 
+import re
+
 GEMMA = (
     "{{ bos_token }}"
     "{%- if messages and messages[0]['role'] == 'system' -%}"
@@ -94,3 +96,18 @@ def stops_for_template(template: str) -> list[str]:
     """End-of-turn markers that appear in a template, so generation stops at the turn's end."""
     markers = ["<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>", "</s>"]
     return [marker for marker in markers if marker in template]
+
+
+# What a control token looks like in the common chat formats: `<|im_start|>`, `<end_of_turn>`, `</s>`,
+# `[INST]`, `<<SYS>>`… A server may parse such spellings in message content as real control tokens.
+CONTROL_SPELLING = re.compile(
+    r"<\|[^<>|\s]{1,40}\|>|</?s>|</?(?:start|end)_of_turn>|\[/?INST\]|<</?SYS>>|<unused\d+>|<bos>|<eos>",
+    re.IGNORECASE,
+)
+
+
+def defang_spellings(text: str) -> str:
+    """Text is data: every spelling of a control token gets a zero-width space after its first character, so
+    no tokenizer reads it as one and no template can be forged by it (for backends without a tokenizer at
+    hand; the local backend checks with its own tokenizer)."""
+    return CONTROL_SPELLING.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)

@@ -25,6 +25,9 @@ def open_memory(
     from companion.memory.operations import LongTermMemory
     from companion.memory.store import Store
 
+    encryption.recover(
+        paths
+    )  # what an interrupted encrypt or decrypt left, when no one else has the file open
     key = encryption.unlock_key(paths.database, ask)
     store = Store(paths.database, key)
     index = None if key is not None else paths.index_file

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import secrets as random_secrets
 from collections.abc import Callable
@@ -37,8 +38,11 @@ Ask = Callable[[str], str]
 class State:
     encrypted: bool
     unlock: str  # "keyring" | "passphrase" | "" (not encrypted)
+    damaged: bool = False  # neither a plain SQLite file nor one companion encrypted here
 
     def describe(self) -> str:
+        if self.damaged:
+            return "damaged: it is neither a SQLite file nor a file companion encrypted here"
         if not self.encrypted:
             return "not encrypted (`companion memory encrypt` turns it on)"
         where = "the OS keyring" if self.unlock == "keyring" else "a passphrase"
@@ -46,6 +50,8 @@ class State:
 
 
 def marker(database: Path) -> Path:
+    """`memory.db.unlock`: which key source unlocks the encrypted file, and the file's salt (its first 16
+    bytes), so an encrypted file is told from a damaged one. No key material."""
     return database.with_name(database.name + ".unlock")
 
 
@@ -53,14 +59,51 @@ def keyring_entry(database: Path) -> str:
     return f"memory-key:{database.resolve()}"
 
 
-def state(database: Path) -> State:
-    if not is_encrypted_file(database):
-        return State(False, "")
+def _head(database: Path) -> bytes:
     try:
-        unlock = marker(database).read_text(encoding="utf-8").strip()
+        with open(database, "rb") as handle:
+            return handle.read(16)
     except OSError:
-        unlock = "passphrase"
-    return State(True, unlock if unlock in ("keyring", "passphrase") else "passphrase")
+        return b""
+
+
+def state(database: Path) -> State:
+    head = _head(database)
+    if not head or head == SQLITE_HEADER:
+        return State(False, "")  # no file yet, an empty one, or plain SQLite
+    try:
+        words = marker(database).read_text(encoding="utf-8").split()
+    except OSError:
+        return State(False, "", damaged=True)  # companion never encrypted this file here
+    unlock = words[0] if words and words[0] in ("keyring", "passphrase") else "passphrase"
+    salt = words[words.index("salt") + 1] if "salt" in words[:-1] else None
+    if len(head) < 16 or (salt is not None and salt != head.hex()):
+        return State(False, "", damaged=True)  # not the file that was encrypted
+    return State(True, unlock)
+
+
+def _write_marker(database: Path, unlock: str, encrypted_file: Path) -> None:
+    write_private_text(marker(database), f"{unlock}\nsalt {_head(encrypted_file).hex()}\n")
+
+
+def damaged_sentence(database: Path) -> str:
+    return (
+        f"The memory file {database} is damaged: it is neither a SQLite file nor one companion encrypted here. "
+        "Move it aside and restore a backup or an export (`companion memory import`); if it is an encrypted "
+        f"memory file copied from another machine, copy its {marker(database).name} beside it too."
+    )
+
+
+def check_readable(database: Path) -> None:
+    """Before a plain (unkeyed) open: one sentence for an encrypted file without its key, or a damaged one."""
+    current = state(database)
+    if current.damaged:
+        raise CompanionError(damaged_sentence(database))
+    if current.encrypted:
+        raise CompanionError(
+            f"The memory file {database} is encrypted; give its passphrase (COMPANION_PASSPHRASE) or unlock "
+            "the OS keyring that holds its key."
+        )
 
 
 # -- SQLCipher connections ------------------------------------------------------------------------------------
@@ -68,13 +111,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def is_encrypted_file(path: Path) -> bool:
-    """An SQLCipher file has no plain SQLite header (its first page is ciphertext, salt first)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-    except OSError:
-        return False
-    return len(head) == 16 and head != SQLITE_HEADER
+    """Whether companion encrypted this file (its header is not plain SQLite and its marker says so)."""
+    return state(path).encrypted
 
 
 def cipher_module() -> Any:
@@ -140,6 +178,8 @@ def passphrase(ask: Ask | None, prompt: str, confirm: bool = False) -> str:
 def unlock_key(database: Path, ask: Ask | None = None) -> str | None:
     """The SQLCipher key of the memory file, or None when it is not encrypted."""
     current = state(database)
+    if current.damaged and os.environ.get(PASSPHRASE_ENV):
+        return passphrase(ask, "")  # an encrypted file whose marker was lost: its passphrase opens it
     if not current.encrypted:
         return None
     if current.unlock == "keyring":
@@ -197,11 +237,12 @@ def _counts(conn: object) -> dict[str, int]:
 
 
 def _export(database: Path, source_key: str | None, target: Path, target_key: str | None) -> None:
-    """Copy the whole database into `target` with another key (or none) through sqlcipher_export."""
+    """Copy the whole database into `target` with another key (or none) through sqlcipher_export. The target
+    is private (0600) from the moment it exists."""
     from companion.memory.store import SQL_ERRORS
 
-    with contextlib.suppress(FileNotFoundError):
-        target.unlink()
+    _shred(target)
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     conn = cipher_module().connect(str(database), isolation_level=None)
     try:
         if source_key is not None:
@@ -210,22 +251,26 @@ def _export(database: Path, source_key: str | None, target: Path, target_key: st
             conn.execute("PRAGMA cipher_log_level = NONE")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        application = conn.execute("PRAGMA application_id").fetchone()[0]
         expect = _counts(conn)
         attach_key = key_literal(target_key) if target_key is not None else "''"
         conn.execute(f"ATTACH DATABASE ? AS target KEY {attach_key}", (str(target),))
         conn.execute("SELECT sqlcipher_export('target')")
         conn.execute(f"PRAGMA target.user_version = {int(version)}")
+        conn.execute(f"PRAGMA target.application_id = {int(application)}")
         conn.execute("DETACH DATABASE target")
     except SQL_ERRORS as error:
-        with contextlib.suppress(FileNotFoundError):
-            target.unlink()
+        _shred(target)
         raise CompanionError(
             f"The memory file could not be rewritten ({error}); it is kept as it was."
         ) from None
     finally:
         conn.close()
-    os.chmod(target, FILE_MODE)
-    _verify(target, target_key, expect, version)
+    try:
+        _verify(target, target_key, expect, version)
+    except BaseException:
+        _shred(target)
+        raise
 
 
 def _swap(new: Path, database: Path) -> None:
@@ -240,9 +285,110 @@ def _swap(new: Path, database: Path) -> None:
         os.close(fd)
 
 
+def _shred(path: Path) -> None:
+    """Remove a file (and its SQLite journals) whose bytes may hold the memory in the clear, overwriting it
+    first."""
+    for leftover in (path, Path(f"{path}-journal"), Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            size = leftover.stat().st_size
+        except FileNotFoundError:
+            continue
+        with contextlib.suppress(OSError), open(leftover, "r+b") as handle:
+            handle.write(b"\x00" * size)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+
+
+# -- rewriting the whole file, and finishing what an interrupted rewrite left -----------------------------------
+def _temporary(database: Path, op: str) -> Path:
+    return database.with_name(f"{database.name}.{op}ing")  # memory.db.encrypting, memory.db.decrypting
+
+
+def journal(database: Path) -> Path:
+    """`memory.db.rewrite`: written once the new file is verified, removed when the rewrite is complete."""
+    return database.with_name(database.name + ".rewrite")
+
+
+def leftovers(database: Path) -> list[Path]:
+    """What an interrupted rewrite left beside the memory file."""
+    found = [journal(database), _temporary(database, "encrypt"), _temporary(database, "decrypt")]
+    return [p for p in found if p.exists()]
+
+
+def _after_encrypt(paths: Paths) -> None:
+    # The FAISS index holds the embeddings in the clear: from now on it is only kept in memory.
+    for stale in (paths.index_file, paths.index_file.with_name(paths.index_file.name + ".json")):
+        _shred(stale)
+
+
+def _after_decrypt(database: Path, unlock: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        marker(database).unlink()
+    if unlock == "keyring":
+        import keyring.errors
+
+        with contextlib.suppress(keyring.errors.KeyringError):
+            _keyring().delete_password(SERVICE, keyring_entry(database))  # type: ignore[attr-defined]
+
+
+def _rewrite(paths: Paths, op: str, source_key: str | None, target_key: str | None, unlock: str) -> None:
+    """Export to a temporary file, verify it, note in the journal that it is complete, swap it in, then the
+    steps after the swap. A crash at any point leaves the old file or the new one, and `recover` finishes or
+    removes whatever else is left. Holds the memory file exclusively throughout."""
+    database = paths.database
+    new = _temporary(database, op)
+    _export(database, source_key, new, target_key)
+    if op == "encrypt":
+        _write_marker(database, unlock, new)
+    write_private_text(journal(database), json.dumps({"op": op, "file": new.name, "unlock": unlock}))
+    _swap(new, database)
+    if op == "encrypt":
+        _after_encrypt(paths)
+    else:
+        _after_decrypt(database, unlock)
+    journal(database).unlink()
+
+
+def recover(paths: Paths) -> str | None:
+    """Finish a rewrite that was verified but interrupted before its last steps, or remove what an interrupted
+    one left (a plaintext `memory.db.decrypting` is overwritten first). Needs the file to itself: when another
+    process has it open, nothing is done now. Returns what was done."""
+    from companion.memory import lock
+
+    database = paths.database
+    if not leftovers(database):
+        return None
+    with lock.try_exclusive(database) as alone:
+        if not alone:
+            return None
+        done = "removed what an interrupted encryption or decryption left"
+        try:
+            job = json.loads(journal(database).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            job = None
+        if isinstance(job, dict) and job.get("op") in ("encrypt", "decrypt"):
+            new = database.with_name(str(job.get("file", "")))
+            if new.name and new.exists():
+                _swap(new, database)
+            if job["op"] == "encrypt":
+                _after_encrypt(paths)
+            elif not _head(database) or _head(database) == SQLITE_HEADER:
+                _after_decrypt(database, str(job.get("unlock", "")))
+            done = f"finished an interrupted {'encryption' if job['op'] == 'encrypt' else 'decryption'}"
+        for temporary in (_temporary(database, "encrypt"), _temporary(database, "decrypt")):
+            _shred(temporary)
+        with contextlib.suppress(FileNotFoundError):
+            journal(database).unlink()
+        return done
+
+
 def encrypt(paths: Paths, ask: Ask | None = None, use_passphrase: bool = False) -> State:
     """Encrypt the memory file in place. The key goes to the OS keyring, or a passphrase is chosen where there
-    is no keyring (or when `use_passphrase`)."""
+    is no keyring (or when `use_passphrase`). Refused while another process has the file open."""
+    from companion.memory import lock
+
     database = paths.database
     if state(database).encrypted:
         raise CompanionError("The memory file is already encrypted; nothing was changed.")
@@ -250,53 +396,39 @@ def encrypt(paths: Paths, ask: Ask | None = None, use_passphrase: bool = False) 
         from companion.memory.store import Store
 
         Store(database).close()  # a new, empty memory file to encrypt
-    unlock = "keyring" if keyring_usable() and not use_passphrase else "passphrase"
-    if unlock == "keyring":
-        hexkey = random_secrets.token_hex(32)
-        key = f"x'{hexkey}'"
-    else:
-        key = passphrase(ask, "Choose a passphrase for the memory file: ", confirm=True)
-    new = database.with_name(database.name + ".encrypting")
-    _export(database, None, new, key)
-    if unlock == "keyring":
-        import keyring.errors
+    with lock.exclusive(database, "Encrypting the memory file"):
+        unlock = "keyring" if keyring_usable() and not use_passphrase else "passphrase"
+        if unlock == "keyring":
+            hexkey = random_secrets.token_hex(32)
+            key = f"x'{hexkey}'"
+            import keyring.errors
 
-        try:
-            _keyring().set_password(SERVICE, keyring_entry(database), hexkey)  # type: ignore[attr-defined]
-        except keyring.errors.KeyringError as error:
-            new.unlink()
-            raise CompanionError(
-                f"The OS keyring could not keep the key ({error}); nothing was changed."
-            ) from None
-    write_private_text(marker(database), unlock + "\n")
-    _swap(new, database)
-    # The FAISS index holds the embeddings in the clear: from now on it is only kept in memory.
-    for stale in (paths.index_file, paths.index_file.with_name(paths.index_file.name + ".json")):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
+            try:
+                _keyring().set_password(SERVICE, keyring_entry(database), hexkey)  # type: ignore[attr-defined]
+            except keyring.errors.KeyringError as error:
+                raise CompanionError(
+                    f"The OS keyring could not keep the key ({error}); nothing was changed."
+                ) from None
+        else:
+            key = passphrase(ask, "Choose a passphrase for the memory file: ", confirm=True)
+        _rewrite(paths, "encrypt", None, key, unlock)
     return state(database)
 
 
 def decrypt(paths: Paths, ask: Ask | None = None) -> State:
-    """Turn encryption off: the memory file is rewritten in the clear, the keyring entry removed."""
+    """Turn encryption off: the memory file is rewritten in the clear, the keyring entry removed. Refused
+    while another process has the file open."""
+    from companion.memory import lock
+    from companion.memory.store import Store
+
     database = paths.database
     current = state(database)
     if not current.encrypted:
         raise CompanionError("The memory file is not encrypted; nothing was changed.")
     key = unlock_key(database, ask)
-    from companion.memory.store import Store
-
     Store(database, key).close()  # a wrong passphrase fails here, with its clear message
-    new = database.with_name(database.name + ".decrypting")
-    _export(database, key, new, None)
-    _swap(new, database)
-    with contextlib.suppress(FileNotFoundError):
-        marker(database).unlink()
-    if current.unlock == "keyring":
-        import keyring.errors
-
-        with contextlib.suppress(keyring.errors.KeyringError):
-            _keyring().delete_password(SERVICE, keyring_entry(database))  # type: ignore[attr-defined]
+    with lock.exclusive(database, "Decrypting the memory file"):
+        _rewrite(paths, "decrypt", key, None, current.unlock)
     return state(database)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -412,11 +413,19 @@ class LongTermMemory:
         ]
 
     def forget(
-        self, *, messages: Iterable[int] = (), memories: Iterable[int] = (), sessions: Iterable[int] = ()
+        self,
+        *,
+        messages: Iterable[int] = (),
+        memories: Iterable[int] = (),
+        sessions: Iterable[int] = (),
+        words: str | None = None,
     ) -> dict[str, int]:
         """Delete for good. Forgetting a message removes what was derived only from it and re-links what has
         other sources; the neighbouring turn's context is rebuilt without it; FTS and FAISS are updated; the text
-        is overwritten on disk (secure_delete, FTS merge, WAL checkpoint) and scrubbed from the audit log."""
+        is overwritten on disk (secure_delete, FTS merge, WAL checkpoint) and scrubbed from the audit log.
+        `words` (what `forget --matching` was given) is also removed from every string that keeps it anywhere
+        else: the change history of memories that stay, session titles, external ids, persona cards and their
+        lorebooks, the profile and its vetoes."""
         message_ids = sorted(set(messages))
         memory_ids = set(memories)
         session_ids = sorted(set(sessions))
@@ -509,6 +518,8 @@ class LongTermMemory:
             conn.execute(
                 "delete from vectors where kind = 'memory' and item_id not in (select id from memories)"
             )
+            if words:
+                scrub_words(self.store, conn, words)
         self.scrub()
         if self._index is not None:
             self._index.remove(removed_keys)
@@ -618,6 +629,37 @@ class LongTermMemory:
         """Save the index and close the memory file."""
         self._save()
         self.store.close()
+
+
+def redact(text: str, words: str) -> str:
+    """`words` taken out of `text`, whatever their case."""
+    return re.sub(re.escape(words), "[forgotten]", text, flags=re.IGNORECASE)
+
+
+def scrub_words(store: Store, conn: sqlite3.Connection, words: str) -> None:
+    """Remove `words` from every string that could still hold them once the messages and memories that say
+    them are gone (inside the forget's transaction)."""
+    from companion.memory import personas, profile
+
+    contains = "instr(lower({0}), lower(?)) > 0"
+    for column in ("old_text", "new_text"):
+        conn.execute(f"update audit set {column} = null where {contains.format(column)}", (words,))
+    conn.execute(f"update audit set reason = '' where {contains.format('reason')}", (words,))
+    for session_id, title in conn.execute(
+        f"select id, title from sessions where {contains.format('title')}", (words,)
+    ).fetchall():
+        conn.execute("update sessions set title = ? where id = ?", (redact(title, words), session_id))
+    conn.execute(
+        f"update sessions set external_id = 'forgotten-' || id where {contains.format('external_id')}",
+        (words,),
+    )
+    conn.execute(f"update messages set source_id = null where {contains.format('source_id')}", (words,))
+    for key, value in conn.execute(
+        f"select key, value from meta where {contains.format('value')}", (words,)
+    ).fetchall():
+        conn.execute("update meta set value = ? where key = ?", (redact(value, words), key))
+    personas.scrub(store, conn, words)
+    profile.scrub(store, conn, words)
 
 
 def _chunks(items: list[int], size: int = 500) -> Iterable[list[int]]:

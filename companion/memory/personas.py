@@ -4,6 +4,11 @@ only stores it."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
 from companion import timeutil
 from companion.memory.store import Store
 
@@ -56,3 +61,38 @@ def update(store: Store, name: str, new_name: str, card: str) -> None:
         if new_name != name:
             conn.execute("update memories set persona = ? where persona = ? collate nocase", (new_name, name))
             conn.execute("update sessions set persona = ? where persona = ? collate nocase", (new_name, name))
+
+
+def scrub(store: Store, conn: sqlite3.Connection, words: str) -> None:
+    """Take `words` out of every persona card: a lorebook entry that holds them goes, other text is redacted."""
+    from companion.memory.operations import redact
+
+    rows = conn.execute(
+        "select id, card from personas where instr(lower(card), lower(?)) > 0", (words,)
+    ).fetchall()
+    for persona_id, stored in rows:
+        card = json.loads(stored)
+        conn.execute(
+            "update personas set card = ?, updated_at = ? where id = ?",
+            (json.dumps(_scrubbed(card, words, redact), ensure_ascii=False), timeutil.now_iso(), persona_id),
+        )
+
+
+def _scrubbed(value: Any, words: str, redact: Callable[[str, str], str]) -> Any:
+    lowered = words.lower()
+    if isinstance(value, str):
+        return redact(value, words)
+    if isinstance(value, list):
+        kept = [
+            v
+            for v in value
+            if not (
+                isinstance(v, dict)
+                and "content" in v
+                and lowered in json.dumps(v, ensure_ascii=False).lower()
+            )
+        ]
+        return [_scrubbed(v, words, redact) for v in kept]
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, words, redact) for k, v in value.items()}
+    return value

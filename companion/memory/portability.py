@@ -12,8 +12,10 @@ computed before the transaction starts, so Ctrl+C during the long part leaves th
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,8 @@ from companion.errors import CompanionError
 from companion.memory import profile as profile_mod
 from companion.memory.index import VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
 from companion.memory.operations import LongTermMemory, progress_counter
-from companion.memory.store import ACTIVE, SQL_ERRORS, context_text
+from companion.memory.schema import MIGRATIONS, TIME_COLUMNS, memory_uid, session_uid
+from companion.memory.store import ACTIVE, SQL_ERRORS, Store, context_text, new_uid
 
 FORMAT_NAME = "companion-memory"
 ROLES = ("user", "assistant", "system")
@@ -52,6 +55,7 @@ class ImportResult:
     sessions: int
     skipped: int
     memories: int = 0
+    repaired: int = 0  # messages whose text held characters that cannot be stored (now U+FFFD)
 
 
 def normalize_time(value: Any, where: str) -> str:
@@ -74,7 +78,7 @@ def _read_text(path: Path) -> str:
     if path.stat().st_size > MAX_IMPORT_BYTES:
         raise CompanionError(f"{path} is larger than 1 GiB; split it into smaller files.")
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark at the start is fine
     except UnicodeDecodeError as error:
         raise CompanionError(f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8.") from None
     except OSError as error:
@@ -196,74 +200,128 @@ def parse_chatgpt(text: str) -> list[LogLine]:
     return lines
 
 
-def import_log(
-    memory: LongTermMemory, lines: list[LogLine], progress: Progress | None = None
-) -> ImportResult:
-    """Add conversation lines (JSON Lines or ChatGPT) to the memory in one transaction; lines whose `id` is
-    already in the same session are skipped, so importing a file twice adds nothing the second time."""
-    store = memory.store
+@dataclass
+class _Plan:
+    """Which lines of an import are not in the memory file yet, and where they go."""
+
+    sessions: dict[str, int | None]  # the file's session name -> the session already holding it, if any
+    fresh: list[tuple[LogLine, str]]  # (line, its text read with the turn before it)
+    skipped: int
+
+    @property
+    def signature(self) -> tuple[object, ...]:
+        return tuple(self.sessions.items()), tuple(id(line) for line, _ in self.fresh)
+
+
+def _line_key(line: LogLine) -> tuple[str, ...]:
+    """What makes a line the same line when the file is imported again: its id, else its time, role and text."""
+    return ("id", line.id) if line.id is not None else ("line", line.time, line.role, line.text)
+
+
+def _plan(store: Store, lines: list[LogLine]) -> _Plan:
     sessions: dict[str, int | None] = {}
     last_text: dict[str, str | None] = {}
-    known: dict[str, set[str]] = {}
+    known: dict[str, set[tuple[str, ...]]] = {}
     for line in lines:
         if line.session in sessions:
             continue
-        row = store.conn.execute("select id from sessions where external_id = ?", (line.session,)).fetchone()
-        sessions[line.session] = row[0] if row else None
-        if row:
-            last = store.conn.execute(
-                "select text from messages where session_id = ? order by id desc limit 1", (row[0],)
-            ).fetchone()
-            last_text[line.session] = last[0] if last else None
-            known[line.session] = {
-                r[0]
-                for r in store.conn.execute(
-                    "select source_id from messages where session_id = ? and source_id is not null", (row[0],)
-                )
-            }
-        else:
-            last_text[line.session] = None
-            known[line.session] = set()
+        row = store.conn.execute(
+            "select min(id) from sessions where external_id = ?", (line.session,)
+        ).fetchone()
+        session_id = row[0] if row else None
+        sessions[line.session] = session_id
+        known[line.session] = set()
+        last_text[line.session] = None
+        if session_id is None:
+            continue
+        for source_id, created_at, role, text in store.conn.execute(
+            "select source_id, created_at, role, text from messages where session_id = ? order by id",
+            (session_id,),
+        ):
+            known[line.session].add(
+                ("id", source_id) if source_id is not None else ("line", created_at, role, text)
+            )
+            last_text[line.session] = text
     fresh: list[tuple[LogLine, str]] = []
     skipped = 0
     for line in lines:
-        if line.id is not None and line.id in known[line.session]:
+        key = _line_key(line)
+        if key in known[line.session]:
             skipped += 1
             continue
-        if line.id is not None:
-            known[line.session].add(line.id)
-        context = context_text(last_text[line.session], line.text)
+        known[line.session].add(key)
+        fresh.append((line, context_text(last_text[line.session], line.text)))
         last_text[line.session] = line.text
-        fresh.append((line, context))
-    tick = progress_counter(progress, "Embedding messages", len(fresh))
+    return _Plan(sessions, fresh, skipped)
 
+
+class _Changed(Exception):
+    """Another process imported into the file between planning and writing: plan again."""
+
+
+def import_log(
+    memory: LongTermMemory, lines: list[LogLine], progress: Progress | None = None, repaired: int = 0
+) -> ImportResult:
+    """Add conversation lines (JSON Lines or ChatGPT) to the memory in one transaction. A line already in the
+    file (the same id in the same session, or the same time, role and text) is skipped, so importing a file
+    twice — one after the other or both at once — adds it once. What is new is decided again inside the
+    write transaction, which other writers wait for; embeddings are computed before it."""
+    store = memory.store
+    for _ in range(5):
+        plan = _plan(store, lines)
+        vectors = _embed_plan(memory, plan, progress)
+        try:
+            new_sessions, keys, picks = _write_plan(memory, lines, plan, vectors)
+        except _Changed:
+            continue
+        if keys:
+            memory.add_vectors(np.asarray(keys, dtype=np.int64), vectors[picks])
+        return ImportResult(len(plan.fresh), new_sessions, plan.skipped, repaired=repaired)
+    raise CompanionError("Another import kept changing the memory file; run this import again.")
+
+
+def _embed_plan(memory: LongTermMemory, plan: _Plan, progress: Progress | None) -> np.ndarray:
+    """Vectors for the new lines: each alone (the first half), then read with the turn before it."""
+    tick = progress_counter(progress, "Embedding messages", len(plan.fresh))
     # Temporary session keys for the vectors: existing sessions continue from their last stored message.
-    session_keys = {name: index for index, name in enumerate(sessions)}
-    stored = memory.previous_vectors({sid: 1 << 62 for sid in sessions.values() if sid is not None})
+    session_keys = {name: index for index, name in enumerate(plan.sessions)}
+    stored = memory.previous_vectors({sid: 1 << 62 for sid in plan.sessions.values() if sid is not None})
     previous = {
-        session_keys[n]: stored[sid] for n, sid in sessions.items() if sid is not None and sid in stored
+        session_keys[n]: stored[sid] for n, sid in plan.sessions.items() if sid is not None and sid in stored
     }
     _, vectors = memory.message_vectors(
-        [(i, session_keys[line.session], line.text) for i, (line, _) in enumerate(fresh)], tick, previous
+        [(i, session_keys[line.session], line.text) for i, (line, _) in enumerate(plan.fresh)], tick, previous
     )
-    half = len(fresh)
-    new_sessions = 0
+    return vectors
+
+
+def _write_plan(
+    memory: LongTermMemory, lines: list[LogLine], plan: _Plan, vectors: np.ndarray
+) -> tuple[int, list[int], list[int]]:
+    """Write the plan in one transaction, unless another process changed what is new meanwhile. Returns the
+    new sessions, and the vector keys with which row of `vectors` each one is."""
+    store = memory.store
     keys: list[int] = []
+    picks: list[int] = []
+    sessions = dict(plan.sessions)
+    half = len(plan.fresh)
+    new_sessions = 0
     with store.transaction() as conn:
+        if _plan(store, lines).signature != plan.signature:
+            raise _Changed
         for session, session_id in sessions.items():
             if session_id is None:
-                times = [line.time for line, _ in fresh if line.session == session]
+                times = [line.time for line, _ in plan.fresh if line.session == session]
                 if not times:
                     continue
                 cursor = conn.execute(
-                    "insert into sessions (title, started_at, ended_at, external_id) values (?, ?, ?, ?)",
-                    (session, min(times), max(times), session),
+                    "insert into sessions (title, started_at, ended_at, external_id, uid) values (?, ?, ?, ?, ?)",
+                    (session, min(times), max(times), session, new_uid()),
                 )
                 sessions[session] = int(cursor.lastrowid or 0)
                 new_sessions += 1
         rows = []
-        picks: list[int] = []  # which row of `vectors` goes with each key
-        for position, (line, context) in enumerate(fresh):
+        for position, (line, context) in enumerate(plan.fresh):
             cursor = conn.execute(
                 "insert into messages (session_id, role, speaker, text, created_at, source_id, context)"
                 " values (?, ?, ?, ?, ?, ?, ?)",
@@ -285,12 +343,13 @@ def import_log(
                     )
                 )
         store.put_vectors(conn, rows)
-        conn.execute(
-            "update sessions set ended_at = (select max(created_at) from messages m where m.session_id = sessions.id) where external_id is not null"
+        touched = [sid for sid in sessions.values() if sid is not None]
+        conn.executemany(
+            "update sessions set ended_at = (select max(created_at) from messages m where m.session_id = sessions.id)"
+            " where id = ?",
+            [(sid,) for sid in touched],
         )
-    if keys:
-        memory.add_vectors(np.asarray(keys, dtype=np.int64), vectors[picks])
-    return ImportResult(messages=len(fresh), sessions=new_sessions, skipped=skipped)
+    return new_sessions, keys, picks
 
 
 # -- the project's own json ---------------------------------------------------------------------------------------
@@ -310,93 +369,43 @@ def export_json(memory: LongTermMemory) -> dict[str, Any]:
     return out
 
 
-def import_json(memory: LongTermMemory, text: str, progress: Progress | None = None) -> ImportResult:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CompanionError(
-            f"The file is not valid JSON (line {error.lineno}: {error.msg}); nothing was imported."
-        ) from None
+def check_export(data: Any) -> dict[str, Any]:
+    """A companion json export, checked before anything is written (a sentence for what is wrong)."""
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise CompanionError(
             'This is not a companion memory export (no "format": "companion-memory"); for a conversation log use --format jsonl.'
         )
     version = data.get("schema_version")
-    if not isinstance(version, int) or version > memory.store.version:
+    if not isinstance(version, int) or isinstance(version, bool) or version > len(MIGRATIONS):
         raise CompanionError(
             f"The export has schema version {version!r}, newer than this companion understands; upgrade companion."
         )
-    store = memory.store
-    columns = {t: [r[1] for r in store.conn.execute(f"pragma table_info([{t}])")] for t in TABLES}
     for table in TABLES:
         rows = data.get(table, [])
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise CompanionError(f"The export's '{table}' must be a list of objects; nothing was imported.")
-        for number, row in enumerate(rows, start=1):
+    return data
+
+
+def import_json(
+    memory: LongTermMemory, data: dict[str, Any], progress: Progress | None = None
+) -> ImportResult:
+    """Add a companion json export to the memory in one transaction. Sessions and memories carry identities
+    (`uid`; exports from before identities get one from their content), so what is already in the file is
+    skipped: importing the same export twice adds it once. What is there is decided inside the transaction."""
+    store = memory.store
+    columns = {t: [r[1] for r in store.conn.execute(f"pragma table_info([{t}])")] for t in TABLES}
+    for table in TABLES:
+        for number, row in enumerate(data.get(table, []), start=1):
             unknown = set(row) - set(columns[table])
             if unknown:
                 raise CompanionError(
                     f"The export's {table} #{number} has unknown fields {sorted(unknown)}; nothing was imported."
                 )
-    offsets = {
-        t: int(store.scalar(f"select coalesce(max(id), 0) from [{t}]") or 0)
-        for t in ("sessions", "messages", "memories", "audit", "profile_versions")
-    }
     try:
         with store.transaction() as conn:
-
-            def insert(table: str, row: dict[str, Any]) -> None:
-                keys = list(row)
-                conn.execute(
-                    f"insert into [{table}] ({', '.join(keys)}) values ({', '.join('?' * len(keys))})",
-                    [row[k] for k in keys],
-                )
-
-            for row in data.get("sessions", []):
-                moved = row | {"id": row["id"] + offsets["sessions"]}
-                if row.get("parent_id") is not None:  # a branch points at its parent and its branch point
-                    moved["parent_id"] = row["parent_id"] + offsets["sessions"]
-                if row.get("branch_at") is not None:
-                    moved["branch_at"] = row["branch_at"] + offsets["messages"]
-                insert("sessions", moved)
-            previous: dict[int, str] = {}
-            for row in data.get("messages", []):
-                session_id = row["session_id"] + offsets["sessions"]
-                context = context_text(previous.get(session_id), row["text"])
-                previous[session_id] = row["text"]
-                insert(
-                    "messages",
-                    row
-                    | {"id": row["id"] + offsets["messages"], "session_id": session_id, "context": context},
-                )
-            for row in data.get("memories", []):
-                moved = row | {"id": row["id"] + offsets["memories"]}
-                if row.get("superseded_by") is not None:
-                    moved["superseded_by"] = row["superseded_by"] + offsets["memories"]
-                if row.get("session_id") is not None:
-                    moved["session_id"] = row["session_id"] + offsets["sessions"]
-                insert("memories", moved)
-            for row in data.get("memory_sources", []):
-                insert(
-                    "memory_sources",
-                    {
-                        "memory_id": row["memory_id"] + offsets["memories"],
-                        "message_id": row["message_id"] + offsets["messages"],
-                    },
-                )
-            for row in data.get("profile_versions", []):
-                insert("profile_versions", row | {"id": row["id"] + offsets["profile_versions"]})
-            for row in data.get("profile_vetoes", []):
-                conn.execute(
-                    "insert or ignore into profile_vetoes (line, created_at) values (?, ?)",
-                    (row["line"], row.get("created_at")),
-                )
-            for row in data.get("audit", []):
-                moved = row | {"id": row["id"] + offsets["audit"]}
-                if row.get("target") == "memory" and row.get("target_id") is not None:
-                    moved["target_id"] = row["target_id"] + offsets["memories"]
-                insert("audit", moved)
-    except (KeyError, TypeError) as error:
+            counts = _JsonImport(store, conn, data).run()
+    except (KeyError, TypeError, ValueError) as error:
         raise CompanionError(
             f"The export is missing a required field ({error}); nothing was imported."
         ) from None
@@ -408,12 +417,188 @@ def import_json(memory: LongTermMemory, text: str, progress: Progress | None = N
         raise
     memory.embed_missing(progress)
     memory.reopen_index()
-    return ImportResult(
-        messages=len(data.get("messages", [])),
-        sessions=len(data.get("sessions", [])),
-        skipped=0,
-        memories=len(data.get("memories", [])),
-    )
+    return counts
+
+
+class _JsonImport:
+    """One json import inside its transaction: ids are remapped past what the file holds, rows already there
+    (by identity) are skipped and what points at them points at the rows in the file."""
+
+    def __init__(self, store: Store, conn: sqlite3.Connection, data: dict[str, Any]) -> None:
+        self.store, self.conn, self.data = store, conn, data
+        self.sessions: dict[int, int] = {}  # export id -> id in the file
+        self.messages: dict[int, int] = {}
+        self.memories: dict[int, int] = {}
+        self.new_sessions: set[int] = set()
+        self.new_messages: set[int] = set()
+        self.new_memories: set[int] = set()
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        out = []
+        for row in self.data.get(table, []):
+            row = dict(row)
+            for column in TIME_COLUMNS.get(table, ()):
+                if isinstance(row.get(column), str):
+                    row[column] = timeutil.normalize(row[column]) or row[column]
+            out.append(row)
+        return out
+
+    def insert(self, table: str, row: dict[str, Any]) -> int:
+        names = [k for k in row if k != "id"]
+        cursor = self.conn.execute(
+            f"insert into [{table}] ({', '.join(names)}) values ({', '.join('?' * len(names))})",
+            [row[k] for k in names],
+        )
+        return int(cursor.lastrowid or 0)
+
+    def run(self) -> ImportResult:
+        conn = self.conn
+        have_sessions = dict(conn.execute("select uid, id from sessions where uid is not null").fetchall())
+        have_memories = dict(conn.execute("select uid, id from memories where uid is not null").fetchall())
+        branches: list[tuple[int, dict[str, Any]]] = []
+        for row in self.rows("sessions"):
+            uid = row.get("uid") or session_uid(row.get("started_at"), row.get("external_id"))
+            if uid in have_sessions:
+                self.sessions[row["id"]] = have_sessions[uid]
+                continue
+            new_id = self.insert("sessions", row | {"uid": uid, "parent_id": None, "branch_at": None})
+            self.sessions[row["id"]] = new_id
+            self.new_sessions.add(new_id)
+            have_sessions[uid] = new_id
+            branches.append((new_id, row))
+        previous: dict[int, str] = {}
+        existing: dict[int, dict[tuple[str, str, str], int]] = {}
+        for row in self.rows("messages"):
+            session_id = self.sessions[row["session_id"]]
+            if session_id not in self.new_sessions:  # the session is there: so are its messages
+                if session_id not in existing:
+                    existing[session_id] = {
+                        (c, r, t): i
+                        for i, c, r, t in conn.execute(
+                            "select id, created_at, role, text from messages where session_id = ?",
+                            (session_id,),
+                        )
+                    }
+                found = existing[session_id].get((row["created_at"], row["role"], row["text"]))
+                if found is not None:
+                    self.messages[row["id"]] = found
+                continue
+            context = context_text(previous.get(session_id), row["text"])
+            previous[session_id] = row["text"]
+            new_id = self.insert("messages", row | {"session_id": session_id, "context": context})
+            self.messages[row["id"]] = new_id
+            self.new_messages.add(new_id)
+        for new_id, row in branches:  # a branch points at its parent and its branch point, once all are in
+            parent = self.sessions.get(row.get("parent_id") or -1)
+            branch_at = self.messages.get(row.get("branch_at") or -1)
+            conn.execute(
+                "update sessions set parent_id = ?, branch_at = ? where id = ?", (parent, branch_at, new_id)
+            )
+        superseded: list[tuple[int, int]] = []
+        for row in self.rows("memories"):
+            uid = row.get("uid") or memory_uid(row.get("kind"), row.get("text"), row.get("created_at"))
+            if uid in have_memories:
+                self.memories[row["id"]] = have_memories[uid]
+                continue
+            session = self.sessions.get(row["session_id"]) if row.get("session_id") is not None else None
+            new_id = self.insert("memories", row | {"uid": uid, "superseded_by": None, "session_id": session})
+            self.memories[row["id"]] = new_id
+            self.new_memories.add(new_id)
+            have_memories[uid] = new_id
+            if row.get("superseded_by") is not None:
+                superseded.append((new_id, row["superseded_by"]))
+        for new_id, old_target in superseded:
+            conn.execute(
+                "update memories set superseded_by = ? where id = ?", (self.memories.get(old_target), new_id)
+            )
+        for row in self.data.get("memory_sources", []):
+            memory_id = self.memories.get(row["memory_id"])
+            message_id = self.messages.get(row["message_id"])
+            if memory_id in self.new_memories and message_id is not None:
+                conn.execute(
+                    "insert or ignore into memory_sources (memory_id, message_id) values (?, ?)",
+                    (memory_id, message_id),
+                )
+        have_versions = set(conn.execute("select created_at, sections from profile_versions").fetchall())
+        for row in self.rows("profile_versions"):
+            if (row["created_at"], row["sections"]) not in have_versions:
+                self.insert("profile_versions", row)
+        for row in self.rows("profile_vetoes"):
+            conn.execute(
+                "insert or ignore into profile_vetoes (line, created_at) values (?, ?)",
+                (row["line"], row.get("created_at")),
+            )
+        for row in self.rows("audit"):
+            target, target_id = row.get("target"), row.get("target_id")
+            if target == "memory" and target_id is not None:
+                mapped = self.memories.get(target_id)
+                if mapped not in self.new_memories:
+                    continue
+                self.insert("audit", row | {"target_id": mapped})
+            elif target == "message" and target_id is not None:
+                mapped = self.messages.get(target_id)
+                if mapped not in self.new_messages:
+                    continue
+                self.insert("audit", row | {"target_id": mapped})
+            elif self.new_messages or self.new_memories:  # file-wide entries come with what they are about
+                self.insert("audit", row)
+        return ImportResult(
+            messages=len(self.new_messages),
+            sessions=len(self.new_sessions),
+            skipped=len(self.data.get("messages", [])) - len(self.new_messages),
+            memories=len(self.new_memories),
+        )
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """An import file read and checked, before the memory file is touched (or the embedder loaded)."""
+
+    fmt: str  # json | jsonl | chatgpt
+    lines: list[LogLine] = field(default_factory=list)  # jsonl, chatgpt
+    data: dict[str, Any] = field(default_factory=dict)  # json
+    repaired: int = 0  # how many messages had text that cannot be stored (lone surrogates), repaired
+
+
+def read_import(path: Path, fmt: str | None, ask: Callable[[str], str] | None = None) -> Parsed:
+    """Read, decode and check an import file; an export sealed with `export --encrypt` is opened with its
+    passphrase (`ask`). Every problem is one sentence, and nothing is written."""
+    from companion.memory import encryption
+
+    fmt = fmt or _guess_format(path)
+    if fmt not in ("json", "jsonl", "chatgpt"):
+        raise CompanionError(f"'{fmt}' is not an import format; use json, jsonl or chatgpt.")
+    if encryption.is_sealed_file(path):
+        secret = encryption.passphrase(ask, "Passphrase of the encrypted export: ")
+        try:
+            text = encryption.unseal(path.read_bytes(), secret).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise CompanionError(
+                "The encrypted export does not hold UTF-8 text; nothing was imported."
+            ) from None
+    else:
+        text = _read_text(path)
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise CompanionError(
+                f"The file is not valid JSON (line {error.lineno}: {error.msg}); nothing was imported."
+            ) from None
+        data, repaired = _repair(check_export(data))
+        return Parsed(fmt, data=data, repaired=repaired)
+    lines = parse_jsonl(text) if fmt == "jsonl" else parse_chatgpt(text)
+    repaired_lines = [_repair_line(line) for line in lines]
+    return Parsed(fmt, lines=[line for line, _ in repaired_lines], repaired=sum(r for _, r in repaired_lines))
+
+
+def import_parsed(memory: LongTermMemory, parsed: Parsed, progress: Progress | None = None) -> ImportResult:
+    if parsed.fmt == "json":
+        result = import_json(memory, parsed.data, progress)
+        return ImportResult(
+            result.messages, result.sessions, result.skipped, result.memories, parsed.repaired
+        )
+    return import_log(memory, parsed.lines, progress, parsed.repaired)
 
 
 def import_file(
@@ -423,27 +608,44 @@ def import_file(
     progress: Progress | None = None,
     ask: Callable[[str], str] | None = None,
 ) -> ImportResult:
-    """Import a file; an export sealed with `export --encrypt` is opened with its passphrase (`ask`)."""
-    from companion.memory import encryption
+    """Import a file: read and check it first, then write it in one transaction."""
+    return import_parsed(memory, read_import(path, fmt, ask), progress)
 
-    fmt = fmt or _guess_format(path)
-    if encryption.is_sealed_file(path):
-        secret = encryption.passphrase(ask, "Passphrase of the encrypted export: ")
-        try:
-            text = encryption.unseal(path.read_bytes(), secret).decode("utf-8")
-        except UnicodeDecodeError:
-            raise CompanionError(
-                "The encrypted export does not hold UTF-8 text; nothing was imported."
-            ) from None
-    else:
-        text = _read_text(path)
-    if fmt == "json":
-        return import_json(memory, text, progress)
-    if fmt == "jsonl":
-        return import_log(memory, parse_jsonl(text), progress)
-    if fmt == "chatgpt":
-        return import_log(memory, parse_chatgpt(text), progress)
-    raise CompanionError(f"'{fmt}' is not an import format; use json, jsonl or chatgpt.")
+
+# Text that cannot be stored as UTF-8: a lone surrogate (JSON's "\ud800" escapes), repaired to U+FFFD.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _repair_text(value: str) -> tuple[str, bool]:
+    fixed = _SURROGATE.sub("\ufffd", value)
+    return fixed, fixed != value
+
+
+def _repair_line(line: LogLine) -> tuple[LogLine, bool]:
+    fields = {}
+    changed = False
+    for name in ("session", "speaker", "text", "id"):
+        value = getattr(line, name)
+        if isinstance(value, str):
+            value, was = _repair_text(value)
+            changed |= was
+        fields[name] = value
+    return (replace(line, **fields) if changed else line), changed
+
+
+def _repair(data: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Every string of an export's rows repaired; returns how many messages were."""
+    count = 0
+    for table in TABLES:
+        for row in data.get(table, []):
+            changed = False
+            for key, value in list(row.items()):
+                if isinstance(value, str):
+                    row[key], was = _repair_text(value)
+                    changed |= was
+            if changed and table == "messages":
+                count += 1
+    return data, count
 
 
 def _guess_format(path: Path) -> str:

@@ -130,3 +130,27 @@ def veto(store: Store, line: str, now: datetime | None = None) -> int:
         version = save(store, fresh, [], "vetoed by the user", now, conn)
     assert version is not None  # a line was removed, so the profile changed
     return version
+
+
+def scrub(store: Store, conn: sqlite3.Connection, words: str) -> None:
+    """Take `words` out of the profile: every version's lines that hold them, its diff, and vetoes."""
+    lowered = words.lower()
+    rows = conn.execute(
+        "select id, sections, diff from profile_versions where instr(lower(sections), lower(?)) > 0"
+        " or instr(lower(diff), lower(?)) > 0",
+        (words, words),
+    ).fetchall()
+    for version_id, sections, change in rows:
+        kept = {
+            name: [line for line in lines if lowered not in line.lower()]
+            for name, lines in json.loads(sections).items()
+        }
+        moved = {
+            name: [line for line in lines if lowered not in line.lower()]
+            for name, lines in json.loads(change or "{}").items()
+        }
+        conn.execute(
+            "update profile_versions set sections = ?, diff = ? where id = ?",
+            (json.dumps(kept), json.dumps(moved), version_id),
+        )
+    conn.execute("delete from profile_vetoes where instr(lower(line), lower(?)) > 0", (words,))

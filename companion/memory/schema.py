@@ -8,9 +8,40 @@ migration's transaction half-way).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import sqlite_utils
+
+from companion import timeutil
+
+# `PRAGMA application_id` of a companion memory file ("CMPN"): another application's SQLite file is refused.
+APPLICATION_ID = 0x434D504E
+# Every column that holds a time; each is stored in `timeutil`'s one form (UTC, milliseconds).
+TIME_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sessions": ("started_at", "ended_at"),
+    "messages": ("created_at",),
+    "memories": ("event_time", "created_at", "updated_at", "last_recalled_at", "valid_from", "valid_to"),
+    "audit": ("at",),
+    "profile_versions": ("created_at",),
+    "profile_vetoes": ("created_at",),
+    "personas": ("created_at", "updated_at"),
+}
+
+
+def row_uid(*parts: object) -> str:
+    """A stable identity for a row that has none of its own (from before identities, or from an export of
+    that time): the same content gives the same id in every file, so importing it again adds nothing."""
+    joined = "\x1f".join("" if part is None else str(part) for part in parts)
+    return hashlib.sha1(joined.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def session_uid(started_at: str | None, external_id: str | None) -> str:
+    return row_uid("session", timeutil.normalize(started_at) or started_at, external_id or "")
+
+
+def memory_uid(kind: str | None, text: str | None, created_at: str | None) -> str:
+    return row_uid("memory", kind, text, timeutil.normalize(created_at) or created_at)
 
 
 def m001_sessions_and_messages(db: sqlite_utils.Database) -> None:
@@ -189,6 +220,29 @@ def m006_digest_period(db: sqlite_utils.Database) -> None:
     )
 
 
+def m007_times_in_utc_and_identities(db: sqlite_utils.Database) -> None:
+    # One form for every time (UTC, milliseconds): times imported with offsets were kept as written, and
+    # comparing them as text put 20:00-05:00 before 02:00+05:00 of the next day.
+    conn = db.conn
+    conn.create_function("companion_time", 1, lambda v: timeutil.normalize(v) or v, deterministic=True)
+    for table, columns in TIME_COLUMNS.items():
+        for column in columns:
+            db.execute(
+                f"update {table} set {column} = companion_time({column})"
+                f" where {column} is not null and {column} != companion_time({column})"
+            )
+    # Identities that travel with exports, so importing the same export twice adds nothing the second time.
+    conn.create_function("session_uid", 2, session_uid, deterministic=True)
+    conn.create_function("memory_uid", 3, memory_uid, deterministic=True)
+    db.execute("alter table sessions add column uid text")
+    db.execute("alter table memories add column uid text")
+    db.execute("update sessions set uid = session_uid(started_at, external_id)")
+    db.execute("update memories set uid = memory_uid(kind, text, created_at)")
+    db.execute("create index sessions_uid on sessions(uid)")
+    db.execute("create index memories_uid on memories(uid)")
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
 # Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_sessions_and_messages,
@@ -197,4 +251,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m004_archived_messages,
     m005_branches,
     m006_digest_period,
+    m007_times_in_utc_and_identities,
 ]

@@ -13,6 +13,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import uuid
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ import sqlite_utils
 from companion import timeutil
 from companion.errors import CompanionError, storage_error
 from companion.memory import encryption
-from companion.memory.schema import MIGRATIONS
+from companion.memory.lock import SharedLock
+from companion.memory.schema import APPLICATION_ID, MIGRATIONS
 from companion.paths import FILE_MODE, ensure_private_dir
 
 MEMORY_KINDS = ("fact", "summary", "digest", "profile", "note", "lore")
@@ -148,41 +150,63 @@ class Store:
 
     def __init__(self, path: Path, key: str | None = None, busy_timeout: float = 30.0) -> None:
         """`key`: the SQLCipher key of an encrypted file (a raw x'…' hex key or a passphrase). `busy_timeout`:
-        how long a write waits for another connection's lock before saying the file is busy."""
+        how long a write waits for another connection's lock before saying the file is busy. While open, the
+        store holds the memory file's shared lock (no other process can rewrite the file under it)."""
         self.path = path
         self.key = key
         self.busy_timeout = busy_timeout
         ensure_private_dir(path.parent)
-        existed = path.exists()
         self._local = threading.local()
         # Weak: a finished thread's connection is closed when its thread-local storage goes away.
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._connections_lock = threading.Lock()
+        self._lock = SharedLock(path)
+        self._lock.acquire()
         try:
+            existed = path.exists() and path.stat().st_size > 0
+            if existed and key is None:
+                encryption.check_readable(path)
             conn = self.conn
             if not existed:
                 os.chmod(path, FILE_MODE)
+            self._check_identity()
             conn.execute("PRAGMA journal_mode=WAL")
             self.migrate()
         except SQL_ERRORS as error:
             self._close_connections()
+            self._lock.release()
             if key is not None and "not a database" in str(error):
                 raise CompanionError(
                     f"The memory file {path} does not open with this key or passphrase; check "
                     "COMPANION_PASSPHRASE (or the OS keyring entry) and try again."
                 ) from None
-            if key is None and "not a database" in str(error) and encryption.is_encrypted_file(path):
-                raise CompanionError(
-                    f"The memory file {path} is encrypted; give its passphrase (COMPANION_PASSPHRASE) or unlock "
-                    "the OS keyring that holds its key."
-                ) from None
             raise CompanionError(
                 f"The memory file {path} cannot be opened ({error}); if it is damaged, move it aside and restore "
                 "a backup or an export."
             ) from None
-        except CompanionError:
+        except BaseException:
             self._close_connections()
+            self._lock.release()
             raise
+
+    def _check_identity(self) -> None:
+        """A companion file, an older companion file, or a new empty one; another application's SQLite file is
+        refused before anything in it changes (not even its journal mode)."""
+        conn = self.conn
+        application = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        if application == APPLICATION_ID:
+            return
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+        if application == 0 and not tables and version == 0:
+            return  # a new file
+        if application == 0 and version >= 1 and {"sessions", "messages"} <= tables:
+            return  # written by a companion from before files were marked
+        shown = ", ".join(sorted(tables)[:4]) or "no companion tables"
+        raise CompanionError(
+            f"{self.path} is not a companion memory file (another application's SQLite database: {shown}); "
+            "nothing in it was changed. Move it aside, or set COMPANION_HOME to use another directory."
+        )
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -227,15 +251,20 @@ class Store:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> None:
-        current = self.version
-        if current > len(MIGRATIONS):
-            raise CompanionError(
-                f"The memory file {self.path} was written by a newer companion (schema {current}); upgrade companion."
-            )
-        for number, migration in enumerate(MIGRATIONS[current:], start=current + 1):
+        """Bring the schema up to date, one migration per transaction. The version is read inside each
+        transaction, so two processes opening a new file at once never run a migration twice."""
+        while True:
             with self.transaction():
-                migration(self.db)
-                self.conn.execute(f"PRAGMA user_version = {number}")
+                current = self.version
+                if current > len(MIGRATIONS):
+                    raise CompanionError(
+                        f"The memory file {self.path} was written by a newer companion (schema {current}); "
+                        "upgrade companion."
+                    )
+                if current == len(MIGRATIONS):
+                    return
+                MIGRATIONS[current](self.db)
+                self.conn.execute(f"PRAGMA user_version = {current + 1}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -272,8 +301,16 @@ class Store:
     ) -> int:
         with self.transaction() as conn:
             cursor = conn.execute(
-                "insert into sessions (title, persona, started_at, parent_id, branch_at) values (?, ?, ?, ?, ?)",
-                (title, persona, timeutil.normalize(started_at) or timeutil.now_iso(), parent_id, branch_at),
+                "insert into sessions (title, persona, started_at, parent_id, branch_at, uid)"
+                " values (?, ?, ?, ?, ?, ?)",
+                (
+                    title,
+                    persona,
+                    timeutil.normalize(started_at) or timeutil.now_iso(),
+                    parent_id,
+                    branch_at,
+                    new_uid(),
+                ),
             )
             return int(cursor.lastrowid or 0)
 
@@ -493,7 +530,7 @@ class Store:
             now = timeutil.now_iso()
             cursor = c.execute(
                 "insert into memories (kind, text, event_time, created_at, updated_at, importance, strength,"
-                " valid_from, session_id, period) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " valid_from, session_id, period, uid) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     kind,
                     text,
@@ -505,6 +542,7 @@ class Store:
                     event_time or now,
                     session_id,
                     period,
+                    new_uid(),
                 ),
             )
             memory_id = int(cursor.lastrowid or 0)
@@ -597,9 +635,11 @@ class Store:
         return row[0] if row else None
 
     def close(self) -> None:
-        with contextlib.suppress(*SQL_ERRORS):
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self._lock.held:
+            with contextlib.suppress(*SQL_ERRORS):
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._close_connections()
+        self._lock.release()
 
     def _close_connections(self) -> None:
         with self._connections_lock:
@@ -608,6 +648,11 @@ class Store:
                     conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def new_uid() -> str:
+    """The identity of a new session or memory; it travels with exports (see `schema.row_uid`)."""
+    return uuid.uuid4().hex
 
 
 def context_text(previous: str | None, text: str) -> str:
