@@ -15,6 +15,7 @@ from typing import Any
 
 import tomli_w
 
+from companion.english import kind_name
 from companion.errors import ConfigError
 from companion.paths import Paths, get_paths, write_private_text
 
@@ -29,6 +30,8 @@ class ModelSettings:
     n_gpu_layers: str = "auto"
     threads: int = 0
     flash_attn: str = "auto"
+    # "auto": the GGUF's chat template, or a plain transcript when it has none (a base model, like the demo).
+    prompt_style: str = "auto"
 
 
 @dataclass
@@ -133,6 +136,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "model.n_gpu_layers": _gpu_layers,
     "model.threads": _range(0, 1024),
     "model.flash_attn": _choice("auto", "on", "off"),
+    "model.prompt_style": _choice("auto", "chat", "transcript"),
     "chat.temperature": _range(0.0, 2.0),
     "chat.top_p": _range(0.0, 1.0),
     "chat.repeat_penalty": _range(0.5, 2.0),
@@ -194,7 +198,7 @@ def _coerce(key: str, raw: Any, kind: type) -> Any:
             return float(raw)
         return str(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"Setting '{key}' needs a {kind.__name__}, not {raw!r}.") from None
+        raise ConfigError(f"Setting '{key}' needs {kind_name(kind)}, not {raw!r}.") from None
 
 
 def _field_type(section: str, name: str) -> type:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from companion import timeutil
+from companion.llm.prompt import clean_reply
 from companion.memory.store import Message, Store
 
 # Ids of messages kept in memory: negative, and never the same twice in a process, so nothing keyed by a
@@ -260,10 +261,15 @@ class Reply:
     speaker: str
     model: str | None
     on_saved: Callable[[int], None]
+    names: list[str] = field(default_factory=list)  # the speakers, whose names are not part of a reply
     draft_id: int | None = None
 
+    def clean(self, text: str) -> str:
+        """What is kept of what the model said: no speaker name at its start, no name cut short at its end."""
+        return clean_reply(text, self.names)
+
     def save_draft(self, text: str) -> None:
-        text = text.strip()
+        text = self.clean(text)
         if not text:
             return
         if self.draft_id is None:
@@ -272,6 +278,7 @@ class Reply:
             self.log.update(self.draft_id, text, incomplete=True)
 
     def save_reply(self, text: str, *, incomplete: bool, tokens: int) -> int:
+        text = self.clean(text)
         if self.draft_id is not None:
             self.log.update(
                 self.draft_id, text.strip(), incomplete=incomplete, token_count=tokens, model=self.model

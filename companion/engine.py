@@ -22,11 +22,12 @@ from companion.config import Settings
 from companion.conversation import ConversationLog, MemoryLog, Reply, SavedLog
 from companion.errors import CompanionError, ModelError, StorageError
 from companion.llm.base import ChatModel, GenerationOptions
+from companion.llm.prompt import speaker_stops
 from companion.memory import open_memory
 from companion.memory.retrieve import Hit
 from companion.memory.store import SQL_ERRORS, Message, Store
 from companion.paths import Paths, get_paths
-from companion.prompt_builder import PromptBuilder, TokenCounter
+from companion.prompt_builder import PromptBuilder, TokenCounter, speaker_name
 from companion.turn import Turn, TurnStats
 
 if TYPE_CHECKING:
@@ -209,8 +210,11 @@ class Engine:
         return self._persona
 
     def persona_text(self) -> str:
-        from companion.persona.library import system_text
+        """The persona part of the stable prefix: instructions for a chat model, a scene for a base model."""
+        from companion.persona.library import scene_text, system_text
 
+        if self.model.prompt_style == "transcript":
+            return scene_text(self.persona, speaker_name(self.settings.user.name, "user"))
         return system_text(self.persona, self.settings.user.name)
 
     def profile_text(self) -> str:
@@ -359,8 +363,11 @@ class Engine:
             block_tokens=self.settings.memory.block_tokens,
         )
         stats.assembly_ms = (time.perf_counter() - t1) * 1000
+        # Every model stops where a new line starts with a speaker's name: the model is starting a turn.
+        names = [speaker_name(self.settings.user.name, "user"), self.persona.name]
+        opts.stop = [*opts.stop, *speaker_stops(*names)]
         stream = model.stream(built.assembled.messages, opts, threading.Event())
-        reply = Reply(self.log, self.persona.name, model.name, self._after_reply(user_id, built.hits))
+        reply = Reply(self.log, self.persona.name, model.name, self._after_reply(user_id, built.hits), names)
         self.last_turn = Turn(self.turns, user_id, stream, started, stats, built.hits, built.assembled, reply)
         return self.last_turn
 

@@ -20,6 +20,11 @@ from companion.memory.store import Message
 from companion.persona.card import Card
 
 
+def speaker_name(name: str, role: str) -> str:
+    """How a speaker is called in a transcript: their name, or `User` when the user gave none."""
+    return name.strip() or ("User" if role == "user" else "Companion")
+
+
 class TokenCounter:
     """The model's token counts, cached: the same history is measured again every turn."""
 
@@ -59,15 +64,19 @@ class PromptBuilder:
         self.blocks: dict[int, SentBlock] = {}
         self.fold_start = 0
 
-    def history(self, conversation: list[Message]) -> tuple[list[int], list[ChatMessage]]:
-        """The conversation as the model saw it: each user turn with the memory block it was sent with."""
+    def history(
+        self, conversation: list[Message], names: tuple[str, str] = ("", "")
+    ) -> tuple[list[int], list[ChatMessage]]:
+        """The conversation as the model saw it: each user turn with the memory block it was sent with.
+        `names`: the user's and the persona's, for transcript prompts."""
         ids, messages = [], []
         for m in conversation:
             if m.role not in ("user", "assistant") or not m.text.strip():
                 continue
             block = self.blocks.get(m.id)
             ids.append(m.id)
-            messages.append(ChatMessage(m.role, f"{block.text}\n\n{m.text}" if block else m.text))
+            name = names[0] if m.role == "user" else names[1]
+            messages.append(ChatMessage(m.role, m.text, name, block.text if block else ""))
         return ids, messages
 
     def lore(self, card: Card, user: str, history: list[ChatMessage], text: str) -> list[MemoryItem]:
@@ -103,7 +112,7 @@ class PromptBuilder:
         block_tokens: int,
     ) -> Built:
         """The prompt for the user's `text` (stored as `user_id`) after `conversation`."""
-        history_ids, history = self.history(conversation)
+        history_ids, history = self.history(conversation, (speaker_name(user, "user"), card.name))
         in_view = [self.blocks[mid] for mid in history_ids[self.fold_start :] if mid in self.blocks]
         # What an earlier turn in view already recalled is in the prompt, and a turn of the history itself (a
         # branch's shared start) is there already: not again.
@@ -131,9 +140,11 @@ class PromptBuilder:
             reply_tokens=reply_tokens,
             count=self.count,
             fold_start=self.fold_start,
+            user_name=speaker_name(user, "user"),
+            char_name=card.name,
         )
         self.fold_start = assembled.fold_start
-        if block and assembled.messages[-1].content.startswith(block):
+        if block and assembled.messages[-1].context == block:
             self.blocks[user_id] = SentBlock(
                 block,
                 {

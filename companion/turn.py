@@ -77,7 +77,13 @@ class Turn:
 
     @property
     def text(self) -> str:
+        """What the model said so far, as it streamed."""
         return "".join(self.pieces)
+
+    @property
+    def reply_text(self) -> str:
+        """The reply as it is kept (without a speaker's name the model began to write)."""
+        return self.reply.clean(self.text)
 
     @property
     def done(self) -> bool:

@@ -12,6 +12,7 @@ test can read exactly what the model was given.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,12 +30,18 @@ class ScriptedModel:
         *,
         n_ctx: int = 4096,
         name: str = "scripted",
+        prompt_style: str = "chat",
+        delay: float = 0.0,
     ) -> None:
+        """`delay`: seconds before each piece of a reply (a model that takes its time)."""
         self.name = name
+        self.prompt_style = prompt_style
+        self.delay = delay
         self.replies = list(replies or ["Nice to hear from you."])
         self.answers = answers or {}
         self._n_ctx = n_ctx
         self.prompts: list[list[ChatMessage]] = []  # every chat prompt, as sent
+        self.options: list[GenerationOptions] = []  # and the options each was sent with
         self.questions: list[tuple[str, str]] = []  # (schema key, prompt text) of every structured question
         self.closed = False
         self.aborted = False
@@ -48,13 +55,14 @@ class ScriptedModel:
         return len(text.split()) + text.count("\n") + 1
 
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
-        return sum(self.count_tokens(m.content) + 4 for m in messages)
+        return sum(self.count_tokens(m.text) + 4 for m in messages)
 
     def stream(
         self, messages: list[ChatMessage], options: GenerationOptions, cancel: threading.Event | None = None
     ) -> Stream:
         cancel = cancel or threading.Event()
         self.prompts.append(list(messages))
+        self.options.append(options)
         reply = self.replies[min(len(self.prompts) - 1, len(self.replies) - 1)]
         stats = StreamStats(prompt_tokens=self.count_prompt_tokens(messages))
         return Stream(self._pieces(reply, options, cancel, stats), stats, cancel)
@@ -65,6 +73,8 @@ class ScriptedModel:
         words = reply.split(" ")
         stats.finish_reason = "error"
         for number, word in enumerate(words[: options.max_tokens]):
+            if self.delay:
+                time.sleep(self.delay)
             stats.completion_tokens = number + 1
             yield word if number == 0 else " " + word
             if cancel.is_set():
@@ -76,7 +86,7 @@ class ScriptedModel:
         self, messages: list[ChatMessage], schema: dict[str, Any], options: GenerationOptions
     ) -> Any:
         key = schema["required"][0]
-        text = "\n".join(m.content for m in messages)
+        text = "\n".join(m.text for m in messages)
         self.questions.append((key, text))
         script = self.answers.get(key)
         if script is None:

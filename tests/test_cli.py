@@ -137,3 +137,30 @@ def test_doctor_reports_each_part(demo_home: Paths, args: list[str]) -> None:
         assert f"{name}:" in result.stdout
     assert "CPU build" in result.stdout or "CUDA" in result.stdout
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["persona", "show"], "Missing argument"),
+        (["memory", "show"], "Missing argument"),
+        (["config", "set"], "Missing argument"),
+        (["maintain", "--now"], "requires an argument"),
+        (["memory", "search", "x", "--limit", "abc"], "Invalid value for '--limit'"),
+        (["ask", "hi", "--max-tokens", "0"], "Invalid value for '--max-tokens'"),
+        (["memory", "list", "--bogus"], "No such option"),
+    ],
+)
+def test_a_typo_is_one_sentence_not_a_traceback(args: list[str], phrase: str, home: Path) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert_clean_error(result, phrase, "--help")
+
+
+def test_settings_and_counts_read_as_english(home: Path) -> None:
+    assert_clean_error(run("config", "set", "chat.max_tokens", "lots"), "needs a whole number, not 'lots'")
+    assert_clean_error(run("config", "set", "memory.archive_messages", "maybe"), "needs true or false")
+    assert run("memory", "add", "I like tea").returncode == 0
+    stats = run("memory", "stats").stdout
+    assert "0 messages in 0 sessions" in stats and "1 note" in stats

@@ -49,7 +49,7 @@ def test_the_prompt_is_persona_and_profile_then_history_then_memories_with_the_n
     first, second = model.prompts
     assert first[0].role == "system" and first[0].content.startswith("You are Sam")
     assert [m.role for m in first] == ["system", "user"]
-    block, _, text = first[-1].content.rpartition("\n\n")
+    block, text = first[-1].context, first[-1].content
     assert block.startswith("[What you remember that may be relevant")
     assert (
         '"Ana: Hi! I just adopted a grey cat called Bolacha."' in block
@@ -83,16 +83,16 @@ def test_off_the_record_writes_nothing_and_a_second_one_starts_clean(paths: Path
     sessions = file_rows(paths, "select count(*) from sessions")[0][0]
     engine.ask("How is my cat Bolacha doing?")
     engine.ask("Tell me about the wedding in Porto.")
-    assert engine.off_record and model.prompts[-1][-1].content.startswith("[What you remember")
+    assert engine.off_record and model.prompts[-1][-1].context.startswith("[What you remember")
     # A second conversation off the record: its second turn recalls only what its first turn already showed,
     # so it is sent without a memory block, and its third turn's history must be what was really sent.
     engine.new_session(off_record=True)
     for text in ("How is my cat Bolacha doing?", "How is my cat Bolacha doing?", "Thanks."):
         engine.ask(text)
     first, second, third = model.prompts[-3:]
-    assert not second[-1].content.startswith("[What you remember")
+    assert not second[-1].context
     assert third[: len(second)] == [*second[:-1], second[-1]]
-    assert "Porto" not in "".join(m.content for m in third[1:-1] if m.role == "user")
+    assert "Porto" not in "".join(m.text for m in third[1:-1] if m.role == "user")
     assert file_rows(paths, "select count(*) from messages")[0][0] == before
     assert file_rows(paths, "select count(*) from sessions")[0][0] == sessions
     engine.close()
@@ -172,6 +172,26 @@ def test_editing_inside_an_off_the_record_conversation_never_reuses_an_old_block
     "".join(engine.branch(edited.id, "How is my cat Bolacha doing?"))  # recalls only what turn 1 showed
     engine.ask("Thanks.")
     branched, after = model.prompts[-2:]
-    assert not branched[-1].content.startswith("[What you remember")
+    assert not branched[-1].context
     assert after[: len(branched)] == branched
+    engine.close()
+
+
+def test_every_reply_stops_where_a_speaker_starts_a_new_line(paths: Paths) -> None:
+    model = ScriptedModel(replies=["Sam: I like it.\nAn"])
+    engine = make_engine(paths, model)
+    engine.ask("Do you like the sea?")
+    assert {"\nAna:", "\nSam:"} <= set(model.options[-1].stop)
+    assert engine.messages()[-1].text == "I like it."  # kept without the names the model began to write
+    engine.close()
+
+
+def test_a_model_without_a_chat_template_gets_a_scene_not_instructions(paths: Paths) -> None:
+    model = ScriptedModel(replies=["Yes, I do."], prompt_style="transcript")
+    engine = make_engine(paths, model)
+    engine.ask("Do you like the sea?")
+    system = model.prompts[-1][0]
+    assert system.content.startswith("The following is a chat between Ana and Sam")
+    assert "You are Sam" not in system.content and system.name == "Sam"
+    assert [m.name for m in model.prompts[-1][1:]] == ["Ana"]
     engine.close()

@@ -71,7 +71,7 @@ def test_long_conversation_folds_instead_of_crashing(demo_home: Paths) -> None:
         )
         "".join(turn)
     assert engine.builder.fold_start > 0
-    assert turn.assembled.messages[0].content.startswith("You are Sam")
+    assert turn.assembled.messages[0].content.startswith("The following is a chat between")  # a base model
     assert turn.stats.prompt_tokens + 24 <= 512
     engine.close()
 
@@ -87,7 +87,7 @@ def test_chat_recalls_earlier_sessions_and_keeps_the_cache_warm(demo_home: Paths
     first = engine.send("How is my cat Bolacha doing?", max_tokens=8, seed=1)
     "".join(first)
     assert any("Bolacha" in h.text for h in first.hits)
-    prompt = first.assembled.messages[-1].content
+    prompt = first.assembled.messages[-1].text
     assert (
         prompt.startswith("[What you remember")
         and '"Ana: Hi! I just adopted a grey cat called Bolacha."' in prompt
@@ -179,7 +179,7 @@ def test_branching_keeps_the_old_branch_and_shares_the_start(demo_home: Paths) -
         "I like tea.",
     ]
     # The prompt the model saw holds the shared start and the edit, not the old branch.
-    prompt = " ".join(m.content for m in engine.last_turn.assembled.messages)  # type: ignore[union-attr]
+    prompt = " ".join(m.text for m in engine.last_turn.assembled.messages)  # type: ignore[union-attr]
     assert "My name is Ana." in prompt and "I like coffee." in prompt and "I like tea." not in prompt
     engine.close()
 

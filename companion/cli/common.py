@@ -13,6 +13,7 @@ from rich.console import Console
 
 from companion import config as config_mod
 from companion import timeutil
+from companion.english import plural
 from companion.errors import CompanionError
 from companion.paths import get_paths
 
@@ -23,6 +24,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Progress = Callable[[str, int, int], None]
+__all__ = ["MemoryContext", "ask", "err", "memory_id", "out", "plural", "progress", "when"]
 
 
 def ask() -> Callable[[str], str] | None:
@@ -38,11 +40,6 @@ def ask() -> Callable[[str], str] | None:
 def when(value: str | None, option: str) -> datetime | None:
     """A time given on the command line (`--now`, `--before`), or None."""
     return timeutil.parse_user(value, option) if value is not None else None
-
-
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    """`1 session`, `2 sessions`."""
-    return f"{count} {noun if count == 1 else (many or noun + 's')}"
 
 
 class MemoryContext:

@@ -16,6 +16,13 @@ from typing import Any, Protocol
 class ChatMessage:
     role: str  # "system" | "user" | "assistant"
     content: str
+    name: str = ""  # who says it (the user's or the persona's name), for transcript prompts
+    context: str = ""  # what rides with a user turn: the memory block it was sent with (quoted notes)
+
+    @property
+    def text(self) -> str:
+        """The message as a chat template reads it: its context, then what was said."""
+        return f"{self.context}\n\n{self.content}" if self.context else self.content
 
 
 @dataclass
@@ -69,6 +76,12 @@ class ChatModel(Protocol):
 
     @property
     def n_ctx(self) -> int: ...
+
+    @property
+    def prompt_style(self) -> str:
+        """ "chat" (the model's chat template, or the server's) or "transcript" (a base model continues a
+        plain transcript: `Ana: …` / `Sam: …` lines)."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 

@@ -17,6 +17,7 @@ from typing import Any
 from companion.errors import ModelError
 from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats
 from companion.llm.models import inspect_gguf
+from companion.llm.prompt import transcript
 from companion.llm.templates import TURN_MARKERS, fallback_for, stops_for_template
 
 _LOG_CALLBACK: Any = None
@@ -108,7 +109,10 @@ class LlamaModel:
         threads: int = 0,
         flash_attn: str = "auto",
         seed: int = -1,
+        prompt_style: str = "auto",
     ) -> None:
+        """`prompt_style`: "chat" (the chat template), "transcript" (a plain `Name: text` transcript), or
+        "auto": the template when the GGUF has one, else a transcript (a base model never learned one)."""
         self.info = inspect_gguf(path)
         self.name = name or self.info.model_name
         try:
@@ -158,6 +162,12 @@ class LlamaModel:
             fallback_name, template, self.stops = fallback_for(self.info.architecture)
             self.template_source = f"fallback:{fallback_name}"
         self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        if prompt_style == "auto":
+            prompt_style = "chat" if self.info.chat_template else "transcript"
+        self.prompt_style = prompt_style
+        if prompt_style == "transcript":
+            self.template_source = "transcript (no chat template in the file)"
+            self.stops = []  # the engine stops at a new line that starts with a speaker's name
         # Turn markers that are single control tokens stop generation at the token (they detokenize to "",
         # so a stop string alone would miss them): a base model that starts a new turn has finished its own.
         self._stop_ids: set[int] = set()
@@ -176,7 +186,9 @@ class LlamaModel:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def render(self, messages: list[ChatMessage]) -> str:
-        safe = [ChatMessage(m.role, self.defang(m.content)) for m in messages]
+        if self.prompt_style == "transcript":
+            return transcript(messages)  # tokenized without special tokens: no text can become one
+        safe = [ChatMessage(m.role, self.defang(m.text)) for m in messages]
         return str(self._formatter(messages=_merge_same_roles(safe)).prompt)  # type: ignore[arg-type]
 
     def defang(self, text: str) -> str:
@@ -196,8 +208,11 @@ class LlamaModel:
         return cached
 
     def prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:
+        text = self.render(messages).encode("utf-8")
+        if self.prompt_style == "transcript":
+            return list(self.llm.tokenize(text, add_bos=True, special=False))
         # The template writes BOS itself; tokenizing with special=True keeps its control tokens as tokens.
-        return list(self.llm.tokenize(self.render(messages).encode("utf-8"), add_bos=False, special=True))
+        return list(self.llm.tokenize(text, add_bos=False, special=True))
 
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
         return len(self.prompt_tokens(messages))
@@ -298,7 +313,11 @@ class LlamaModel:
             grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         except Exception as error:
             raise ModelError(f"The JSON schema could not be turned into a grammar ({error}).") from None
-        tokens = self.prompt_tokens(messages)
+        if self.prompt_style == "transcript":  # a base model reads the question as a document to continue
+            question = "\n\n".join(m.text for m in messages).strip() + "\n\nAnswer:\n"
+            tokens = list(self.llm.tokenize(question.encode("utf-8"), add_bos=True, special=False))
+        else:
+            tokens = self.prompt_tokens(messages)
         with self._lock:
             deadline = time.monotonic() + JSON_TIME_LIMIT
             # A background job must not cost the chat its warm KV cache: keep the chat's state and put it back.
@@ -341,6 +360,7 @@ class LlamaModel:
             "threads": self.threads,
             "flash_attn": self.flash_attn,
             "chat_template": self.template_source,
+            "prompt_style": self.prompt_style,
             "llama_cpp_python": llama_cpp.__version__,
         }
 

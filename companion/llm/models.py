@@ -298,4 +298,5 @@ def open_model(settings: Settings, paths: Paths, name: str | None = None) -> Cha
         threads=settings.model.threads,
         flash_attn=settings.model.flash_attn,
         seed=settings.chat.seed,
+        prompt_style=settings.model.prompt_style,
     )

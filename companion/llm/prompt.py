@@ -2,6 +2,8 @@
 
 Layout, most stable first:
     [system: persona + user profile + rolling summary] [history turns] [memory block + user message]
+(the memory block is the new user message's `context`: a chat template reads it before the message, a transcript
+prompt as a note above the user's line.)
 Everything before the last user message is identical from one turn to the next, so llama.cpp reuses its cached
 prefix and a turn costs its new tokens only. The memory block changes every turn, so it rides with the new
 user message at the very end.
@@ -95,6 +97,8 @@ def assemble(
     count: Callable[[str], int],
     fold_start: int = 0,
     summary: str = "",
+    user_name: str = "",
+    char_name: str = "",
 ) -> Assembled:
     """Fit persona, profile, history, memory and the new message into `n_ctx - reply_tokens` tokens.
 
@@ -116,7 +120,7 @@ def assemble(
     if fixed_system + user_cost + memory_cost > available:
         memory, memory_cost = "", 0  # the memory block yields before the system prompt or the message
     history_budget = available - fixed_system - user_cost - memory_cost
-    costs = [count(m.content) + MESSAGE_OVERHEAD for m in history]
+    costs = [count(m.text) + MESSAGE_OVERHEAD for m in history]
     fold_start = min(max(fold_start, 0), len(history))
     if sum(costs[fold_start:]) > history_budget:
         # Fold in one chunk down to half the budget, so the next several turns keep the same prefix.
@@ -130,8 +134,11 @@ def assemble(
         fold_start += 1
     kept_history = history[fold_start:]
     system = system_prompt(persona, profile, summary or fold_marker(fold_start))
-    final_user = f"{memory}\n\n{user}" if memory else user
-    messages = [ChatMessage("system", system), *kept_history, ChatMessage("user", final_user)]
+    messages = [
+        ChatMessage("system", system, char_name),
+        *kept_history,
+        ChatMessage("user", user, user_name, memory),
+    ]
     return Assembled(
         messages=messages,
         fold_start=fold_start,
@@ -145,3 +152,44 @@ def assemble(
             "n_ctx": n_ctx,
         },
     )
+
+
+def transcript(messages: list[ChatMessage]) -> str:
+    """The conversation as a plain transcript, for a base model (one that never learned a chat template; the
+    SillyTavern text-completion way): the system text, then `Name: text` lines, each user line after the notes
+    that rode with it, ending with the companion's name for the model to continue. The system message's `name`
+    is the companion's."""
+    system = next((m for m in messages if m.role == "system"), None)
+    char = (system.name if system and system.name else "") or next(
+        (m.name for m in messages if m.role == "assistant" and m.name), "Companion"
+    )
+    parts = [system.content.strip() + "\n"] if system and system.content.strip() else []
+    for m in messages:
+        if m.role == "system":
+            continue
+        name = m.name or (char if m.role == "assistant" else "User")
+        if m.context:
+            parts.append(m.context.strip())
+        parts.append(f"{name}: {m.content.strip()}")
+    return "\n".join(parts) + f"\n{char}:"
+
+
+def speaker_stops(*names: str) -> list[str]:
+    """Stop strings for a reply: a new line that starts with a speaker's name (the model begins the next
+    turn, as either speaker)."""
+    return [f"\n{name}:" for name in dict.fromkeys(n for n in names if n)]
+
+
+def clean_reply(text: str, names: list[str]) -> str:
+    """A reply without what belongs to the transcript around it: its own name at the start, and at the end a
+    speaker's name cut short (`\nAn`) when the reply ran out of tokens while starting a new turn."""
+    text = text.strip()
+    for name in names:
+        if name and text.startswith(f"{name}:"):
+            text = text[len(name) + 1 :].lstrip()
+    last = text.rfind("\n")
+    if last >= 0:
+        tail = text[last + 1 :]
+        if tail and any(f"{name}:".startswith(tail) for name in names if name):
+            text = text[:last].rstrip()
+    return text

@@ -53,16 +53,20 @@ class RemoteModel:
     def n_ctx(self) -> int:
         return self._n_ctx
 
+    @property
+    def prompt_style(self) -> str:
+        return "chat"  # the server applies its model's template
+
     def count_tokens(self, text: str) -> int:
         return int(len(text) / CHARS_PER_TOKEN) + 1
 
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
-        return sum(self.count_tokens(m.content) + 4 for m in messages) + 2
+        return sum(self.count_tokens(m.text) + 4 for m in messages) + 2
 
     def _body(self, messages: list[ChatMessage], options: GenerationOptions, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             # Recalled, imported and typed text is data: no spelling of a control token reaches the server.
-            "messages": [{"role": m.role, "content": defang_spellings(m.content)} for m in messages],
+            "messages": [{"role": m.role, "content": defang_spellings(m.text)} for m in messages],
             "max_tokens": options.max_tokens,
             "temperature": options.temperature,
             "top_p": options.top_p,

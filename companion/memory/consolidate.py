@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from companion import timeutil
+from companion.english import plural
 from companion.errors import ModelError
 from companion.llm.base import ChatMessage, ChatModel, GenerationOptions
 from companion.memory import profile
@@ -150,8 +151,9 @@ class Report:
 
     def line(self) -> str:
         return (
-            f"{self.sessions} sessions: {self.summaries} summaries, facts +{self.facts_added} "
-            f"~{self.facts_updated} superseded {self.facts_superseded} unchanged {self.facts_unchanged}"
+            f"{plural(self.sessions, 'session')}: {plural(self.summaries, 'summary', 'summaries')}, facts "
+            f"+{self.facts_added} ~{self.facts_updated} superseded {self.facts_superseded} unchanged "
+            f"{self.facts_unchanged}"
         )
 
 

@@ -111,3 +111,21 @@ def system_text(card: Card, user: str) -> str:
         examples = re.sub(r"<START>\s*", "\n", card.mes_example).strip()
         parts.append(f"How {{{{char}}}} talks (examples):\n{examples}")
     return fill("\n\n".join(parts), card.name, user)
+
+
+def scene_text(card: Card, user: str) -> str:
+    """The persona for a transcript prompt (a base model continues a chat it reads): who is talking, in the
+    third person, and how they talk (the card's examples as transcript lines). The card's system prompt is an
+    instruction to a chat model ("You are …") and is left out: a base model would only repeat it."""
+    user = user or "User"
+    parts = ["The following is a chat between {{user}} and {{char}}, an AI companion."]
+    if card.description.strip():
+        parts.append(card.description.strip())
+    if card.personality.strip():
+        parts.append(f"{{{{char}}}}'s personality: {card.personality.strip()}")
+    if card.scenario.strip():
+        parts.append(f"Scenario: {card.scenario.strip()}")
+    examples = [chunk.strip() for chunk in re.split(r"<START>", card.mes_example) if chunk.strip()]
+    if examples:
+        parts.append("How {{char}} talks:\n" + "\n".join(examples))
+    return fill("\n\n".join(parts), card.name, user)

@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from companion import config as config_mod
 from companion.config import Settings
+from companion.english import plural
 from companion.errors import CompanionError
 from companion.paths import Paths, get_paths
 from companion.tui.commands import system_commands
@@ -144,11 +145,7 @@ class CompanionApp(App[None]):
 
     def _deliver(self, message: EngineReady) -> None:
         note = None
-        if (
-            not message.error
-            and self.settings.model.name == "demo"
-            and self.settings.model.backend == "local"
-        ):
+        if not message.error and message.name == config_mod.DEMO_MODEL:
             from companion.llm.models import DEMO_NOTE
 
             note = DEMO_NOTE
@@ -257,7 +254,10 @@ class CompanionApp(App[None]):
                 done = memory.forget(messages=[item_id])
             else:
                 done = memory.forget(memories=[item_id])
-            return f"Forgotten ({done['messages']} messages, {done['memories']} memories)."
+            return (
+                f"Forgotten ({plural(done['messages'], 'message')}, "
+                f"{plural(done['memories'], 'memory', 'memories')})."
+            )
 
         self.memory_op(op)
 
@@ -431,4 +431,28 @@ def run_app(model_name: str | None = None, ask: Callable[[str], str] | None = No
     try:
         app.run()
     finally:
-        app.engine.close()
+        close_saying_so(app.engine)
+
+
+def close_saying_so(engine: Engine) -> None:
+    """Close the engine after the screen is gone. Saving can take a few seconds (a background job stopping at
+    its next step, the vector index written): the terminal then says so instead of staying blank."""
+    import sys
+
+    done = threading.Event()
+
+    def say() -> None:
+        if not done.wait(0.5):
+            sys.stderr.write("companion: saving your memory and closing…")
+            sys.stderr.flush()
+            done.wait()
+            sys.stderr.write(" done.\n")
+            sys.stderr.flush()
+
+    speaker = threading.Thread(target=say, daemon=True)
+    speaker.start()
+    try:
+        engine.close()
+    finally:
+        done.set()
+        speaker.join(timeout=1)

@@ -325,7 +325,7 @@ def test_consolidation_names_the_companion_by_the_sessions_persona(paths: Paths)
     outcome = scheduler.run_jobs(
         engine.memory, NOW + timedelta(days=3650), only="consolidate", options=engine.upkeep_options()
     )
-    assert outcome["consolidate"].startswith("1 sessions: 1 summaries")
+    assert outcome["consolidate"].startswith("1 session: 1 summary")
     prompt = model.asked("summary")[0]
     assert "Luz: Olá Ana!" in prompt and "Ana: Hello, who are you?" in prompt
     assert "Sam" not in prompt

@@ -1,8 +1,9 @@
-"""The TUI under Pilot: a real memory file under the test's COMPANION_HOME, the real demo model, a fixed clock."""
+"""The TUI under Pilot: a real memory file under the test's COMPANION_HOME, a fixed clock, and either the real
+demo model (`make_app`, slow) or a scripted model whose replies the test writes (`make_scripted_app`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,12 +11,12 @@ import pytest
 from textual.pilot import Pilot
 
 from companion.paths import Paths
+from tests.scripted import ScriptedModel
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def make_app(demo_home: Paths) -> Callable[..., Any]:
+def app_factory(home: Paths, model: Any = None) -> tuple[Callable[..., Any], list[Any]]:
     from companion import config
     from companion.engine import Engine
     from companion.tui.app import CompanionApp
@@ -23,19 +24,40 @@ def make_app(demo_home: Paths) -> Callable[..., Any]:
     made: list[Any] = []
 
     def make(
-        welcome: bool = False, max_tokens: int = 12, upkeep: bool = False, **settings: Any
+        welcome: bool = False, max_tokens: int = 12, upkeep: bool = False, model: Any = model, **settings: Any
     ) -> CompanionApp:
-        values = config.load(demo_home)
+        values = config.load(home)
         values.chat.max_tokens = max_tokens
         values.chat.seed = 1
         values.chat.temperature = 0.0
         values.model.n_ctx = 2048
         for key, value in settings.items():
             config.set_value(values, key.replace("__", "."), value)
-        engine = Engine(values, demo_home, now=lambda: NOW)
+        engine = Engine(values, home, now=lambda: NOW, model=model)
         app = CompanionApp(engine=engine, welcome=welcome, upkeep=upkeep)
         made.append(app)
         return app
+
+    return make, made
+
+
+@pytest.fixture
+def make_app(demo_home: Paths) -> Iterator[Callable[..., Any]]:
+    make, made = app_factory(demo_home)
+    yield make
+    for app in made:
+        app.engine.close()
+
+
+@pytest.fixture
+def make_scripted_app(paths: Paths) -> Iterator[Callable[..., Any]]:
+    """The app over a scripted model: `make_scripted_app(replies=[...])`."""
+    base, made = app_factory(paths)
+
+    def make(replies: list[str] | None = None, **kwargs: Any) -> Any:
+        return base(
+            model=ScriptedModel(replies=replies or ["Nice to hear from you."], name="scripted"), **kwargs
+        )
 
     yield make
     for app in made:

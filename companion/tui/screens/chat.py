@@ -269,6 +269,8 @@ class ChatScreen(Screen[None]):
         if not pieces or self._reply is None:
             return
         new = "".join(p for _, p in pieces)
+        if not self._reply.text:
+            self._status("writing…")  # no longer thinking: the reply is on its way
         self._reply.text += new
         await self._reply.append(new)
         self.query_one("#log", VerticalScroll).scroll_end(animate=False)
@@ -320,7 +322,11 @@ class ChatScreen(Screen[None]):
 
     def action_toggle_recall(self) -> None:
         panel = self.query_one(RecallPanel)
+        log = self.query_one("#log", VerticalScroll)
+        at_end = log.scroll_y >= log.max_scroll_y - 1
         panel.toggle_class("shown")
+        if at_end:  # the log narrows or widens and wraps anew: it stays at the latest message
+            log.call_after_refresh(lambda: log.scroll_end(animate=False))
         if panel.has_class("shown"):
             panel.query_one("ListView").focus()
         else:

@@ -10,6 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label
 
 from companion.tui.access import companion
+from companion.tui.text import shorten
 
 ABOUT = (
     'Keys can be remapped in the config file under [keys], e.g. regenerate = "ctrl+g" '
@@ -20,21 +21,23 @@ ABOUT = (
 class HelpScreen(Screen[None]):
     DEFAULT_CSS = """
     HelpScreen DataTable { height: 1fr; }
-    HelpScreen #about { padding: 0 1; color: $text-muted; }
+    HelpScreen #about { padding: 0 1; color: $text-muted; width: 1fr; }
     """
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Back")]
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
-        yield Label(ABOUT, id="about")
+        yield Label(ABOUT, id="about", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = "Help"
         app = companion(self)
         table: DataTable[Any] = self.query_one(DataTable)
-        table.add_columns("key", "where", "what it does", "id (for [keys])")
+        # Widths that fit 80 columns with every column on screen (the id is what [keys] remaps).
+        for title, width in (("key", 20), ("where", 13), ("what it does", 22), ("id (to remap)", 16)):
+            table.add_column(title, width=width)
         for key, where, description, binding_id in app.key_table():
-            table.add_row(key, where, description, binding_id)
+            table.add_row(shorten(key, 20), shorten(where, 13), shorten(description, 22), binding_id)
         table.focus()

@@ -18,9 +18,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 
 from companion import timeutil
+from companion.english import plural
 from companion.memory.store import MEMORY_KINDS
 from companion.tui.access import companion
 from companion.tui.screens.memory_detail import MemoryDetail
+from companion.tui.text import shorten
 from companion.tui.widgets.dialogs import TextDialog
 
 PAGE = 100
@@ -102,12 +104,11 @@ class MemoriesScreen(Screen[None]):
         rows = []
         for m in items:
             kept = retention(m.strength, timeutil.parse(m.last_recalled_at or m.created_at), now, tau)
-            text = " ".join(m.text.split())
             rows.append(
                 (
                     str(m.id),
                     m.kind,
-                    text if len(text) <= self.text_width else text[: self.text_width - 1] + "…",
+                    shorten(m.text, self.text_width),
                     (m.event_time or m.created_at)[:10],
                     retention_bar(1.0 if m.pinned else kept),
                     "yes" if m.pinned else "",
@@ -134,7 +135,8 @@ class MemoriesScreen(Screen[None]):
                 else " · no match"
             )
         self.query_one("#pager", Label).update(
-            f"{total} {view} memories · page {page + 1} of {pages} (\\[ and ] turn pages){empty}"
+            f"{plural(total, view + ' memory', view + ' memories')} · page {page + 1} of {pages} "
+            f"(\\[ and ] turn pages){empty}"
         )
 
     @on(Input.Changed, "#search")

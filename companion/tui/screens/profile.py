@@ -36,6 +36,8 @@ class ProfileScreen(Screen[None]):
     ProfileScreen #current { width: 1fr; border: round $accent 50%; }
     ProfileScreen #history { width: 1fr; border: round $accent 50%; }
     ProfileScreen ListView { height: 1fr; }
+    ProfileScreen ListItem { height: auto; }
+    ProfileScreen ListItem Label { width: 1fr; }
     ProfileScreen #diff { height: auto; max-height: 10; padding: 0 1; }
     ProfileScreen #empty { padding: 1; color: $text-muted; }
     """
@@ -57,7 +59,7 @@ class ProfileScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "Profile"
-        self.query_one("#current").border_title = "What companion thinks it knows about you"
+        self.query_one("#current").border_title = "What companion knows of you"
         self.query_one("#history").border_title = "Versions"
         self.query_one("#lines", ListView).focus()
         self.load()

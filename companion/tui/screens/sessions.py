@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Label, Markdown
 from companion import timeutil
 from companion.memory.store import SessionOverview
 from companion.tui.access import companion
+from companion.tui.text import shorten
 
 PAGE = 200
 
@@ -69,7 +70,7 @@ class SessionsScreen(Screen[None]):
                 str(row.id),
                 timeutil.short(row.started_at),
                 str(row.messages),
-                summary if len(summary) <= 46 else summary[:45] + "…",
+                shorten(summary, 46),
                 key=str(row.id),
             )
 

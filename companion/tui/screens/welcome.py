@@ -25,6 +25,10 @@ fits together, but its replies are simple. For real conversations get a chat mod
 """
 
 
+ENCRYPT_OFF = "Encrypt my memory file: OFF (Space turns it on)"
+ENCRYPT_ON = "Encrypt my memory file: ON (SQLCipher, when you start)"
+
+
 class WelcomeScreen(Screen[dict[str, str] | None]):
     DEFAULT_CSS = """
     WelcomeScreen VerticalScroll { padding: 0 2; }
@@ -41,13 +45,11 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
         with VerticalScroll():
             yield Markdown(WELCOME)
             with Vertical(id="form"):
-                yield Label("What should the companion call you?")
+                yield Label("What should the companion call you? (Enter starts; Tab for more choices)")
                 yield Input(placeholder="your name (optional)", id="name", compact=True)
                 yield Label("Who would you like to talk with?")
                 yield Select([], id="persona", allow_blank=True, prompt="Sam (the default)", compact=True)
-                yield Checkbox(
-                    "Encrypt my memory file on this computer (SQLCipher)", id="encrypt", compact=True
-                )
+                yield Checkbox(ENCRYPT_OFF, id="encrypt", compact=True)
                 with Vertical(id="secret"):
                     yield Label("No OS keyring here: choose a passphrase (you type it each time you start).")
                     yield Input(
@@ -76,14 +78,16 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
         if app.settings.persona.name in names:
             select.value = app.settings.persona.name
 
-    @on(Input.Submitted, "#name")
-    def name_done(self) -> None:
-        self.query_one("#persona", Select).focus()
+    @on(Input.Submitted)
+    def submitted(self) -> None:
+        """Enter in any field starts, with the choices shown (the defaults unless changed)."""
+        self.start()
 
     @on(Checkbox.Changed, "#encrypt")
     def encrypt_changed(self, event: Checkbox.Changed) -> None:
         from companion.secrets import keyring_usable
 
+        event.checkbox.label = ENCRYPT_ON if event.value else ENCRYPT_OFF
         self.query_one("#secret").set_class(event.value and not keyring_usable(), "shown")
 
     @on(Button.Pressed, "#start")

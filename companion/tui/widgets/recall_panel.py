@@ -11,8 +11,10 @@ from textual.containers import Vertical
 from textual.widgets import Label, ListItem, ListView
 
 from companion import timeutil
+from companion.english import plural
 from companion.memory.retrieve import Hit
 from companion.tui.access import companion
+from companion.tui.text import shorten
 
 
 def hit_text(hit: Hit, now: datetime) -> Text:
@@ -22,8 +24,8 @@ def hit_text(hit: Hit, now: datetime) -> Text:
     why = ", ".join(f"{k} {v:.2f}" for k, v in sorted(hit.why.items(), key=lambda kv: -abs(kv[1]))[:3])
     source = f"message:{hit.id}, session {hit.session_id}" if hit.kind == "message" else f"memory {hit.id}"
     if hit.kind != "message" and hit.source_ids:
-        source += f", from {len(hit.source_ids)} messages"
-    text = hit.text if len(hit.text) <= 160 else hit.text[:157] + "…"
+        source += f", from {plural(len(hit.source_ids), 'message')}"
+    text = shorten(hit.text, 160)
     return Text.assemble(head, "\n", text, "\n", (f"{source}" + (f" · {why}" if why else ""), "dim"))
 
 
@@ -40,7 +42,8 @@ class RecallPanel(Vertical):
     RecallPanel > #recall-title { padding: 0 1; text-style: bold; }
     RecallPanel > #recall-hint { padding: 0 1; color: $text-muted; }
     RecallPanel ListView { height: 1fr; }
-    RecallPanel ListItem { padding: 0 1; margin-bottom: 1; }
+    RecallPanel ListItem { padding: 0 1; margin-bottom: 1; height: auto; }
+    RecallPanel ListItem Label { width: 1fr; }
     """
     BINDINGS = [
         Binding("p", "pin", "Pin", id="recall.pin"),

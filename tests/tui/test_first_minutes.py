@@ -1,0 +1,61 @@
+"""What a newcomer meets in the first minutes, with a scripted model: Enter on the welcome screen starts, the
+status line says what is happening, and a message typed at once is not lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from companion import config
+from companion.paths import Paths
+from companion.tui.widgets.chat_message import ChatMessage
+from companion.tui.widgets.composer import Composer
+from tests.tui.conftest import settle
+
+
+def said(app: Any, role: str) -> list[str]:
+    return [w.text for w in app.chat.query(ChatMessage) if w.role == role and not w.has_class("earlier")]
+
+
+async def test_a_name_and_enter_start_and_the_next_words_go_to_the_composer(
+    make_scripted_app: Any, paths: Paths
+) -> None:
+    app = make_scripted_app(welcome=True, replies=["Hello Ana, nice to meet you."])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert "Encrypt my memory file: OFF" in str(app.screen.query_one("#encrypt").label)
+        await pilot.press(*"Ana", "enter")
+        await settle(app, pilot)
+        assert app.screen is app.chat and isinstance(app.focused, Composer)
+        await pilot.press(*"Hi, I like the sea.", "enter")
+        await settle(app, pilot)
+        assert said(app, "user") == ["Hi, I like the sea."]
+        assert said(app, "assistant")[-1] == "Hello Ana, nice to meet you."
+    assert config.load(paths).user.name == "Ana"
+    assert config.load(paths).ui.welcomed
+
+
+async def test_the_encryption_choice_says_whether_it_is_on(make_scripted_app: Any) -> None:
+    app = make_scripted_app(welcome=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.screen.query_one("#encrypt").focus()
+        await pilot.press("space")
+        assert "Encrypt my memory file: ON" in str(app.screen.query_one("#encrypt").label)
+
+
+async def test_the_status_line_says_writing_while_the_reply_streams(make_scripted_app: Any) -> None:
+    app = make_scripted_app(replies=["one two three four five six seven eight nine ten"])
+    app.engine.model.delay = 0.15  # type: ignore[attr-defined]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        composer = app.chat.query_one(Composer)
+        composer.focus()
+        composer.text = "Count for me."
+        await pilot.press("enter")
+        while not (app.chat._reply is not None and app.chat._reply.text):
+            await pilot.pause(0.05)
+        await pilot.pause(0.1)
+        status = str(app.chat.query_one("#status").render())
+        assert "writing" in status and "thinking" not in status
+        await settle(app, pilot)
+        assert "writing" not in str(app.chat.query_one("#status").render())  # done: back to the usual line
