@@ -60,6 +60,9 @@ class MemorySettings:
     archive_below: float = 0.05
     session_idle_minutes: int = 30
     archive_messages: bool = False
+    # Who writes summaries, facts and the profile: "model", "extractive" (no model: central sentences and
+    # what the user says in the first person), or "auto": the model unless it is a base model or fails.
+    consolidation: str = "auto"
 
 
 @dataclass
@@ -147,6 +150,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "remote.timeout": _range(1.0, 3600.0),
     "memory.recall_limit": _range(0, 50),
     "persona.memory": _choice("shared", "separate"),
+    "memory.consolidation": _choice("auto", "model", "extractive"),
     "memory.block_tokens": _range(0, 8192),
     "memory.tau_days": _range(0.1, 3650.0),
     "memory.archive_below": _range(0.0, 1.0),

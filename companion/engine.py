@@ -368,7 +368,9 @@ class Engine:
         opts.stop = [*opts.stop, *speaker_stops(*names)]
         stream = model.stream(built.assembled.messages, opts, threading.Event())
         reply = Reply(self.log, self.persona.name, model.name, self._after_reply(user_id, built.hits), names)
-        self.last_turn = Turn(self.turns, user_id, stream, started, stats, built.hits, built.assembled, reply)
+        self.last_turn = Turn(
+            self.turns, user_id, stream, started, stats, built.hits, built.assembled, reply, built.recall
+        )
         return self.last_turn
 
     def _after_reply(self, user_id: int, hits: list[Hit]) -> Callable[[int], None]:

@@ -13,6 +13,14 @@ class ModelError(CompanionError):
     """The language model could not be loaded or stopped answering."""
 
 
+class ModelUnavailable(ModelError):
+    """The model cannot be reached or refused the request (a server down, a wrong key): later may work."""
+
+
+class JobInterrupted(ModelError):
+    """A background job let go of the model (a chat turn wants it, or the app is closing); it runs again later."""
+
+
 class ConfigError(CompanionError):
     """A setting has a bad key or value."""
 

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from companion import timeutil
 from companion.llm.base import ChatMessage, ChatModel
-from companion.llm.prompt import Assembled, MemoryItem, assemble, memory_block, quote
+from companion.llm.prompt import Assembled, MemoryItem, assemble, memory_block
 from companion.memory.retrieve import Hit
 from companion.memory.store import Message
 from companion.persona.card import Card
@@ -50,10 +50,21 @@ class SentBlock:
     lore: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class Recalled:
+    """One thing recall brought for a turn, and what became of it: in the prompt (whole or shortened), left
+    out for lack of room, or already in view (in the conversation or an earlier turn's block)."""
+
+    hit: Hit
+    status: str  # "in" | "shortened" | "left out" | "in view"
+    note: str = ""
+
+
 @dataclass
 class Built:
     assembled: Assembled
     hits: list[Hit]  # what recall brought that was not already in view
+    recall: list[Recalled] = field(default_factory=list)
 
 
 class PromptBuilder:
@@ -88,12 +99,14 @@ class PromptBuilder:
         entries = triggered(card.character_book, recent, self.count)
         return [MemoryItem(fill(entry, card.name, user or "the user"), None, "lore") for entry in entries]
 
-    def recalled_text(self, hit: Hit) -> str:
-        """A recalled message comes with the turn before it, so the model sees what it answered."""
+    def recalled_item(self, hit: Hit) -> MemoryItem:
+        """A recalled message comes with the turn before it (its context), so the model sees what it
+        answered; the context is what gives way first when the block is short of room."""
+        when = None if hit.kind == "lore" else timeutil.parse(hit.time)
         if hit.kind != "message":
-            return hit.text
-        lines = [f"{m.who}: {m.text}" for m in self.neighbours(hit.id)]
-        return " / ".join([*lines, f"{hit.speaker or hit.role}: {hit.text}"])
+            return MemoryItem(hit.text, when, hit.kind)
+        context = " / ".join(f"{m.who}: {m.text}" for m in self.neighbours(hit.id))
+        return MemoryItem(f"{hit.speaker or hit.role}: {hit.text}", when, hit.kind, context)
 
     def build(
         self,
@@ -113,28 +126,24 @@ class PromptBuilder:
     ) -> Built:
         """The prompt for the user's `text` (stored as `user_id`) after `conversation`."""
         history_ids, history = self.history(conversation, (speaker_name(user, "user"), card.name))
-        in_view = [self.blocks[mid] for mid in history_ids[self.fold_start :] if mid in self.blocks]
+        visible = [self.blocks[mid] for mid in history_ids[self.fold_start :] if mid in self.blocks]
         # What an earlier turn in view already recalled is in the prompt, and a turn of the history itself (a
         # branch's shared start) is there already: not again.
-        shown = {key for block in in_view for key in block.recalled} | {
+        shown = {key for block in visible for key in block.recalled} | {
             ("message", mid) for mid in history_ids
         }
-        shown_lore = {lore for block in in_view for lore in block.lore}
+        shown_lore = {lore for block in visible for lore in block.lore}
         lore = [item for item in self.lore(card, user, history, text) if item.text not in shown_lore]
         lore_texts = {item.text for item in lore}
-        hits = [
-            h for h in hits if (h.kind, h.id) not in shown and not (h.kind == "lore" and h.text in lore_texts)
-        ]
-        recalled = [
-            MemoryItem(self.recalled_text(h), None if h.kind == "lore" else timeutil.parse(h.time), h.kind)
-            for h in hits
-        ]
+        in_view = [h for h in hits if (h.kind, h.id) in shown or (h.kind == "lore" and h.text in lore_texts)]
+        hits = [h for h in hits if h not in in_view]
+        recalled = [self.recalled_item(h) for h in hits]
         block = memory_block([*lore, *recalled], now, self.count, block_tokens)
         assembled = assemble(
             persona=persona,
             profile=profile,
             history=history,
-            memory=block,
+            memory=block.text,
             user=text,
             n_ctx=n_ctx,
             reply_tokens=reply_tokens,
@@ -144,19 +153,19 @@ class PromptBuilder:
             char_name=card.name,
         )
         self.fold_start = assembled.fold_start
-        if block and assembled.messages[-1].context == block:
+        sent = bool(block.text) and assembled.messages[-1].context == block.text
+        report: list[Recalled] = []
+        for hit, item in zip(hits, recalled, strict=True):
+            placed = block.status(item)
+            if not sent:
+                report.append(Recalled(hit, "left out", "the memory block did not fit the model's context"))
+            elif placed is not None:
+                report.append(Recalled(hit, placed.status, placed.note))
+        report += [Recalled(h, "in view", "already in the conversation above") for h in in_view]
+        if sent:
             self.blocks[user_id] = SentBlock(
-                block,
-                {
-                    (h.kind, h.id)
-                    for h, item in zip(hits, recalled, strict=True)
-                    if f'"{quote(item.text)}"' in block
-                },
-                {item.text for item in lore if f'"{quote(item.text)}"' in block},
+                block.text,
+                {(r.hit.kind, r.hit.id) for r in report if r.status in ("in", "shortened")},
+                {p.item.text for p in block.placed if p.item.kind == "lore" and p.status != "left out"},
             )
-        return Built(assembled, hits)
-
-    def forget_turns(self, message_ids: set[int]) -> None:
-        """Turns that left the conversation (regenerated, cut by an edit) take their blocks with them."""
-        for message_id in message_ids:
-            self.blocks.pop(message_id, None)
+        return Built(assembled, hits, report)

@@ -16,6 +16,7 @@ from companion.errors import StorageError
 from companion.llm.base import Stream
 from companion.llm.prompt import Assembled
 from companion.memory.retrieve import Hit
+from companion.prompt_builder import Recalled
 
 DRAFT_EVERY = 1.0  # seconds between saves of a reply being written
 
@@ -53,6 +54,7 @@ class Turn:
     hits: list[Hit]
     assembled: Assembled
     reply: Reply
+    recall: list[Recalled] = field(default_factory=list)  # every hit, and whether it reached the prompt
     pieces: list[str] = field(default_factory=list)
     reply_id: int | None = None
     incomplete: bool = False

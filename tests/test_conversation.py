@@ -195,3 +195,44 @@ def test_a_model_without_a_chat_template_gets_a_scene_not_instructions(paths: Pa
     assert "You are Sam" not in system.content and system.name == "Sam"
     assert [m.name for m in model.prompts[-1][1:]] == ["Ana"]
     engine.close()
+
+
+def test_a_short_fact_said_after_a_long_reply_is_recalled_into_the_prompt(
+    paths: Paths, tmp_path: Path
+) -> None:
+    import json
+
+    story = "Once upon a time " + "the sea and the wind sang to the lighthouse keeper " * 30
+    log = tmp_path / "long.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "session": "s1",
+                    "time": f"2023-05-01T10:00:0{i}",
+                    "role": role,
+                    "speaker": who,
+                    "text": text,
+                }
+            )
+            + "\n"
+            for i, (role, who, text) in enumerate(
+                [
+                    ("user", "Ana", "Tell me a story."),
+                    ("assistant", "Sam", story),
+                    ("user", "Ana", "I'm allergic to peanuts."),
+                ]
+            )
+        )
+    )
+    model = ScriptedModel(replies=["Peanuts."])
+    engine = make_engine(paths, model)
+    engine.memory.ready()
+    import_file(engine.memory, log, "jsonl")
+    engine.ask("What am I allergic to?")
+    block = model.prompts[-1][-1].context
+    assert "Ana: I'm allergic to peanuts." in block
+    assert engine.model.count_tokens(block) <= engine.settings.memory.block_tokens
+    fact = next(r for r in engine.last_turn.recall if "peanuts" in r.hit.text)
+    assert fact.status in ("in", "shortened")
+    engine.close()

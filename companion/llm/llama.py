@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from companion.errors import ModelError
+from companion.errors import JobInterrupted, ModelError
 from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats
 from companion.llm.models import inspect_gguf
 from companion.llm.prompt import transcript
@@ -388,7 +388,9 @@ class LlamaModel:
     def _raise_if_stopped(self, deadline: float) -> None:
         reason = self._job_stop_reason(deadline)
         if reason is not None:
-            raise ModelError(reason)
+            if time.monotonic() > deadline and not self._chat_waiting.is_set() and not self._closing.is_set():
+                raise ModelError(reason)  # too slow: the job may do without the model
+            raise JobInterrupted(reason)
 
     def abort_jobs(self) -> None:
         """Stop a background job's generation at its next token (the app is closing)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from companion.errors import ModelError
+from companion.errors import ModelError, ModelUnavailable
 from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats
 from companion.llm.templates import defang_spellings
 
@@ -84,31 +84,31 @@ class RemoteModel:
 
     def _raise_for_status(self, response: httpx.Response) -> None:
         if response.status_code in (401, 403):
-            raise ModelError(
+            raise ModelUnavailable(
                 f"The remote server at {self.base_url} rejected the API key (HTTP {response.status_code}); "
                 "store the right one with `companion config set-api-key`."
             )
         if response.status_code == 404:
-            raise ModelError(
+            raise ModelUnavailable(
                 f"The remote server at {self.base_url} has no chat endpoint or model '{self.model}' (HTTP 404); "
                 "check remote.base_url (it usually ends in /v1) and remote.model."
             )
         if response.status_code >= 400:
             response.read()
             detail = response.text[:200].strip()
-            raise ModelError(f"The remote server answered HTTP {response.status_code}: {detail}")
+            raise ModelUnavailable(f"The remote server answered HTTP {response.status_code}: {detail}")
 
     def _network_error(self, error: Exception, during: str) -> ModelError:
         if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
-            return ModelError(
+            return ModelUnavailable(
                 f"Cannot reach the remote model server at {self.base_url}; check that it is running and that "
                 "remote.base_url is right."
             )
         if isinstance(error, httpx.TimeoutException):
-            return ModelError(
+            return ModelUnavailable(
                 f"The remote server at {self.base_url} timed out {during}; try again or raise remote.timeout."
             )
-        return ModelError(
+        return ModelUnavailable(
             f"The connection to the remote server broke {during} ({type(error).__name__}); try again."
         )
 

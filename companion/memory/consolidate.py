@@ -29,9 +29,9 @@ import numpy as np
 
 from companion import timeutil
 from companion.english import plural
-from companion.errors import ModelError
+from companion.errors import JobInterrupted, ModelError, ModelUnavailable
 from companion.llm.base import ChatMessage, ChatModel, GenerationOptions
-from companion.memory import profile
+from companion.memory import extractive, grounding, profile
 from companion.memory.index import VARIANT_MEMORY, split_key, vector_key
 from companion.memory.operations import LongTermMemory
 from companion.memory.store import ACTIVE
@@ -147,14 +147,27 @@ class Report:
     digests: int = 0
     profile_version: int | None = None
     threads_closed: int = 0
+    dropped: int = 0  # summaries, facts and profile lines the model wrote that their sources do not say
+    by_model: int = 0  # sessions the model consolidated
+    extractive: int = 0  # sessions consolidated without it (no model needed, or the model failed)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def path(self) -> str:
+        """Which way consolidation went, for `maintain --status`."""
+        if self.extractive and self.by_model:
+            return f"the model, and extractive for {plural(self.extractive, 'session')} it could not do"
+        return "extractive (no model)" if self.extractive else "the model"
+
     def line(self) -> str:
-        return (
+        line = (
             f"{plural(self.sessions, 'session')}: {plural(self.summaries, 'summary', 'summaries')}, facts "
             f"+{self.facts_added} ~{self.facts_updated} superseded {self.facts_superseded} unchanged "
             f"{self.facts_unchanged}"
         )
+        if self.dropped:
+            line += f", {self.dropped} ungrounded dropped"
+        return line + (f"; via {self.path}" if self.sessions else "")
 
 
 class Consolidator:
@@ -167,7 +180,12 @@ class Consolidator:
         char: str = "the companion",
         wait_turn: Callable[[], None] | None = None,
         seed: int = 7,
+        mode: str = "auto",
     ) -> None:
+        """`mode`: "model" (the model writes summaries, facts and the profile), "extractive" (no model: central
+        sentences and first-person statements), or "auto": the model when it has a chat template, extractive
+        for a base model (which never learned to follow the instructions), and extractive for a session the
+        model fails on."""
         self.memory = memory
         self.store = memory.store
         self.model = model
@@ -175,6 +193,13 @@ class Consolidator:
         self.char = char
         self.wait_turn = wait_turn or (lambda: None)
         self.seed = seed
+        self.mode = mode
+
+    @property
+    def model_writes(self) -> bool:
+        if self.mode == "auto":
+            return getattr(self.model, "prompt_style", "chat") != "transcript"
+        return self.mode == "model"
 
     # -- the model ------------------------------------------------------------------------------------------
     def ask(self, text: str, schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
@@ -243,37 +268,104 @@ class Consolidator:
         after = json.loads(marker).get("last_message", 0) if marker else 0
         # The companion in this session is the persona it was held with (the speaker of its replies).
         char = self.store.session_persona(session_id) or self.char
-        rows = [
-            (r[0], r[1] or ("You" if r[2] == "user" else char), r[3], r[4])
-            for r in self.store.conn.execute(
-                "select id, speaker, role, text, created_at from messages where session_id = ? and id > ? order by id",
-                (session_id, after),
-            )
-        ]
-        if not rows:
+        every = self.store.conn.execute(
+            "select id, speaker, role, text, created_at from messages where session_id = ? order by id",
+            (session_id,),
+        ).fetchall()
+        raw = [r for r in every if r[0] > after]  # what was said since the last consolidation
+        if not raw:
             return
-        day = (timeutil.parse(rows[0][3]) or now).date()
+        # The summary covers the whole session (a session that goes on is summarized anew); facts come from
+        # what is new.
+        whole = [(r[0], r[1] or ("You" if r[2] == "user" else char), r[3], r[4]) for r in every]
+        rows = [row for row in whole if row[0] > after]
+        if self.model_writes:
+            try:
+                summaries, plan = self._by_model(whole, rows, char, now, report)
+                report.by_model += 1
+                self.write_session(session_id, whole, rows, summaries, plan, now, report)
+                return
+            except (JobInterrupted, ModelUnavailable):
+                raise  # gave way to a chat turn, or the model is out of reach: it runs again later, with it
+            except ModelError:
+                if self.mode != "auto":
+                    raise
+        summaries, plan = self._extractive(every, raw, char)
+        report.extractive += 1
+        self.write_session(session_id, whole, rows, summaries, plan, now, report)
+
+    def _by_model(
+        self,
+        whole: list[tuple[int, str, str, str]],
+        rows: list[tuple[int, str, str, str]],
+        char: str,
+        now: datetime,
+        report: Report,
+    ) -> tuple[list[str], list[Decision]]:
+        """The session's summary and the new turns' facts, written by the model; each kept only when its
+        sources say it."""
+        day = (timeutil.parse(whole[0][3]) or now).date()
         when = f"{day.day} {day.strftime('%B %Y')}"
+        speakers = [self.user, char, "You"]
         summaries: list[str] = []
-        facts: list[Fact] = []
-        for chunk in self.transcript_chunks(rows, reserve=700):
-            transcript = self.numbered(chunk)
+        for chunk in self.transcript_chunks(whole, reserve=700):
             answer = self.ask(
-                prompt("summary", user=self.user, char=char, date=when, transcript=transcript),
+                prompt("summary", user=self.user, char=char, date=when, transcript=self.numbered(chunk)),
                 SUMMARY_SCHEMA,
                 440,
             )
             summary = clean(answer.get("summary"), 700)
-            if summary:
+            if summary and grounding.grounded_summary(summary, "\n".join(r[2] for r in chunk), speakers):
                 summaries.append(summary)
+            elif summary:
+                report.dropped += 1
+        facts: list[Fact] = []
+        for chunk in self.transcript_chunks(rows, reserve=700):
             answer = self.ask(
-                prompt("facts", user=self.user, char=char, date=day.isoformat(), transcript=transcript),
+                prompt(
+                    "facts", user=self.user, char=char, date=day.isoformat(), transcript=self.numbered(chunk)
+                ),
                 FACTS_SCHEMA,
                 900,
             )
-            facts += self.valid_facts(answer, chunk, day)
-        plan = self.plan_facts(self.dedupe(facts))
-        self.write_session(session_id, rows, summaries, plan, now, report)
+            texts = {message_id: text for message_id, _, text, _ in chunk}
+            for fact in self.valid_facts(answer, chunk, day):
+                if grounding.grounded(fact.text, "\n".join(texts[m] for m in fact.sources), speakers):
+                    facts.append(fact)
+                else:
+                    report.dropped += 1
+        return summaries, self.plan_facts(self.dedupe(facts))
+
+    def _extractive(
+        self,
+        every: list[tuple[int, str, str, str, str]],
+        new: list[tuple[int, str, str, str, str]],
+        char: str,
+    ) -> tuple[list[str], list[Decision]]:
+        """The session's summary and the new turns' facts without a model: the session's central sentences,
+        the user's first-person statements (one about a day ahead becomes an open thread)."""
+
+        def said(raw: list[tuple[int, str, str, str, str]]) -> list[extractive.Said]:
+            return [
+                s
+                for message_id, speaker, role, text, time in raw
+                for s in extractive.sentences(
+                    message_id, speaker or (self.user if role == "user" else char), role, text, time
+                )
+            ]
+
+        summary = extractive.summary(said(every), self.memory.embedder)
+        facts = [
+            Fact(
+                statement.text,
+                [statement.message_id],
+                0.6,
+                statement.event.isoformat() if statement.event else None,
+                statement.event is not None,
+            )
+            for statement in extractive.statements(said(new), self.user)
+        ]
+        return ([summary] if summary else []), self.plan_facts(self.dedupe(facts), decide=False)
 
     def valid_facts(
         self, answer: dict[str, Any], chunk: list[tuple[int, str, str, str]], day: date
@@ -311,7 +403,7 @@ class Consolidator:
                 out.append(fact)
         return out
 
-    def plan_facts(self, facts: list[Fact]) -> list[Decision]:
+    def plan_facts(self, facts: list[Fact], decide: bool = True) -> list[Decision]:
         """What each new fact does, by similarity first, then by the model's decision. A fact that says the same
         as a known one (nearly the same vector and no word the known one lacks) only adds its turns as sources;
         one that is close but says more, or something else, is the model's to decide."""
@@ -331,6 +423,10 @@ class Consolidator:
             best, score, known = similar[0]
             if score >= SAME and content_words(fact.text) <= content_words(known):
                 plan.append(Decision("NOOP", fact, best, fact.text))
+                continue
+            if not decide:  # without a model, what is not the same is kept beside what is known
+                plan.append(Decision("ADD", fact, None, fact.text))
+                accepted.append(vector)
                 continue
             existing = "\n".join(f"{i}. {text}" for i, (_, _, text) in enumerate(similar[:3], start=1))
             answer = self.ask(
@@ -364,6 +460,7 @@ class Consolidator:
     def write_session(
         self,
         session_id: int,
+        whole: list[tuple[int, str, str, str]],
         rows: list[tuple[int, str, str, str]],
         summaries: list[str],
         plan: list[Decision],
@@ -391,7 +488,7 @@ class Consolidator:
                     "summary",
                     " ".join(summaries),
                     sources=all_ids,
-                    event_time=rows[0][3],
+                    event_time=whole[0][3],
                     importance=0.6,
                     reason="session summary",
                     session_id=session_id,
@@ -488,6 +585,7 @@ class Consolidator:
         if not rows:
             return
         vetoed = profile.vetoed_lines(self.store)
+        facts = "\n".join(text for _, text in rows)
         shown = "\n".join(f"{name}: {'; '.join(lines)}" for name, lines in current.sections.items() if lines)
         answer = self.ask(
             prompt(
@@ -508,8 +606,12 @@ class Consolidator:
             kept: list[str] = []
             for line in lines:
                 text = clean(line, 120)
-                if len(text) >= 3 and text not in kept and not profile.is_vetoed(text, vetoed):
+                if len(text) < 3 or text in kept or profile.is_vetoed(text, vetoed):
+                    continue
+                if grounding.grounded(text, facts, [self.user, self.char]):  # "traits: Ana" says nothing
                     kept.append(text)
+                else:
+                    report.dropped += 1
             fresh[name] = kept[:6]
         report.profile_version = profile.save(
             self.store, fresh, [r[0] for r in rows], "updated from new facts", now
@@ -572,24 +674,39 @@ class Consolidator:
             self.write_digest(week, "week", f"the week of {date.fromisoformat(week):%d %B %Y}", items, report)
             made += 1
 
+    def _digest_text(self, items: list[tuple[int, str]], period: str, period_text: str) -> str:
+        """The model's digest of the summaries when it writes them (kept only when they say it), else their
+        most central sentences."""
+        texts = [text for _, text in items]
+        if self.model_writes:
+            try:
+                answer = self.ask(
+                    prompt(
+                        "digest",
+                        user=self.user,
+                        char=self.char,
+                        period=period_text,
+                        unit=period,
+                        summaries="\n".join(f"- {text}" for text in texts),
+                    ),
+                    DIGEST_SCHEMA,
+                    440,
+                )
+                text = clean(answer.get("digest"), 700)
+                if grounding.grounded_summary(text, "\n".join(texts), [self.user, self.char]):
+                    return text
+            except (JobInterrupted, ModelUnavailable):
+                raise
+            except ModelError:
+                if self.mode != "auto":
+                    raise
+        return extractive.digest(texts, self.memory.embedder)
+
     def write_digest(
         self, day: str, period: str, period_text: str, items: list[tuple[int, str]], report: Report
     ) -> None:
         """One digest of a day's summaries (or a week's daily digests), marked done in the same transaction."""
-        summaries = "\n".join(f"- {text}" for _, text in items)
-        answer = self.ask(
-            prompt(
-                "digest",
-                user=self.user,
-                char=self.char,
-                period=period_text,
-                unit=period,
-                summaries=summaries,
-            ),
-            DIGEST_SCHEMA,
-            440,
-        )
-        text = clean(answer.get("digest"), 700)
+        text = self._digest_text(items, period, period_text)
         if not text:
             raise ModelError("The model wrote an empty digest.")
         sources = sorted({m.id for memory_id, _ in items for m in self.store.memory_sources(memory_id)})

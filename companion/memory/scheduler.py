@@ -42,6 +42,7 @@ class UpkeepOptions:
     idle_minutes: float = 30.0
     user: str = ""
     persona: str = "the companion"  # who the companion is when a session does not say
+    consolidation: str = "auto"  # model | extractive | auto (see Consolidator)
     # The language model, loaded only when a job needs it; a chat turn goes first (`wait_turn`).
     model: Callable[[], ChatModel] | None = field(default=None, repr=False)
     wait_turn: Callable[[], None] | None = field(default=None, repr=False)
@@ -62,6 +63,7 @@ class UpkeepOptions:
             idle_minutes=memory.session_idle_minutes,
             user=settings.user.name,
             persona=settings.persona.name,
+            consolidation=memory.consolidation,
             model=model,
             wait_turn=wait_turn,
             exclude_session=exclude_session,
@@ -101,6 +103,7 @@ def _consolidator(memory: LongTermMemory, options: UpkeepOptions) -> Consolidato
         user=options.user or "the user",
         char=options.persona or "the companion",
         wait_turn=options.wait_turn,
+        mode=options.consolidation,
     )
 
 
@@ -112,8 +115,10 @@ def _consolidate(memory: LongTermMemory, now: datetime, options: UpkeepOptions) 
     report = Report()
     for session_id in consolidator.pending_sessions(now, idle, exclude=options.exclude_session):
         consolidator.consolidate_session(session_id, now, report)
-    if report.facts_added or report.facts_updated or report.facts_superseded:
-        consolidator.update_profile(now, report)
+    if consolidator.model_writes and (report.facts_added or report.facts_updated or report.facts_superseded):
+        consolidator.update_profile(
+            now, report
+        )  # a profile is the model's to infer; nothing is guessed without
     consolidator.close_past_threads(now, report)
     version = f", profile version {report.profile_version}" if report.profile_version else ""
     closed = f", {report.threads_closed} threads closed" if report.threads_closed else ""

@@ -77,14 +77,20 @@ def _next_month(moment: datetime) -> datetime:
     )
 
 
-def find_window(query: str, now: datetime) -> TimeWindow | None:
-    """The first time expression in `query`, as a half-open window; None when there is none."""
+def find_window(query: str, now: datetime, ahead: bool = False) -> TimeWindow | None:
+    """The first time expression in `query`, as a half-open window; None when there is none. Times ahead
+    ("tomorrow", "next week", "in two weeks", "next Friday") are understood too; with `ahead` (a statement
+    about plans), a bare weekday ("on Friday") is the coming one rather than the last."""
     text = query.lower()
     today = _day(now)
     tz = now.tzinfo
 
     if m := re.search(r"\byesterday\b", text):
         return TimeWindow(today - timedelta(days=1), today, (m.group(0),))
+    if m := re.search(r"\btomorrow\b", text):
+        return TimeWindow(today + timedelta(days=1), today + timedelta(days=2), (m.group(0),))
+    if window := _ahead(text, today, ahead):
+        return window
     if m := re.search(r"\b(today|tonight|this morning|this afternoon|this evening)\b", text):
         return TimeWindow(today, today + timedelta(days=1), tuple(m.group(0).split()))
     number = r"(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|couple of|few)"
@@ -144,4 +150,41 @@ def find_window(query: str, now: datetime) -> TimeWindow | None:
         )
     if m := re.search(r"\b(recently|lately)\b", text):
         return TimeWindow(today - timedelta(days=30), today + timedelta(days=1), (m.group(0),))
+    return None
+
+
+def _ahead(text: str, today: datetime, ahead: bool) -> TimeWindow | None:
+    """ "next week", "next month", "next Friday", "in two weeks", and (with `ahead`) "on Friday"."""
+    number = r"(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|couple of|few)"
+    if m := re.search(rf"\bin {number} (day|week|month|year)s?\b", text):
+        amount = int(m.group(1)) if m.group(1).isdigit() else NUMBERS[m.group(1)]
+        days = amount * UNIT_DAYS[m.group(2)]
+        slack = max(1, UNIT_DAYS[m.group(2)] // 2)
+        center = today + timedelta(days=days)
+        return TimeWindow(
+            center - timedelta(days=slack), center + timedelta(days=slack + 1), tuple(m.group(0).split())
+        )
+    if m := re.search(r"\bnext (week|weekend|month|year)\b", text):
+        words = tuple(m.group(0).split())
+        week_start = today - timedelta(days=today.weekday())
+        unit = m.group(1)
+        if unit == "week":
+            return TimeWindow(week_start + timedelta(days=7), week_start + timedelta(days=14), words)
+        if unit == "weekend":
+            saturday = week_start + timedelta(days=12 if today.weekday() >= 5 else 5)
+            return TimeWindow(saturday, saturday + timedelta(days=2), words)
+        if unit == "month":
+            start = _next_month(today.replace(day=1))
+            return TimeWindow(start, _next_month(start), words)
+        start = today.replace(year=today.year + 1, month=1, day=1)
+        return TimeWindow(start, start.replace(year=start.year + 1), words)
+    weekdays = "|".join(WEEKDAYS)
+    pattern = (
+        rf"\b(next|this coming|this|on) ({weekdays})\b" if ahead else rf"\b(next|this coming) ({weekdays})\b"
+    )
+    if m := re.search(pattern, text):
+        target = WEEKDAYS.index(m.group(2))
+        forward = (target - today.weekday()) % 7 or 7
+        day = today + timedelta(days=forward)
+        return TimeWindow(day, day + timedelta(days=1), tuple(m.group(0).split()))
     return None

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from textual.message import Message
 
-from companion.memory.retrieve import Hit
 from companion.memory.store import Message as StoredMessage
+from companion.prompt_builder import Recalled
 
 
 @dataclass
@@ -30,10 +30,11 @@ class Greeted(Message):
 
 @dataclass
 class ReplyStarted(Message):
-    """The user's message is stored (`user_id`) and the reply is streaming; `hits` are what was recalled."""
+    """The user's message is stored (`user_id`) and the reply is streaming; `recall` is what was recalled and
+    what became of it (in the prompt, shortened, left out, already in view)."""
 
     user_id: int
-    hits: list[Hit]
+    recall: list[Recalled]
     usage: dict[str, int]
 
 

@@ -238,7 +238,7 @@ class ChatScreen(Screen[None]):
                 turn = engine.branch(message_id, text)
             else:
                 turn = engine.send(text)
-            self.post_message(ReplyStarted(turn.user_message_id, turn.hits, engine.context_usage()))
+            self.post_message(ReplyStarted(turn.user_message_id, turn.recall, engine.context_usage()))
             for piece in turn:
                 with self._pending_lock:
                     self._pending.append((time.perf_counter(), piece))
@@ -260,7 +260,7 @@ class ChatScreen(Screen[None]):
             self._status("")
         if self._last_user is not None and self._last_user.message_id is None:
             self._last_user.message_id = message.user_id
-        self.query_one(RecallPanel).show_hits(message.hits, companion(self).now())
+        self.query_one(RecallPanel).show_hits(message.recall, companion(self).now())
         self.usage = message.usage
 
     async def _flush_reply(self) -> None:

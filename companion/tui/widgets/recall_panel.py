@@ -13,11 +13,20 @@ from textual.widgets import Label, ListItem, ListView
 from companion import timeutil
 from companion.english import plural
 from companion.memory.retrieve import Hit
+from companion.prompt_builder import Recalled
 from companion.tui.access import companion
 from companion.tui.text import shorten
 
+STATUS = {
+    "in": ("in the prompt", "green"),
+    "shortened": ("in the prompt, shortened", "green"),
+    "left out": ("left out", "yellow"),
+    "in view": ("already in view", "dim"),
+}
 
-def hit_text(hit: Hit, now: datetime) -> Text:
+
+def hit_text(recalled: Recalled, now: datetime) -> Text:
+    hit = recalled.hit
     when = timeutil.parse(hit.time)
     date = timeutil.relative(when, now).split(",")[0] if when else "undated"
     head = Text.assemble((f"{hit.kind}", "bold"), f" · {hit.score:.2f} · {date}")
@@ -26,13 +35,18 @@ def hit_text(hit: Hit, now: datetime) -> Text:
     if hit.kind != "message" and hit.source_ids:
         source += f", from {plural(len(hit.source_ids), 'message')}"
     text = shorten(hit.text, 160)
-    return Text.assemble(head, "\n", text, "\n", (f"{source}" + (f" · {why}" if why else ""), "dim"))
+    said, colour = STATUS.get(recalled.status, (recalled.status, ""))
+    fate = Text.assemble((said, colour), (f": {recalled.note}" if recalled.note else "", "dim"))
+    return Text.assemble(
+        head, "\n", text, "\n", fate, "\n", (f"{source}" + (f" · {why}" if why else ""), "dim")
+    )
 
 
 class HitItem(ListItem):
-    def __init__(self, hit: Hit, now: datetime) -> None:
-        super().__init__(Label(hit_text(hit, now)))
-        self.hit = hit
+    def __init__(self, recalled: Recalled, now: datetime) -> None:
+        super().__init__(Label(hit_text(recalled, now)))
+        self.hit = recalled.hit
+        self.status = recalled.status
 
 
 class RecallPanel(Vertical):
@@ -55,13 +69,15 @@ class RecallPanel(Vertical):
         yield Label("Enter opens · p pins · f forgets", id="recall-hint")
         yield ListView(id="recall-list")
 
-    def show_hits(self, hits: list[Hit], now: datetime) -> None:
+    def show_hits(self, recall: list[Recalled], now: datetime) -> None:
+        """What was recalled for the reply on screen, and what became of each: in the prompt, shortened to
+        fit, left out (and why), or already in view."""
         listing = self.query_one(ListView)
         listing.clear()
-        if not hits:
+        if not recall:
             listing.append(ListItem(Label("Nothing was recalled for this reply.")))
             return
-        listing.extend(HitItem(hit, now) for hit in hits)
+        listing.extend(HitItem(recalled, now) for recalled in recall)
 
     def _current(self) -> Hit | None:
         item = self.query_one(ListView).highlighted_child
