@@ -465,7 +465,9 @@ def test_a_base_model_is_consolidated_without_being_asked(memory: LongTermMemory
     ]
     (trip,) = memory.store.threads("open")
     assert "Madeira" in trip.text and (trip.event_time or "").startswith("2023-05-12")
-    assert "extractive" in scheduler.status(memory, the_next_day)[1].last_result  # what `maintain --status` shows
+    assert (
+        "extractive" in scheduler.status(memory, the_next_day)[1].last_result
+    )  # what `maintain --status` shows
 
 
 def test_a_model_that_cannot_write_usable_json_falls_back_per_session(memory: LongTermMemory) -> None:
