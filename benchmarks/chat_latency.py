@@ -16,6 +16,7 @@ llama-cpp-python does by itself. Runs under a temporary COMPANION_HOME.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -191,7 +192,7 @@ def raw_run(
     return rows
 
 
-def measure(args: argparse.Namespace, recall: bool) -> None:
+def measure(args: argparse.Namespace, recall: bool) -> dict[str, float]:
     ttft_ratio, raw_ratio, gen_ratio, overhead_t30, overhead_all = [], [], [], [], []
     retrieval_all: list[float] = []
     recalled_all: list[float] = []
@@ -235,6 +236,17 @@ def measure(args: argparse.Namespace, recall: bool) -> None:
             f"  of which retrieval (query embedding + search), median: {median(retrieval_all):.1f} ms; "
             f"memories recalled per turn: {median(recalled_all):.0f}"
         )
+    mode = "recall" if recall else "first"
+    figures = {
+        f"{mode}_ttft_last_over_second": round(median(ttft_ratio), 3),
+        f"{mode}_raw_ttft_last_over_second": round(median(raw_ratio), 3),
+        f"{mode}_gen_tok_s_over_raw": round(median(gen_ratio), 3),
+        f"{mode}_overhead_last_ms": round(median(overhead_t30), 1),
+        f"{mode}_overhead_median_ms": round(median(overhead_all), 1),
+    }
+    if recall:
+        figures["recall_retrieval_median_ms"] = round(median(retrieval_all), 1)
+    return figures
 
 
 def main() -> int:
@@ -253,6 +265,7 @@ def main() -> int:
         default="both",
         help="run without earlier sessions, with them (recall every turn), or both",
     )
+    parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
     args = parser.parse_args()
 
     os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-bench-")
@@ -278,8 +291,11 @@ def main() -> int:
     )
 
     modes = {"none": [False], "recall": [True], "both": [False, True]}[args.memory]
+    figures: dict[str, float] = {}
     for recall in modes:
-        measure(args, recall)
+        figures.update(measure(args, recall))
+    if args.json:
+        print(json.dumps(figures))
     return 0
 
 

@@ -14,6 +14,7 @@ The baseline is the same year without forgetting: how large the active set and t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -36,6 +37,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--tau", type=float, default=5.0)
     parser.add_argument("--threshold", type=float, default=0.05)
+    parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
     args = parser.parse_args()
     os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-forget-")
 
@@ -117,6 +119,19 @@ def main() -> int:
         f"baseline without forgetting: {made} active memories and index entries (x{made / max(active_n, 1):.1f} the active set)"
     )
     store.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "days": args.days,
+                    "made": made,
+                    "active": active_n,
+                    "archived": archived_n,
+                    "nothing_lost": active_n + archived_n == made == total,
+                    "baseline_over_active": round(made / max(active_n, 1), 2),
+                }
+            )
+        )
     return 0
 
 

@@ -1,7 +1,7 @@
-"""A store of one million messages: file size, start-up, retrieval, and a chat turn in the app while the
-scheduler's jobs run.
+"""A store of one million messages: file size, start-up, retrieval (quiet and on a busy machine), and chat turns
+in the app while the scheduler's jobs run.
 
-    python benchmarks/load_1m.py [--messages 1000000] [--memories 10000] [--queries 200] [--turns 5]
+    python benchmarks/load_1m.py [--messages 1000000] [--memories 10000] [--queries 200] [--turns 5] [--json]
 
 The store is synthetic (seeded), built the way `memory_scale.py` builds it: Zipf-distributed words (so FTS5 has
 realistic posting lists) and random unit vectors (search cost does not depend on what vectors mean), two per
@@ -9,8 +9,11 @@ message (the message, and the message with its previous turn). Queries are real 
 model. Prints:
   * file size (database + WAL, and the saved FAISS index);
   * start-up: the first open, which builds the IVF index from the vectors in SQLite, and a later open, which
-    loads the saved index; both to "ready to recall";
-  * retrieval p50/p95 end to end (`LongTermMemory.search`, what a chat turn calls);
+    maps the saved index; both to "ready to recall";
+  * retrieval p50/p95 end to end (`LongTermMemory.search`, what a chat turn calls), quiet and with a CPU hog
+    (another process spinning on one core) while the demo model generates in this process;
+  * memory: the process's proportional set size (PSS) with the chat's llama.cpp context alone and with the
+    background jobs' own context beside it;
   * the app (headless `App.run_test`, demo model) answering N turns while the upkeep jobs (forget over every
     memory, consolidation of pending sessions with the same model, the index job) run in the background,
     against the same turns with nothing in the background (the baseline, same run): time to first token,
@@ -141,7 +144,7 @@ def open_memory(paths: Any) -> tuple[Any, Any, float]:
     store = Store(paths.database)
     memory = LongTermMemory(store, paths.index_file)
     memory.ready()
-    return store, memory, time.perf_counter() - started
+    return store, memory, time.perf_counter() - started  # the index mapped (or built) and ready to search
 
 
 async def chat_in_app(paths: Any, turns: int, with_jobs: bool) -> dict[str, Any]:
@@ -153,6 +156,9 @@ async def chat_in_app(paths: Any, turns: int, with_jobs: bool) -> dict[str, Any]
     settings = config.load(paths)
     settings.chat.max_tokens = 32
     settings.chat.seed = 5
+    # The jobs ask the model (grammar-constrained JSON), as they do with an instruct model: the demo model
+    # would otherwise be consolidated without it, and the contention measured would be none.
+    settings.memory.consolidation = "model"
     engine = Engine(settings, paths)
     app = CompanionApp(engine=engine, welcome=False, upkeep=False)
     lateness: list[float] = []
@@ -217,6 +223,85 @@ async def chat_in_app(paths: Any, turns: int, with_jobs: bool) -> dict[str, Any]
     }
 
 
+def busy_machine(paths: Any, memory: Any, queries: list[str]) -> list[float]:
+    """Recall times while another process spins on one core and the demo model generates in this one."""
+    import subprocess
+
+    from companion import config
+    from companion.llm.base import ChatMessage, GenerationOptions
+    from companion.llm.models import open_model
+
+    model = open_model(config.load(paths), paths)
+    stop = threading.Event()
+
+    def generate() -> None:
+        while not stop.is_set():
+            "".join(
+                model.stream(
+                    [ChatMessage("user", "Tell me a long story about the sea.")],
+                    GenerationOptions(max_tokens=64),
+                )
+            )
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    writer = threading.Thread(target=generate, daemon=True)
+    writer.start()
+    time.sleep(1.0)
+    try:
+        return timed_searches(memory, queries)
+    finally:
+        stop.set()
+        hog.kill()
+        writer.join()
+        model.close()
+
+
+def timed_searches(memory: Any, queries: list[str]) -> list[float]:
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        memory.search(q, limit=10, now=datetime.now(UTC))
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def jobs_context_pss(paths: Any) -> tuple[float, float]:
+    """The process's PSS (MiB) with the chat model loaded, then with the jobs' context beside it."""
+    import psutil
+
+    from companion import config
+    from companion.llm.models import open_model
+
+    process = psutil.Process()
+    model = open_model(config.load(paths), paths)
+    alone = process.memory_full_info().pss / 2**20
+    model.for_jobs()
+    both = process.memory_full_info().pss / 2**20
+    model.close()
+    return alone, both
+
+
+async def time_to_typing(paths: Any) -> float:
+    """Seconds from creating the app (the memory file opened) to a composer that takes keys."""
+    from companion import config
+    from companion.engine import Engine
+    from companion.tui.app import CompanionApp
+
+    started = time.perf_counter()
+    engine = Engine(config.load(paths), paths)
+    app = CompanionApp(engine=engine, welcome=False, upkeep=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        composer: Any = app.chat.query_one("#composer")
+        while not (app.focused is composer and not composer.disabled):
+            await pilot.pause(0.01)
+        ready = time.perf_counter() - started
+        for _ in range(3):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+    engine.close()
+    return ready
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -225,6 +310,7 @@ def main() -> int:
     parser.add_argument("--memories", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
     args = parser.parse_args()
     os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-load-")
     from companion.llm.models import ensure_demo_model
@@ -242,14 +328,12 @@ def main() -> int:
     memory = LongTermMemory(store, paths.index_file)
     build(memory, rng, args.messages, args.memories)
     memory.close()
-    store.close()
     print(
         f"built {args.messages:,} messages + {args.memories:,} memories in {time.perf_counter() - t0:.0f} s"
     )
 
     _, memory, first_open = open_memory(paths)
     memory.close()
-    memory.store.close()
     store, memory, later_open = open_memory(paths)
     db_bytes = sum(p.stat().st_size for p in paths.data_dir.glob("memory.db*"))
     index_bytes = sum(p.stat().st_size for p in paths.data_dir.glob("memory.faiss*"))
@@ -257,22 +341,26 @@ def main() -> int:
         f"file: {db_bytes / 2**30:.2f} GiB database, {index_bytes / 2**30:.2f} GiB saved index ({memory.stats()['index_kind']})"
     )
     print(
-        f"start-up to ready: first open (builds the index) {first_open:.1f} s; later opens (saved index) {later_open:.1f} s"
+        f"start-up to ready to recall: first open (builds the index) {first_open:.1f} s; later opens "
+        f"({memory.index.state}) {later_open:.2f} s"
     )
 
     queries = [QUERIES[i % len(QUERIES)] + ("" if i < len(QUERIES) else f" {i}") for i in range(args.queries)]
     memory.search(queries[0], limit=10)
-    times = []
-    for q in queries:
-        t = time.perf_counter()
-        memory.search(q, limit=10, now=datetime.now(UTC))
-        times.append((time.perf_counter() - t) * 1000)
+    quiet_times = timed_searches(memory, queries)
+    busy_times = busy_machine(paths, memory, queries)
     print(
-        f"retrieval over {args.messages * 2 + args.memories:,} vectors: p50 {statistics.median(times):.1f} ms, p95 {percentile(times, 95):.1f} ms"
+        f"retrieval over {args.messages * 2 + args.memories:,} vectors: p50 {statistics.median(quiet_times):.1f} ms, "
+        f"p95 {percentile(quiet_times, 95):.1f} ms; with a CPU hog and the model generating: p50 "
+        f"{statistics.median(busy_times):.1f} ms, p95 {percentile(busy_times, 95):.1f} ms "
+        f"(p95 busy / quiet {percentile(busy_times, 95) / percentile(quiet_times, 95):.2f})"
     )
     memory.close()
-    store.close()
 
+    pss_alone, pss_both = jobs_context_pss(paths)
+    print(f"memory (PSS): chat model {pss_alone:.0f} MiB, with the jobs' own context {pss_both:.0f} MiB")
+    typing = asyncio.run(time_to_typing(paths))
+    print(f"app start to a composer that takes keys: {typing:.2f} s")
     quiet = asyncio.run(chat_in_app(paths, args.turns, with_jobs=False))
     busy = asyncio.run(chat_in_app(paths, args.turns, with_jobs=True))
     for name, r in (("alone (baseline)", quiet), ("with upkeep jobs", busy)):
@@ -283,7 +371,32 @@ def main() -> int:
     print(f"  jobs: {busy['jobs']}")
     if busy["errors"]:
         print(f"  errors: {busy['errors']}")
-    print(f"  TTFT with jobs / alone: {busy['ttft_p50'] / quiet['ttft_p50']:.2f}")
+    figures = {
+        "messages": args.messages,
+        "first_open_s": round(first_open, 2),
+        "ready_to_recall_s": round(later_open, 3),
+        "recall_p50_ms": round(statistics.median(quiet_times), 2),
+        "recall_p95_ms": round(percentile(quiet_times, 95), 2),
+        "recall_busy_p50_ms": round(statistics.median(busy_times), 2),
+        "recall_busy_p95_ms": round(percentile(busy_times, 95), 2),
+        "recall_busy_over_quiet_p95": round(percentile(busy_times, 95) / percentile(quiet_times, 95), 2),
+        "pss_chat_mib": round(pss_alone),
+        "pss_with_jobs_context_mib": round(pss_both),
+        "app_to_typing_s": round(typing, 3),
+        "ttft_alone_p50_ms": round(quiet["ttft_p50"]),
+        "ttft_jobs_p50_ms": round(busy["ttft_p50"]),
+        "ttft_jobs_over_alone_p50": round(busy["ttft_p50"] / quiet["ttft_p50"], 2),
+        "ttft_jobs_over_alone_max": round(busy["ttft_max"] / quiet["ttft_max"], 2),
+        "locked_errors": len(busy["errors"]),
+    }
+    print(
+        f"  TTFT with jobs / alone: p50 {figures['ttft_jobs_over_alone_p50']:.2f}, worst "
+        f"{figures['ttft_jobs_over_alone_max']:.2f}"
+    )
+    if args.json:
+        import json
+
+        print(json.dumps(figures))
     return 0
 
 

@@ -183,6 +183,7 @@ def main() -> int:
         help="also run `companion maintain --only consolidate` (the model) before searching, and "
         "report recall both ways",
     )
+    parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
     args = parser.parse_args()
     files = sorted(args.data.glob("*.json"))
     if not files:
@@ -242,6 +243,14 @@ def main() -> int:
         if values:
             row = "".join(f"{sum(scores['companion'][f'{category}@{k}']) / len(values):>8.3f}" for k in KS)
             print(f"  {category:<12}({len(values):>3})" + row)
+    if args.json:
+        figures = {
+            f"{name}_{key.replace('@', '_r')}": round(sum(values) / len(values), 3)
+            for name, by_key in scores.items()
+            for key, values in by_key.items()
+            if key.startswith("all@") or name == "companion"
+        }
+        print(json.dumps({"questions": total_queries, "turns": total_messages, **figures}))
     return 0
 
 

@@ -12,6 +12,7 @@ Targets on 2 cores: search p95 <= 50 ms end-to-end at 100k; import >= 200 messag
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -139,6 +140,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--import-messages", type=int, default=2000)
+    parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
     args = parser.parse_args()
     os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-scale-")
 
@@ -166,7 +168,8 @@ def main() -> int:
     started = time.perf_counter()
     reopened = LongTermMemory(store, paths.index_file)
     reopened_state = reopened.ready()
-    print(f"index reopen from file: {time.perf_counter() - started:.2f} s ({reopened_state})")
+    reopen_s = time.perf_counter() - started
+    print(f"index reopen from file: {reopen_s:.2f} s ({reopened_state})")
 
     questions = [
         QUERIES[i % len(QUERIES)] + ("" if i < len(QUERIES) else f" {i}") for i in range(args.queries)
@@ -224,6 +227,21 @@ def main() -> int:
     memory.close()
     store.close()
     fresh_store.close()
+    if args.json:
+        figures = {
+            "vectors": memory.index.size,
+            "index_build_s": round(build_s, 2),
+            "index_reopen_s": round(reopen_s, 2),
+        }
+        for name, values in (
+            ("search", with_embedding),
+            ("search_vector_given", without_embedding),
+            ("embed_query", embed_only),
+        ):
+            figures[f"{name}_p50_ms"] = round(statistics.median(values), 1)
+            figures[f"{name}_p95_ms"] = round(percentile(values, 95), 1)
+        figures["import_messages_per_s"] = round(result.messages / seconds, 1)
+        print(json.dumps(figures))
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -175,11 +176,13 @@ async def main() -> None:
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memories", type=int, default=100_000)
+    parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
     args = parser.parse_args()
     os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-tui-bench-")
     from companion.paths import get_paths
 
     home = get_paths().ensure()
+    figures: dict[str, float] = {}
     print(f"streaming {args.tokens} tokens, {args.repeats} repeats, demo model, 100x40 headless terminal")
     for naive in (False, True):
         runs = [
@@ -193,6 +196,8 @@ async def main() -> None:
             f"  engine {med['engine_tok_s']:5.1f} tok/s  screen {med['screen_tok_s']:5.1f} tok/s"
             f"  ratio {med['ratio']:.3f}"
         )
+        prefix = "naive" if naive else "batched"
+        figures.update({f"{prefix}_{k}": round(v, 3) for k, v in med.items()})
     make_memories(home, args.memories)
     paged, rows = await open_memories(home, everything=False)
     print(
@@ -202,6 +207,13 @@ async def main() -> None:
     print(
         f"  baseline, every memory loaded into the table ({rows} rows): {full:.3f} s; paged/baseline {paged / full:.4f}"
     )
+    if args.json:
+        figures.update(
+            memories_first_page_s=round(paged, 3),
+            memories_everything_s=round(full, 3),
+            paged_over_everything=round(paged / full, 4),
+        )
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

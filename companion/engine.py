@@ -62,6 +62,7 @@ class Engine:
         self.memory = open_memory(self.paths, self.settings.memory, ask)
         self.now = now or timeutil.now
         self._model = model
+        self._owns_model = model is None  # a model handed in is the caller's to close
         self._model_name = model_name
         self._model_lock = threading.Lock()
         self._counter: TokenCounter | None = None
@@ -118,9 +119,10 @@ class Engine:
         """Close the model and open the configured one (after the user switched models or their settings)."""
         self._refuse_while_busy()
         with self._model_lock:
-            if self._model is not None:
+            if self._model is not None and self._owns_model:
                 self._model.close()
-                self._model = None
+            self._model = None
+            self._owns_model = True
             self._model_name = None
             self._counter = None
         return self.load_model()
@@ -181,7 +183,7 @@ class Engine:
 
         return UpkeepOptions.from_settings(
             self.settings,
-            model=lambda: self.model,
+            model=lambda: self.model.for_jobs(),
             wait_turn=self._wait_for_turn,
             exclude_session=self.session_id if self.log.saved else None,
         )
@@ -344,7 +346,7 @@ class Engine:
         model = self.model
         self.turns += 1
         stats = TurnStats(turn=self.turns)
-        hits = self._recall(text) if self.settings.memory.recall_limit > 0 else []
+        hits = self.recall(text) if self.settings.memory.recall_limit > 0 else []
         stats.retrieval_ms = (time.perf_counter() - started) * 1000
         t1 = time.perf_counter()
         opts = self.options(**options)
@@ -388,7 +390,7 @@ class Engine:
 
         return saved
 
-    def _recall(self, text: str) -> list[Hit]:
+    def recall(self, text: str) -> list[Hit]:
         """Recalled memories for `text`; when the memory file or index fails, the chat goes on without them."""
         try:
             if not self.store.has_recallable(self.session_id):
@@ -439,7 +441,7 @@ class Engine:
             self.last_turn.cancel()
 
     def close(self) -> None:
-        if self._model is not None:
+        if self._model is not None and self._owns_model:
             self._model.abort_jobs()  # a consolidation job mid-generation lets go at once
         if self._upkeep is not None:
             self._upkeep.stop()
@@ -448,7 +450,7 @@ class Engine:
             assert self.last_turn is not None
             self.last_turn.close()
         self.log.end()
-        if self._model is not None:
+        if self._model is not None and self._owns_model:
             self._model.close()
-            self._model = None
+        self._model = None
         self.memory.close()

@@ -106,7 +106,8 @@ class PromptBuilder:
         if hit.kind != "message":
             return MemoryItem(hit.text, when, hit.kind)
         context = " / ".join(f"{m.who}: {m.text}" for m in self.neighbours(hit.id))
-        return MemoryItem(f"{hit.speaker or hit.role}: {hit.text}", when, hit.kind, context)
+        said = f"{hit.speaker or hit.role}: {hit.text}"
+        return MemoryItem(said, when, hit.kind, context, hit.spoken_of)
 
     def build(
         self,
@@ -135,7 +136,12 @@ class PromptBuilder:
         shown_lore = {lore for block in visible for lore in block.lore}
         lore = [item for item in self.lore(card, user, history, text) if item.text not in shown_lore]
         lore_texts = {item.text for item in lore}
-        in_view = [h for h in hits if (h.kind, h.id) in shown or (h.kind == "lore" and h.text in lore_texts)]
+        # A lore entry recalled as a memory is the same text as the lorebook's: shown above, or shown now.
+        in_view = [
+            h
+            for h in hits
+            if (h.kind, h.id) in shown or (h.kind == "lore" and h.text in lore_texts | shown_lore)
+        ]
         hits = [h for h in hits if h not in in_view]
         recalled = [self.recalled_item(h) for h in hits]
         block = memory_block([*lore, *recalled], now, self.count, block_tokens)

@@ -106,6 +106,9 @@ class ScriptedModel:
     def describe(self) -> dict[str, Any]:
         return {"backend": "scripted", "name": self.name, "n_ctx": self.n_ctx}
 
+    def for_jobs(self) -> ScriptedModel:
+        return self
+
     def abort_jobs(self) -> None:
         self.aborted = True
 

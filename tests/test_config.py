@@ -40,12 +40,12 @@ def test_set_saves_only_changes_privately(paths: Paths) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "words"),
     [
-        ("chat.temperature", "hot", "needs a float"),
+        ("chat.temperature", "hot", "needs a number, not"),
         ("chat.temperature", "9", "between 0 and 2"),
         ("model.backend", "cloud", "one of: local, remote"),
         ("model.n_gpu_layers", "-5", "'auto'"),
         ("remote.base_url", "ftp://x", "http://"),
-        ("chat.max_tokens", "1.5", "needs a int"),
+        ("chat.max_tokens", "1.5", "needs a whole number"),
         ("nope.key", "1", "Unknown setting"),
     ],
 )

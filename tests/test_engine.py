@@ -140,14 +140,15 @@ def test_regenerate_answers_again_and_keeps_the_old_reply_out_of_the_conversatio
     turn = engine.regenerate(max_tokens=6, seed=2, temperature=1.0)
     second = "".join(turn)
     assert [m.role for m in engine.messages()] == ["user", "assistant"]
-    assert engine.messages()[-1].text == second.strip()
+    assert engine.messages()[-1].text == turn.reply_text  # what streamed, without a speaker's name begun
+    assert second.strip().startswith(turn.reply_text)
     # The user's message was not stored twice; the old reply is in the file, replaced and out of recall.
     with sqlite3.connect(demo_home.database) as conn:
         kept = conn.execute("select role, text, replaced, archived from messages order by id").fetchall()
     assert kept == [
         ("user", "Say a colour.", 0, 0),
         ("assistant", first.strip(), 1, 1),
-        ("assistant", second.strip(), 0, 0),
+        ("assistant", turn.reply_text, 0, 0),
     ]
     engine.close()
 
@@ -244,19 +245,23 @@ def test_closing_stops_a_background_job_on_the_model_at_once(demo_home: Paths) -
     assert not answers and failures and "closed" in str(failures[0])
 
 
-def test_a_reply_is_saved_as_it_is_written(demo_home: Paths) -> None:
+def test_a_reply_is_saved_as_it_is_written(paths: Paths) -> None:
     """Every second the reply so far is saved, marked incomplete: a crash keeps what was already said."""
     import time
 
-    engine = Engine(paths=demo_home)
-    turn = engine.send("Tell me a very long story about the sea.", max_tokens=400, seed=2, temperature=1.0)
+    from companion import config
+    from tests.scripted import ScriptedModel
+
+    story = ScriptedModel(replies=[" ".join(f"word{n}" for n in range(200))], delay=0.02)
+    engine = Engine(config.load(paths), paths, model=story)
+    turn = engine.send("Tell me a very long story about the sea.", max_tokens=400)
     started = time.monotonic()
     seen = None
     for _ in turn:
         if time.monotonic() - started > 1.6 and seen is None:
-            seen = rows(demo_home)[-1]  # read through another connection while the reply streams
+            seen = rows(paths)[-1]  # read through another connection while the reply streams
             break
     assert seen is not None and seen[0] == "assistant" and seen[2] == 1 and seen[1]
-    assert rows(demo_home)[-1][1].startswith(seen[1])  # the final save is the same row, completed
-    assert [r[0] for r in rows(demo_home)] == ["user", "assistant"]
+    assert rows(paths)[-1][1].startswith(seen[1])  # the final save is the same row, completed
+    assert [r[0] for r in rows(paths)] == ["user", "assistant"]
     engine.close()

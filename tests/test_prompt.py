@@ -168,3 +168,10 @@ def test_a_recalled_message_keeps_its_place_when_its_turn_before_is_long() -> No
     # The best item is never left out: with no room even for its own text, the text is shortened.
     tiny = memory_block([MemoryItem("word " * 200, None, "fact")], now, words, budget=30)
     assert tiny.placed[0].status == "shortened" and words(tiny.text) <= 30
+
+
+def test_a_recalled_message_says_which_day_it_speaks_of() -> None:
+    said = datetime(2023, 5, 8, 10)
+    item = MemoryItem("Ana: I went to the support group last Saturday.", said, "message", event="6 May 2023")
+    block = memory_block([item], datetime(2023, 5, 23)).text
+    assert "2 weeks ago, on 8 May 2023, speaking of 6 May 2023:" in block

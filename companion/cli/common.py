@@ -79,6 +79,7 @@ class progress:  # noqa: N801 - used like a function
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             console=err,
             transient=True,
@@ -89,8 +90,11 @@ class progress:  # noqa: N801 - used like a function
             if what not in self.tasks:
                 if not self.tasks:
                     self.bar.start()
-                self.tasks[what] = self.bar.add_task(what, total=total)
-            self.bar.update(self.tasks[what], completed=done, total=total)
+                self.tasks[what] = self.bar.add_task(what, total=total, rate="")
+            task = self.tasks[what]
+            speed = self.bar.tasks[task].speed
+            rate = f"{speed:,.0f}/s" if speed else ""  # messages (or memories) a second
+            self.bar.update(task, completed=done, total=total, rate=rate)
 
         return report
 

@@ -100,6 +100,11 @@ class ChatModel(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
+    def for_jobs(self) -> ChatModel:
+        """The model background jobs use: for a local model its own context over the same weights, so a job
+        never disturbs the chat's; a chat turn pauses it."""
+        ...
+
     def abort_jobs(self) -> None:
         """Stop a background job's generation at its next token (the app is closing)."""
         ...

@@ -23,6 +23,7 @@ from companion.llm.templates import TURN_MARKERS, fallback_for, stops_for_templa
 _LOG_CALLBACK: Any = None
 PREFILL_STEP = 64  # prompt tokens a background job evaluates between checks for a waiting chat turn
 JSON_TIME_LIMIT = 180.0  # seconds for one structured answer (background jobs); past it the answer is refused
+JOB_N_CTX = 4096  # the background jobs' own context: their prompts are a transcript chunk and a schema
 
 
 def _route_llama_logs() -> None:
@@ -110,9 +111,17 @@ class LlamaModel:
         flash_attn: str = "auto",
         seed: int = -1,
         prompt_style: str = "auto",
+        chat: LlamaModel | None = None,
     ) -> None:
         """`prompt_style`: "chat" (the chat template), "transcript" (a plain `Name: text` transcript), or
-        "auto": the template when the GGUF has one, else a transcript (a base model never learned one)."""
+        "auto": the template when the GGUF has one, else a transcript (a base model never learned one).
+        `chat`: this is the background jobs' context of that chat model (see `for_jobs`)."""
+        self._options = {
+            "n_gpu_layers": n_gpu_layers,
+            "threads": threads,
+            "flash_attn": flash_attn,
+            "seed": seed,
+        }
         self.info = inspect_gguf(path)
         self.name = name or self.info.model_name
         try:
@@ -148,8 +157,12 @@ class LlamaModel:
                 "architecture this llama.cpp build does not know (try `pip install -U llama-cpp-python`)."
             ) from None
         self._lock = threading.Lock()
-        self._chat_waiting = threading.Event()
-        self._closing = threading.Event()
+        # A chat turn is generating: the jobs' context pauses between its steps (shared with `for_jobs`).
+        self._chat_active: threading.Event = chat._chat_active if chat is not None else threading.Event()
+        self._closing: threading.Event = chat._closing if chat is not None else threading.Event()
+        self._chat = chat
+        self._jobs: LlamaModel | None = None
+        self._jobs_lock = threading.Lock()
         self._defanged: dict[str, str] = {}
         model = self.llm._model
         bos = model.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
@@ -248,9 +261,16 @@ class LlamaModel:
     def _generate(
         self, tokens: list[int], options: GenerationOptions, cancel: threading.Event, stats: StreamStats
     ) -> Iterator[str]:
-        self._chat_waiting.set()  # a background job's generation stops at its next token and lets go
+        self._chat_active.set()  # a background job pauses at its next step until the reply is done
+        try:
+            yield from self._generate_now(tokens, options, cancel, stats)
+        finally:
+            self._chat_active.clear()
+
+    def _generate_now(
+        self, tokens: list[int], options: GenerationOptions, cancel: threading.Event, stats: StreamStats
+    ) -> Iterator[str]:
         with self._lock:
-            self._chat_waiting.clear()
             stats.prompt_tokens = len(tokens)
             stats.cached_tokens = self.cached_prefix(tokens)
             start = time.perf_counter()
@@ -303,10 +323,32 @@ class LlamaModel:
 
         return StoppingCriteriaList([at_turn_marker]) if stop_ids else None
 
+    def for_jobs(self) -> LlamaModel:
+        """The background jobs' own llama.cpp context over the same GGUF (memory-mapped, so the weights are
+        shared; its cost is its KV cache): a job never evicts or overwrites the chat's KV cache, and a chat
+        turn that arrives during a job starts after at most one prefill step or one token of it — the job
+        pauses until the reply is done, then resumes where it was."""
+        if self._chat is not None:
+            return self
+        with self._jobs_lock:
+            if self._jobs is None:
+                self._jobs = LlamaModel(
+                    self.info.path,
+                    name=self.name,
+                    n_ctx=min(self.n_ctx, JOB_N_CTX),
+                    prompt_style=self.prompt_style,
+                    chat=self,
+                    **self._options,  # type: ignore[arg-type]
+                )
+            return self._jobs
+
     def complete_json(
         self, messages: list[ChatMessage], schema: dict[str, Any], options: GenerationOptions
     ) -> Any:
-        """A completion constrained by llama.cpp's grammar for the JSON schema, parsed; junk gives ModelError."""
+        """A completion constrained by llama.cpp's grammar for the JSON schema, parsed; junk gives ModelError.
+        It runs on the jobs' context (`for_jobs`), never on the chat's."""
+        if self._chat is None:
+            return self.for_jobs().complete_json(messages, schema, options)
         from llama_cpp import LlamaGrammar, StoppingCriteriaList
 
         try:
@@ -319,24 +361,21 @@ class LlamaModel:
         else:
             tokens = self.prompt_tokens(messages)
         with self._lock:
-            deadline = time.monotonic() + JSON_TIME_LIMIT
-            # A background job must not cost the chat its warm KV cache: keep the chat's state and put it back.
-            chat_state = self.llm.save_state() if self.llm.n_tokens > 0 else None
-            try:
-                self._prefill(tokens, deadline)
-                result = self.llm.create_completion(
-                    prompt=tokens,
-                    **_sampling(options),
-                    grammar=grammar,
-                    stopping_criteria=StoppingCriteriaList(
-                        [lambda ids, logits: self._job_stop_reason(deadline) is not None]
-                    ),
-                    stream=False,
-                )
-                self._raise_if_stopped(deadline)
-            finally:
-                if chat_state is not None:
-                    self.llm.load_state(chat_state)
+            budget = _Budget(JSON_TIME_LIMIT)
+            self._prefill(tokens, budget)
+
+            def stop_now(ids: Any, logits: Any) -> bool:
+                budget.paused(self._wait_for_chat())
+                return self._closing.is_set() or budget.spent
+
+            result = self.llm.create_completion(
+                prompt=tokens,
+                **_sampling(options),
+                grammar=grammar,
+                stopping_criteria=StoppingCriteriaList([stop_now]),
+                stream=False,
+            )
+            self._raise_if_stopped(budget)
         text = result["choices"][0]["text"]  # type: ignore[index]
         try:
             return json.loads(text, strict=False)  # the grammar lets raw newlines into strings
@@ -364,33 +403,30 @@ class LlamaModel:
             "llama_cpp_python": llama_cpp.__version__,
         }
 
-    def _prefill(self, tokens: list[int], deadline: float) -> None:
-        """Evaluate a job's prompt in small steps, so a chat turn that wants the model waits for one step, not
-        for the whole prompt (llama.cpp's evaluation of a batch cannot be interrupted)."""
+    def _prefill(self, tokens: list[int], budget: _Budget) -> None:
+        """Evaluate a job's prompt in small steps: a chat turn that arrives waits for one step at most, and the
+        job waits for the reply between steps (llama.cpp's evaluation of a batch cannot be interrupted)."""
         position = self.cached_prefix(tokens)
         self.llm.n_tokens = position  # what follows in the KV cache is overwritten from here
         while position < len(tokens) - 1:
-            self._raise_if_stopped(deadline)
+            budget.paused(self._wait_for_chat())
+            self._raise_if_stopped(budget)
             step = tokens[position : min(position + PREFILL_STEP, len(tokens) - 1)]
             self.llm.eval(step)
             position += len(step)
 
-    def _job_stop_reason(self, deadline: float) -> str | None:
-        """Why a background job must stop now (the app closes, a chat turn waits, time is up), or None."""
-        if self._closing.is_set():
-            return "The app closed during the job; it runs again next time."
-        if self._chat_waiting.is_set():
-            return "The job stopped to let a chat turn use the model; it runs again later."
-        if time.monotonic() > deadline:
-            return f"The model took longer than {JSON_TIME_LIMIT:.0f} s for one structured answer."
-        return None
+    def _wait_for_chat(self) -> float:
+        """Pause while a chat turn is generating (the app closing ends the pause). Returns the seconds waited."""
+        started = time.monotonic()
+        while self._chat_active.is_set() and not self._closing.is_set():
+            time.sleep(0.01)
+        return time.monotonic() - started
 
-    def _raise_if_stopped(self, deadline: float) -> None:
-        reason = self._job_stop_reason(deadline)
-        if reason is not None:
-            if time.monotonic() > deadline and not self._chat_waiting.is_set() and not self._closing.is_set():
-                raise ModelError(reason)  # too slow: the job may do without the model
-            raise JobInterrupted(reason)
+    def _raise_if_stopped(self, budget: _Budget) -> None:
+        if self._closing.is_set():
+            raise JobInterrupted("The app closed during the job; it runs again next time.")
+        if budget.spent:  # too slow: the job may do without the model
+            raise ModelError(f"The model took longer than {JSON_TIME_LIMIT:.0f} s for one structured answer.")
 
     def abort_jobs(self) -> None:
         """Stop a background job's generation at its next token (the app is closing)."""
@@ -399,5 +435,21 @@ class LlamaModel:
     def close(self) -> None:
         # Waits for a generation in another thread (already told to cancel) to let go of the model.
         self._closing.set()
+        if self._jobs is not None:
+            self._jobs.close()
         with self._lock:
             self.llm.close()
+
+
+class _Budget:
+    """The time a structured answer may take, not counting the time it spent paused for a chat turn."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def paused(self, seconds: float) -> None:
+        self.deadline += seconds
+
+    @property
+    def spent(self) -> bool:
+        return time.monotonic() > self.deadline

@@ -45,6 +45,9 @@ class MemoryItem:
     when: datetime | None
     kind: str = "memory"
     context: str = ""
+    event: str = (
+        ""  # the time a recalled message speaks of ("last Saturday": "6 May 2023"), when it names one
+    )
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,10 @@ def memory_line(item: MemoryItem, now: datetime, context: str | None = None) -> 
     """One quoted line of the block; `context` replaces the item's own (shortened, or "" for none)."""
     context = item.context if context is None else context
     text = f"{context} / {item.text}" if context else item.text
-    when = f"{timeutil.relative(item.when, now)}: " if item.when else ""
-    return f'- ({item.kind}) {when}"{quote(text)}"'
+    when = timeutil.relative(item.when, now) if item.when else ""
+    if item.when and item.event:
+        when += f", speaking of {item.event}"
+    return f'- ({item.kind}) {when + ": " if when else ""}"{quote(text)}"'
 
 
 def _tail(text: str, words: int) -> str:

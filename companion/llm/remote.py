@@ -218,6 +218,9 @@ class RemoteModel:
         self._raise_for_status(response)
         return [str(item.get("id")) for item in response.json().get("data", [])]
 
+    def for_jobs(self) -> RemoteModel:
+        return self  # the server keeps its own contexts
+
     def abort_jobs(self) -> None:
         """Nothing to stop: a remote job's request ends with its own timeout."""
 

@@ -7,6 +7,11 @@ HNSW, supports removing ids. Both sit in an IndexIDMap2, so adds and removals ar
 The file on disk (`memory.faiss`, 0600) carries a small JSON sidecar with the vector count, a checksum of the
 keys and the embedding model. When the file is missing, unreadable, or its sidecar disagrees with the database,
 the index is rebuilt from the SQLite vectors: deleting or corrupting it loses nothing.
+
+A large saved index (a million messages: gigabytes) is memory-mapped at open instead of read — recall is ready
+in a fraction of a second and pages come in as they are searched. A mapped index cannot change, so what changes
+afterwards goes beside it: new vectors into a small flat index (`memory.faiss.delta`), removed ones into a list
+of hidden keys (in the sidecar). The nightly index job folds them back into one index (`compact`).
 """
 
 from __future__ import annotations
@@ -73,7 +78,17 @@ def _faiss() -> Any:
     return faiss
 
 
+MAP_ABOVE_BYTES = 64 * 2**20  # a saved index larger than this is memory-mapped at open, not read
+
+
+def delta_of(path: Path) -> Path:
+    return path.with_name(path.name + ".delta")
+
+
 class VectorIndex:
+    """The vectors of one embedding model in FAISS. Either one writable index in memory (`index`), or a
+    memory-mapped saved index (`mapped`, read-only) with the changes since beside it (`delta`, `hidden`)."""
+
     def __init__(self, store: Store, model: str, dim: int, path: Path | None) -> None:
         self.store = store
         self.model = model
@@ -81,6 +96,10 @@ class VectorIndex:
         self.path = path
         self._lock = threading.RLock()
         self.index: Any = None
+        self.mapped: Any = None
+        self.delta: Any = None
+        self.hidden: set[int] = set()
+        self._base_keys = np.zeros(0, dtype=np.int64)  # the mapped index's keys, sorted
         self.state = "empty"
         self.dirty = False
 
@@ -99,56 +118,130 @@ class VectorIndex:
         ivf.nprobe = NPROBE
         return faiss.IndexIDMap2(ivf)
 
+    def _flat(self) -> Any:
+        faiss = _faiss()
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
     def open(self) -> str:
-        """Load the saved index if it matches the database, else rebuild. Returns how it was opened."""
+        """Open the saved index if it matches the database (memory-mapped when it is large), else rebuild.
+        Returns how it was opened."""
         with self._lock:
             count, checksum = self.store.vector_fingerprint(self.model)
-            if self.path and self.path.exists() and self.sidecar and self.sidecar.exists():
-                try:
-                    meta = json.loads(self.sidecar.read_text())
-                    if meta.get("model") == self.model and meta.get("dim") == self.dim:
-                        index = _faiss().read_index(str(self.path))
-                        if index.d == self.dim and index.ntotal == meta.get("count"):
-                            self.index = index
-                            self._tune()
-                            if (meta.get("count"), meta.get("checksum")) == (count, checksum):
-                                self.state = "loaded"
-                                return self.state
-                            # A few vectors came or went since it was saved: bring it in line, do not rebuild.
-                            self.state = "loaded and synced " + self._sync()
-                            return self.state
-                except (OSError, ValueError, RuntimeError, AttributeError):
-                    self.index = None  # corrupt or foreign: rebuilt below
+            if self._open_saved():
+                self._tune()
+                meta = json.loads(self.sidecar.read_text()) if self.sidecar else {}
+                how = "mapped" if self.mapped is not None else "loaded"
+                if (meta.get("count"), meta.get("checksum")) == (count, checksum):
+                    self.state = how
+                    return self.state
+                # A few vectors came or went since it was saved: bring it in line, do not rebuild.
+                self.state = f"{how} and synced " + self._sync()
+                return self.state
             self.rebuild()
             self.state = "rebuilt"
             return self.state
 
+    def _open_saved(self) -> bool:
+        """The saved index (and what changed beside it), when it is there, readable and of this model."""
+        self.index = self.mapped = self.delta = None
+        self.hidden = set()
+        if not (self.path and self.path.exists() and self.sidecar and self.sidecar.exists()):
+            return False
+        faiss = _faiss()
+        try:
+            meta = json.loads(self.sidecar.read_text())
+            if meta.get("model") != self.model or meta.get("dim") != self.dim:
+                return False
+            large = self.path.stat().st_size > MAP_ABOVE_BYTES
+            base = faiss.read_index(str(self.path), faiss.IO_FLAG_MMAP if large else 0)
+            if base.d != self.dim or base.ntotal != meta.get("base_count", meta.get("count")):
+                return False
+            delta_file = delta_of(self.path)
+            delta = faiss.read_index(str(delta_file)) if meta.get("delta") and delta_file.exists() else None
+            if meta.get("delta") and delta is None:
+                return False
+        except (OSError, ValueError, RuntimeError, AttributeError, TypeError):
+            return False  # corrupt or foreign: rebuilt
+        hidden = {int(k) for k in meta.get("hidden", [])}
+        if large:
+            self.mapped, self.delta, self.hidden = base, delta or self._flat(), hidden
+            self._base_keys = np.sort(faiss.vector_to_array(base.id_map).astype(np.int64))
+        else:  # a small index is read whole; what was beside it is folded in
+            self.index = base
+            self.dirty = bool(hidden) or (delta is not None and delta.ntotal > 0)
+            if hidden:
+                base.remove_ids(np.fromiter(hidden, dtype=np.int64))
+            if delta is not None and delta.ntotal:
+                keys, vectors = _contents(delta)
+                base.remove_ids(keys)
+                base.add_with_ids(vectors, keys)
+        return True
+
     def _tune(self) -> None:
         faiss = _faiss()
-        inner = faiss.downcast_index(self.index.index)
-        if hasattr(inner, "nprobe"):
-            inner.nprobe = NPROBE
+        for index in (self.index, self.mapped):
+            if index is not None:
+                inner = faiss.downcast_index(index.index)
+                if hasattr(inner, "nprobe"):
+                    inner.nprobe = NPROBE
 
     def refresh(self) -> str:
-        """The upkeep job's check. An index in memory is brought in line with the vectors in SQLite by adding
-        what it lacks and removing what it should not hold (rebuilding a large index would stall recall for
-        minutes); only an index that is not open is loaded or rebuilt."""
+        """The upkeep job's check. An open index is brought in line with the vectors in SQLite by adding what
+        it lacks and removing what it should not hold (rebuilding a large index would stall recall for
+        minutes); a mapped one is then folded into one writable index and saved whole. Only an index that is
+        not open is loaded or rebuilt."""
         with self._lock:
-            if self.index is not None:
-                return "kept " + self._sync()
-        return self.open()
+            if self.index is None and self.mapped is None:
+                return self.open()
+            synced = self._sync()
+        compacted = self.compact()
+        return "kept " + synced + (", compacted" if compacted else "")
+
+    def compact(self) -> bool:
+        """Fold a mapped index and what changed beside it into one writable index (read whole, outside the
+        lock: recall goes on meanwhile), and save it. False when there was nothing mapped."""
+        with self._lock:
+            if self.mapped is None or self.path is None:
+                return False
+        whole = _faiss().read_index(str(self.path))  # the slow part, while searches use the mapped index
+        with self._lock:
+            if self.mapped is None:
+                return False
+            if self.hidden:
+                whole.remove_ids(np.fromiter(self.hidden, dtype=np.int64))
+            if self.delta is not None and self.delta.ntotal:
+                keys, vectors = _contents(self.delta)
+                whole.remove_ids(keys)
+                whole.add_with_ids(vectors, keys)
+            self.index, self.mapped, self.delta, self.hidden = whole, None, None, set()
+            self._base_keys = np.zeros(0, dtype=np.int64)
+            self._tune()
+            self.dirty = True
+            self.save()
+            return True
+
+    def _keys(self) -> np.ndarray:
+        """Every key the open index holds (lock held)."""
+        faiss = _faiss()
+        if self.index is not None:
+            return faiss.vector_to_array(self.index.id_map)
+        base = self._base_keys
+        if self.hidden:
+            base = base[~np.isin(base, np.fromiter(self.hidden, dtype=np.int64))]
+        extra = faiss.vector_to_array(self.delta.id_map) if self.delta is not None else np.zeros(0, np.int64)
+        return np.union1d(base, extra)
 
     def _sync(self) -> str:
         """Add the vectors SQLite has and the index lacks, remove those it holds and should not (lock held)."""
-        if self.index is None:
+        if self.index is None and self.mapped is None:
             return ""
-        held = _faiss().vector_to_array(self.index.id_map)
+        held = self._keys()
         query = self.store.conn.execute("select key from vectors where model = ?", (self.model,))
         keys = np.fromiter((r[0] for r in query), dtype=np.int64)
         missing = np.setdiff1d(keys, held, assume_unique=True)
         extra = np.setdiff1d(held, keys, assume_unique=True)
         if len(extra):
-            self.index.remove_ids(extra)
+            self._remove(extra)
         for start in range(0, len(missing), 10_000):
             chunk = [int(k) for k in missing[start : start + 10_000]]
             rows = self.store.conn.execute(
@@ -157,7 +250,7 @@ class VectorIndex:
             vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
                 len(rows), self.dim
             )
-            self.index.add_with_ids(vectors, np.asarray([r[0] for r in rows], dtype=np.int64))
+            self._add(np.asarray([r[0] for r in rows], dtype=np.int64), vectors)
         self.dirty = self.dirty or bool(len(missing) or len(extra))
         self.save()
         return f"(+{len(missing)} -{len(extra)})"
@@ -168,6 +261,7 @@ class VectorIndex:
             sample = (
                 vectors[np.random.default_rng(0).permutation(len(vectors))[:20_000]] if len(vectors) else None
             )
+            self.mapped, self.delta, self.hidden = None, None, set()
             self.index = self._new_index(len(keys), sample)
             if len(keys):
                 self.index.add_with_ids(vectors, keys)
@@ -182,81 +276,149 @@ class VectorIndex:
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
         return keys, np.ascontiguousarray(vectors)
 
+    def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Add (or replace) vectors in whichever form the index is open (lock held)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.index is not None:
+            self.index.remove_ids(keys)
+            self.index.add_with_ids(vectors, keys)
+        else:  # a mapped index cannot change: the new vectors go beside it, its own copies are hidden
+            self.hidden.update(int(k) for k in keys)
+            self.delta.remove_ids(keys)
+            self.delta.add_with_ids(vectors, keys)
+        self.dirty = True
+
+    def _remove(self, keys: np.ndarray) -> None:
+        keys = np.asarray(keys, dtype=np.int64)
+        if self.index is not None:
+            self.index.remove_ids(keys)
+        else:
+            self.hidden.update(int(k) for k in keys)
+            self.delta.remove_ids(keys)
+        self.dirty = True
+
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         if len(keys) == 0:
             return
         with self._lock:
-            if self.index is None:
+            if self.index is None and self.mapped is None:
                 self.open()
                 return  # open() rebuilt from the database, which already holds these vectors
-            self.index.remove_ids(np.asarray(keys, dtype=np.int64))
-            self.index.add_with_ids(
-                np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(keys, dtype=np.int64)
-            )
-            self.dirty = True
+            self._add(keys, vectors)
 
     def remove(self, keys: list[int]) -> None:
         if not keys:
             return
         with self._lock:
-            if self.index is None:
+            if self.index is None and self.mapped is None:
                 self.open()
                 return
-            self.index.remove_ids(np.asarray(keys, dtype=np.int64))
-            self.dirty = True
+            self._remove(np.asarray(keys, dtype=np.int64))
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, keys) of the k nearest vectors; keys are -1 where there are fewer."""
         with self._lock:
-            if self.index is None:
+            if self.index is None and self.mapped is None:
                 self.open()
-            if self.index.ntotal == 0:
-                return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-            scores, keys = self.index.search(np.asarray(query, dtype=np.float32).reshape(1, -1), k)
-            keep = keys[0] >= 0
-            return scores[0][keep], keys[0][keep]
+            q = np.asarray(query, dtype=np.float32).reshape(1, -1)
+            if self.index is not None:
+                if self.index.ntotal == 0:
+                    return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+                scores, keys = self.index.search(q, k)
+                keep = keys[0] >= 0
+                return scores[0][keep], keys[0][keep]
+            found: list[tuple[float, int]] = []
+            scores, keys = self.mapped.search(q, k + min(len(self.hidden), 4 * k))
+            found += [
+                (s, key)
+                for s, key in zip(scores[0].tolist(), keys[0].tolist(), strict=True)
+                if key >= 0 and key not in self.hidden
+            ]
+            if self.delta is not None and self.delta.ntotal:
+                scores, keys = self.delta.search(q, k)
+                found += [
+                    (s, key) for s, key in zip(scores[0].tolist(), keys[0].tolist(), strict=True) if key >= 0
+                ]
+            found.sort(key=lambda item: -item[0])
+            found = found[:k]
+            return np.asarray([s for s, _ in found], dtype=np.float32), np.asarray(
+                [key for _, key in found], dtype=np.int64
+            )
 
     def reconstruct(self, key: int) -> np.ndarray | None:
         with self._lock:
-            try:
-                return np.asarray(self.index.reconstruct(int(key)))
-            except (RuntimeError, AttributeError):
-                return None
+            for index in (self.index, self.delta, None if key in self.hidden else self.mapped):
+                if index is None:
+                    continue
+                try:
+                    return np.asarray(index.reconstruct(int(key)))
+                except (RuntimeError, AttributeError):
+                    continue
+            return None
 
     @property
     def size(self) -> int:
-        return int(self.index.ntotal) if self.index is not None else 0
+        if self.index is not None:
+            return int(self.index.ntotal)
+        if self.mapped is not None:  # every key in the delta is hidden in the mapped index
+            hidden = np.fromiter(self.hidden, dtype=np.int64, count=len(self.hidden))
+            gone = int(np.isin(hidden, self._base_keys, assume_unique=True).sum()) if len(hidden) else 0
+            return int(self.mapped.ntotal) - gone + int(self.delta.ntotal)
+        return 0
 
     @property
     def kind(self) -> str:
-        if self.index is None:
+        index = self.index if self.index is not None else self.mapped
+        if index is None:
             return "not loaded"
-        inner = type(_faiss().downcast_index(self.index.index)).__name__
-        return {"IndexFlatIP": "exact (flat)", "IndexIVFFlat": "IVF"}.get(inner, inner)
+        inner = type(_faiss().downcast_index(index.index)).__name__
+        name = {"IndexFlatIP": "exact (flat)", "IndexIVFFlat": "IVF"}.get(inner, inner)
+        return name + (" (mapped)" if self.mapped is not None else "")
 
     def save(self) -> None:
-        """Write the index and its sidecar atomically (skipped when nothing changed or there is no path)."""
+        """Write the index and its sidecar atomically (skipped when nothing changed or there is no path). A
+        mapped index writes only what changed beside it: the delta and the hidden keys."""
         with self._lock:
-            if not self.dirty or self.path is None or self.index is None:
+            if not self.dirty or self.path is None or (self.index is None and self.mapped is None):
                 return
             count, checksum = self.store.vector_fingerprint(self.model)
-            if count != self.index.ntotal:
+            if count != self.size:
                 return  # a writer is mid-way; the next save (or the next open) settles it
-            with atomic_path(self.path) as tmp:
-                _faiss().write_index(self.index, str(tmp))
+            meta: dict[str, Any] = {
+                "count": count,
+                "checksum": checksum,
+                "model": self.model,
+                "dim": self.dim,
+            }
+            if self.index is not None:
+                with atomic_path(self.path) as tmp:
+                    _faiss().write_index(self.index, str(tmp))
+                meta["kind"] = self.kind
+                with contextlib.suppress(FileNotFoundError):
+                    delta_of(self.path).unlink()
+            else:
+                with atomic_path(delta_of(self.path)) as tmp:
+                    _faiss().write_index(self.delta, str(tmp))
+                meta |= {
+                    "kind": self.kind.replace(" (mapped)", ""),
+                    "base_count": int(self.mapped.ntotal),
+                    "delta": True,
+                    "hidden": sorted(self.hidden),
+                }
             assert self.sidecar is not None
             with atomic_path(self.sidecar) as tmp:
-                tmp.write_text(
-                    json.dumps(
-                        {
-                            "count": count,
-                            "checksum": checksum,
-                            "model": self.model,
-                            "dim": self.dim,
-                            "kind": self.kind,
-                        }
-                    )
-                )
+                tmp.write_text(json.dumps(meta))
             with contextlib.suppress(OSError):
                 self.path.chmod(FILE_MODE)
             self.dirty = False
+
+
+def _contents(index: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, vectors) of a flat IndexIDMap2."""
+    faiss = _faiss()
+    keys = faiss.vector_to_array(index.id_map).astype(np.int64)
+    vectors = (
+        index.index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
+    )
+    return keys, np.ascontiguousarray(vectors, dtype=np.float32)

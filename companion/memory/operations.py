@@ -31,7 +31,7 @@ from companion.memory.index import (
     split_key,
     vector_key,
 )
-from companion.memory.retrieve import Hit, Retriever
+from companion.memory.retrieve import DEFAULT_WEIGHTS, Hit, Retriever, Weights
 from companion.memory.store import ACTIVE, MEMORY_KINDS, SQL_OPERATIONAL_ERRORS, Memory, Store, context_text
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -249,6 +249,7 @@ class LongTermMemory:
         query_vector: np.ndarray | None = None,
         persona: str | None = None,
         separate: bool = False,
+        weights: Weights = DEFAULT_WEIGHTS,
     ) -> list[Hit]:
         if not query.strip():
             raise CompanionError("The search is empty; give some words to look for.")
@@ -261,6 +262,7 @@ class LongTermMemory:
             query_vector=query_vector,
             persona=persona,
             separate=separate,
+            weights=weights,
         )
 
     def reinforce(self, hits: Iterable[Hit], now: datetime | None = None) -> None:

@@ -29,6 +29,7 @@ from companion.memory.index import VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vec
 from companion.memory.operations import LongTermMemory, progress_counter
 from companion.memory.schema import MIGRATIONS, TIME_COLUMNS, memory_uid, session_uid
 from companion.memory.store import ACTIVE, SQL_ERRORS, Store, context_text, new_uid
+from companion.memory.timewords import event_time
 
 FORMAT_NAME = "companion-memory"
 ROLES = ("user", "assistant", "system")
@@ -323,9 +324,18 @@ def _write_plan(
         rows = []
         for position, (line, context) in enumerate(plan.fresh):
             cursor = conn.execute(
-                "insert into messages (session_id, role, speaker, text, created_at, source_id, context)"
-                " values (?, ?, ?, ?, ?, ?, ?)",
-                (sessions[line.session], line.role, line.speaker, line.text, line.time, line.id, context),
+                "insert into messages (session_id, role, speaker, text, created_at, source_id, context, event_time)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sessions[line.session],
+                    line.role,
+                    line.speaker,
+                    line.text,
+                    line.time,
+                    line.id,
+                    context,
+                    event_time(line.text, line.time),
+                ),
             )
             message_id = int(cursor.lastrowid or 0)
             for variant, offset in ((VARIANT_MESSAGE, 0), (VARIANT_MESSAGE_CONTEXT, half)):
@@ -366,6 +376,7 @@ def export_json(memory: LongTermMemory) -> dict[str, Any]:
         out[table] = list(store.db.query(f"select * from [{table}] order by {order}"))
     for message in out["messages"]:
         message.pop("context", None)  # derived from the previous message on import
+        message.pop("event_time", None)  # derived from the text and its time on import
     return out
 
 
@@ -485,7 +496,15 @@ class _JsonImport:
                 continue
             context = context_text(previous.get(session_id), row["text"])
             previous[session_id] = row["text"]
-            new_id = self.insert("messages", row | {"session_id": session_id, "context": context})
+            new_id = self.insert(
+                "messages",
+                row
+                | {
+                    "session_id": session_id,
+                    "context": context,
+                    "event_time": event_time(row["text"], row["created_at"]),
+                },
+            )
             self.messages[row["id"]] = new_id
             self.new_messages.add(new_id)
         for new_id, row in branches:  # a branch points at its parent and its branch point, once all are in

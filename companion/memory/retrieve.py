@@ -6,17 +6,24 @@ How a hit is scored (no language model in the path):
      message, of the message with its previous turn, and of derived memories.
   2. Every candidate gets all its scores exactly (dense scores from the stored vectors), each feature is
      z-scored over the candidates, and they are fused by value, not rank:
-         bm25 + max(dense, dense-with-context) + 0.4 * bm25-with-context
-     (the combination measured best on the LoCoMo development subset, see ../shared/DESIGN.md).
-  3. Priors: a time window found in the question ("last week", "in May") relative to `now`, a speaker named in
-     the question, pinned memories, and memory retention (a gentle weight; archived memories are never here).
-Every hit carries its score and provenance (`source_ids`: the external ids, else message ids, of the messages
-it comes from). FTS5 syntax in a query is never interpreted: each word is quoted.
+         base = bm25 + max(dense, dense-with-context) + 0.4 * bm25-with-context
+  3. Context: a turn inherits part of how strongly the rest of its session answers (the mean base score of
+     its session's three best other candidates) and of how strongly the turn just before or after it does —
+     an answer often sits next to the turn that shares the question's words.
+  4. Priors: a time window found in the question ("last week", "in May") relative to `now`, matched against
+     when a message was said and the day it speaks of ("last Saturday", resolved when it was stored); for a
+     question about *when*, a message that speaks of a day; a speaker the question names; pins; and memory
+     retention (a gentle weight; archived memories are never here).
+The weights (`Weights`) were chosen by cross-validation over the LoCoMo development conversations
+(`benchmarks/locomo_tune.py`, see docs/benchmarks.md). Every hit carries its score, the parts of it (`why`) and
+its provenance (`source_ids`: the external ids, else message ids, of the messages it comes from). FTS5 syntax
+in a query is never interpreted: each word is quoted.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +42,7 @@ from companion.memory.index import (
     vector_key,
 )
 from companion.memory.store import Store
-from companion.memory.timewords import find_window
+from companion.memory.timewords import find_window, spoken_of
 
 if TYPE_CHECKING:
     from companion.memory.embed import Embedder
@@ -55,10 +62,34 @@ STOPWORDS = frozenset(
     s t d ll m re ve""".split()
 )
 CANDIDATES = 150
-W_BM25, W_DENSE, W_CONTEXT = 1.0, 1.0, 0.4
-TIME_BOOST = 1.0
-SPEAKER_BOOST = 0.25
-PIN_BOOST = 0.5
+# In a large memory, a word more than this share of messages hold weighs almost nothing in BM25 (its inverse
+# document frequency is near zero) yet costs a scan of its whole posting list: it is left out of the keyword
+# search (the dense search still reads the whole question). Small memories keep every word.
+COMMON_SHARE = 0.2
+COMMON_MIN_MESSAGES = 20_000
+WHEN_QUESTION = re.compile(
+    r"^\s*(when|how long ago|what (date|day|month|year|time))\b|\bwhen did\b", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How the features of a candidate are fused into its score. The defaults were chosen by
+    cross-validation over the LoCoMo development conversations (`benchmarks/locomo_tune.py`)."""
+
+    bm25: float = 1.0  # BM25 over the message alone
+    dense: float = 1.0  # max(dense of the message, dense of the message read with the turn before it)
+    context: float = 0.4  # BM25 over the message read with the turn before it
+    time: float = 1.0  # inside the time window a question names ("last week", "in May")
+    speaker: float = 1.0  # said by a speaker the question names
+    pin: float = 0.5
+    retention: float = 0.3  # times (retention - 1): faded memories rank a little lower
+    session: float = 0.4  # how strongly the rest of its session answers the question
+    neighbour: float = 0.6  # how strongly the turn just before or after it answers the question
+    when: float = 0.5  # for a question about when: the message speaks of a day ("last Saturday")
+
+
+DEFAULT_WEIGHTS = Weights()
 
 
 @dataclass
@@ -73,6 +104,12 @@ class Hit:
     speaker: str = ""
     role: str = ""
     why: dict[str, float] = field(default_factory=dict)
+    event_time: str | None = None  # the day a recalled message speaks of, when it names one
+
+    @property
+    def spoken_of(self) -> str:
+        """The time the message speaks of, as people say it ("6 May 2023", "April 2023"), or ""."""
+        return spoken_of(self.text, self.time) if self.event_time else ""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -121,6 +158,9 @@ class Retriever:
         self.embedder = embedder
         self.index = index
         self._speakers: set[str] | None = None
+        self._counts: dict[str, int] = {}  # stemmed word -> messages that hold it (a cache)
+        self._messages = 0
+        self._counted = 0.0
 
     def speakers(self) -> set[str]:
         if self._speakers is None:
@@ -130,6 +170,40 @@ class Retriever:
 
     def forget_caches(self) -> None:
         self._speakers = None
+        self._counts.clear()
+
+    def common_words(self, terms: list[str]) -> set[str]:
+        """The words of `terms` that a large share of messages hold (none in a small memory)."""
+        if time.monotonic() - self._counted > 600:  # counts drift slowly: looked at again every ten minutes
+            self._counts.clear()
+            self._messages = int(self.store.scalar("select coalesce(max(rowid), 0) from messages") or 0)
+            self._counted = time.monotonic()
+        if self._messages < COMMON_MIN_MESSAGES or not terms:
+            return set()
+        conn = self.store.conn
+        conn.execute(
+            "create virtual table if not exists temp.query_words using fts5(word,"
+            " tokenize='porter unicode61 remove_diacritics 2')"
+        )
+        conn.execute(
+            "create virtual table if not exists temp.query_stems using fts5vocab(temp, query_words, 'instance')"
+        )
+        conn.executemany(
+            "insert into temp.query_words (rowid, word) values (?, ?)", list(enumerate(terms, 1))
+        )
+        stems = {doc: term for term, doc in conn.execute("select term, doc from temp.query_stems")}
+        conn.execute("delete from temp.query_words")
+        common = set()
+        for position, word in enumerate(terms, 1):
+            stem = stems.get(position)
+            if stem is None:
+                continue
+            if stem not in self._counts:
+                row = conn.execute("select doc from messages_fts_terms where term = ?", (stem,)).fetchone()
+                self._counts[stem] = int(row[0]) if row else 0
+            if self._counts[stem] > COMMON_SHARE * self._messages:
+                common.add(word)
+        return common
 
     def search(
         self,
@@ -142,10 +216,12 @@ class Retriever:
         kinds: set[str] | None = None,
         persona: str | None = None,
         separate: bool = False,
+        weights: Weights = DEFAULT_WEIGHTS,
     ) -> list[Hit]:
         """`exclude_session`: a session (or several: a branch and its parents) whose messages are not recalled.
         `persona`: lore of other personas is never recalled; with `separate`, neither are their
         conversations and what was learned in them."""
+        w = weights
         now = now or timeutil.now()
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
@@ -153,41 +229,23 @@ class Retriever:
         window = find_window(query, now)
         if window:
             terms = [t for t in terms if t not in window.words] or terms
+        common = self.common_words(terms) if want_messages_of(kinds) else set()
+        terms = [t for t in terms if t not in common]  # all common: the dense search alone
+        named = {s for s in self.speakers() if re.search(rf"\b{re.escape(s)}\b", query.lower())}
         want_messages = kinds is None or "message" in kinds
         want_memories = kinds is None or bool(kinds - {"message"})
 
         bm25: dict[int, float] = {}  # key -> score (higher is better)
         bm25_ctx: dict[int, float] = {}
         if terms:
-            match = fts_match(terms)
-            if want_messages:
-                matches = self.store.conn.execute(
-                    "select rowid, -bm25(messages_fts, 1.0, 0.0), -bm25(messages_fts, 0.0, 1.0) from messages_fts"
-                    " where messages_fts match ? order by bm25(messages_fts, 1.0, 0.4) limit ?",
-                    (match, CANDIDATES * 2),
-                ).fetchall()
-                for rowid, text_score, ctx_score in matches:
-                    key = vector_key(rowid, VARIANT_MESSAGE)
-                    bm25[key] = text_score
-                    bm25_ctx[key] = ctx_score
-            if want_memories:
-                matches = self.store.conn.execute(
-                    "select rowid, -bm25(memories_fts) from memories_fts where memories_fts match ?"
-                    " order by bm25(memories_fts) limit ?",
-                    (match, CANDIDATES),
-                ).fetchall()
-                for rowid, score in matches:
-                    key = vector_key(rowid, VARIANT_MEMORY)
-                    bm25[key] = score
-                    bm25_ctx[key] = score
-
+            self._bm25(terms, want_messages, want_memories, bm25, bm25_ctx)
         if query_vector is None:
             query_vector = self.embedder.encode_one(query)
         dense: dict[int, float] = {}
         scores, keys = self.index.search(query_vector, CANDIDATES * 2)
         for score, key in zip(scores.tolist(), keys.tolist(), strict=True):
-            base = base_key(int(key))
-            dense[base] = max(dense.get(base, -1.0), float(score))
+            scored = base_key(int(key))
+            dense[scored] = max(dense.get(scored, -1.0), float(score))
 
         candidates = list(dict.fromkeys([*bm25, *dense]))
         if not candidates:
@@ -205,22 +263,37 @@ class Retriever:
         z_bm25 = _z(bm25, candidates, missing=0.0)
         z_ctx = _z(bm25_ctx, candidates, missing=0.0)
         z_dense = _z(dense, candidates)
-        named = {s for s in self.speakers() if re.search(rf"\b{re.escape(s)}\b", query.lower())}
+        base = {k: w.bm25 * z_bm25[k] + w.dense * z_dense[k] + w.context * z_ctx[k] for k in candidates}
+        extra: dict[str, dict[int, float]] = {}
+        if w.session:
+            extra["session"] = self._session_strength(candidates, base, rows)
+        if w.neighbour:
+            extra["neighbour"] = self._neighbour_strength(candidates, base, rows)
+
+        asks_when = bool(WHEN_QUESTION.search(query))
         hits = []
         for key in candidates:
             row = rows[key]
             why = {"bm25": z_bm25[key], "dense": z_dense[key], "context": z_ctx[key]}
-            score = W_BM25 * why["bm25"] + W_DENSE * why["dense"] + W_CONTEXT * why["context"]
+            score = base[key]
+            for name, values in extra.items():
+                if values.get(key):
+                    why[name] = values[key]
+                    score += getattr(w, name) * values[key]
             when = timeutil.parse(row["time"])
-            if window and when and window.contains(when):
-                why["time"] = TIME_BOOST
-                score += TIME_BOOST
+            spoken_of = timeutil.parse(row.get("event_time"))
+            if window and ((when and window.contains(when)) or (spoken_of and window.contains(spoken_of))):
+                why["time"] = w.time
+                score += w.time
+            if asks_when and spoken_of is not None and w.when:
+                why["when"] = w.when
+                score += w.when
             if named and row["speaker"] and row["speaker"].lower() in named:
-                why["speaker"] = SPEAKER_BOOST
-                score += SPEAKER_BOOST
+                why["speaker"] = w.speaker
+                score += w.speaker
             if row["pinned"]:
-                why["pinned"] = PIN_BOOST
-                score += PIN_BOOST
+                why["pinned"] = w.pin
+                score += w.pin
             if row["kind"] != "message":
                 kept = retention(
                     row["strength"],
@@ -229,7 +302,7 @@ class Retriever:
                     self.tau_days,
                 )
                 why["retention"] = kept
-                score += 0.3 * (kept - 1.0)
+                score += w.retention * (kept - 1.0)
             hits.append((score, key, why))
         hits.sort(key=lambda h: -h[0])
         top = hits[:limit]
@@ -254,9 +327,76 @@ class Retriever:
                     speaker=row["speaker"] or "",
                     role=row["role"] or "",
                     why=why,
+                    event_time=row.get("event_time"),
                 )
             )
         return out
+
+    def _bm25(
+        self,
+        terms: list[str],
+        messages: bool,
+        memories: bool,
+        bm25: dict[int, float],
+        bm25_ctx: dict[int, float],
+        candidates: int = CANDIDATES,
+    ) -> None:
+        """BM25 candidates: messages (alone and read with the turn before), and derived memories."""
+        match = fts_match(terms)
+        if messages:
+            for rowid, text_score, ctx_score in self.store.conn.execute(
+                "select rowid, -bm25(messages_fts, 1.0, 0.0), -bm25(messages_fts, 0.0, 1.0) from messages_fts"
+                " where messages_fts match ? order by bm25(messages_fts, 1.0, 0.4) limit ?",
+                (match, candidates * 2),
+            ):
+                key = vector_key(rowid, VARIANT_MESSAGE)
+                bm25[key] = text_score
+                bm25_ctx[key] = ctx_score
+        if memories:
+            for rowid, score in self.store.conn.execute(
+                "select rowid, -bm25(memories_fts) from memories_fts where memories_fts match ?"
+                " order by bm25(memories_fts) limit ?",
+                (match, candidates),
+            ):
+                key = vector_key(rowid, VARIANT_MEMORY)
+                bm25[key] = score
+                bm25_ctx[key] = score
+
+    @staticmethod
+    def _session_strength(
+        candidates: list[int], base: dict[int, float], rows: dict[int, dict[str, Any]]
+    ) -> dict[int, float]:
+        """How strongly the rest of a candidate's session answers the question: the mean of the best other
+        candidates of the same session (its summary among them), z-scored."""
+        by_session: dict[int, list[tuple[float, int]]] = {}
+        for key in candidates:
+            session = rows[key].get("session_id")
+            if session is not None:
+                by_session.setdefault(session, []).append((base[key], key))
+        strength: dict[int, float] = {}
+        for members in by_session.values():
+            members.sort(reverse=True)
+            for _, key in members:
+                others = [s for s, k in members if k != key][:3]
+                strength[key] = sum(others) / 3 if others else 0.0
+        return _z(strength, candidates, missing=0.0)
+
+    def _neighbour_strength(
+        self, candidates: list[int], base: dict[int, float], rows: dict[int, dict[str, Any]]
+    ) -> dict[int, float]:
+        """How strongly the turn just before or just after a message answers the question (when it is a
+        candidate too): an answer often sits next to the turn that shares the question's words."""
+        by_id = {split_key(k)[0]: k for k in candidates if rows[k]["kind"] == "message"}
+        strength: dict[int, float] = {}
+        for item, key in by_id.items():
+            near = [
+                base[by_id[n]]
+                for n in (item - 1, item + 1)
+                if n in by_id and rows[by_id[n]]["session_id"] == rows[key]["session_id"]
+            ]
+            if near:
+                strength[key] = max(near)
+        return _z(strength, candidates, missing=min(strength.values(), default=0.0))
 
     def _fill_dense(self, candidates: list[int], dense: dict[int, float], query: np.ndarray) -> None:
         """Exact dense scores for candidates that came from BM25 only (vectors read from SQLite)."""
@@ -288,7 +428,8 @@ class Retriever:
             chunk = messages[start : start + 500]
             rows = self.store.db.query(
                 "select m.id, 'message' as kind, m.text, m.created_at as time, m.source_id, m.session_id,"
-                " m.speaker, m.role, 0 as pinned, m.archived, s.off_record, s.persona from messages m join sessions s on s.id = m.session_id"
+                " m.speaker, m.role, 0 as pinned, m.archived, s.off_record, s.persona, m.event_time"
+                " from messages m join sessions s on s.id = m.session_id"
                 f" where m.id in ({','.join('?' * len(chunk))})",
                 chunk,
             )
@@ -299,6 +440,7 @@ class Retriever:
             rows = self.store.db.query(
                 "select id, kind, text, coalesce(event_time, created_at) as time, null as source_id, session_id,"
                 " '' as speaker, '' as role, pinned, archived, strength, last_recalled_at, created_at, valid_to, persona,"
+                " null as event_time,"
                 f" 0 as off_record from memories where id in ({','.join('?' * len(chunk))})",
                 chunk,
             )
@@ -329,6 +471,10 @@ class Retriever:
         for memory_id, source in rows:
             out.setdefault(memory_id, []).append(source)
         return out
+
+
+def want_messages_of(kinds: set[str] | None) -> bool:
+    return kinds is None or "message" in kinds
 
 
 def _visible(row: dict[str, Any], persona: str | None, separate: bool) -> bool:

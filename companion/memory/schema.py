@@ -243,6 +243,51 @@ def m007_times_in_utc_and_identities(db: sqlite_utils.Database) -> None:
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
+def m008_event_times(db: sqlite_utils.Database) -> None:
+    # The day a message speaks of ("last Saturday", "next month"), resolved against when it was said: recall
+    # uses it for questions about when something happened.
+    from companion.memory.timewords import event_time
+
+    db.conn.create_function("event_time", 2, event_time, deterministic=True)
+    db.execute("alter table messages add column event_time text")
+    db.execute("update messages set event_time = event_time(text, created_at)")
+
+
+def m009_vector_fingerprints(db: sqlite_utils.Database) -> None:
+    # How many vectors each embedding model has, and a checksum of their keys, kept by triggers: what a saved
+    # FAISS index must match is then read in microseconds, not by scanning millions of rows at every start.
+    db.execute(
+        "create table vector_fingerprints (model text primary key, count integer not null, checksum integer not null)"
+    )
+    db.execute(
+        "insert into vector_fingerprints (model, count, checksum)"
+        " select model, count(*), coalesce(sum(key % 1000003), 0) from vectors group by model"
+    )
+    db.execute(
+        "create trigger vectors_fingerprint_ai after insert on vectors begin"
+        " insert into vector_fingerprints (model, count, checksum) values (new.model, 1, new.key % 1000003)"
+        " on conflict(model) do update set count = count + 1, checksum = checksum + new.key % 1000003; end"
+    )
+    db.execute(
+        "create trigger vectors_fingerprint_ad after delete on vectors begin"
+        " update vector_fingerprints set count = count - 1, checksum = checksum - old.key % 1000003"
+        " where model = old.model; end"
+    )
+    db.execute(
+        "create trigger vectors_fingerprint_au after update of key, model on vectors begin"
+        " update vector_fingerprints set count = count - 1, checksum = checksum - old.key % 1000003"
+        " where model = old.model;"
+        " insert into vector_fingerprints (model, count, checksum) values (new.model, 1, new.key % 1000003)"
+        " on conflict(model) do update set count = count + 1, checksum = checksum + new.key % 1000003; end"
+    )
+
+
+def m010_term_counts(db: sqlite_utils.Database) -> None:
+    # How many messages hold each (stemmed) word, read from the FTS index itself: recall leaves out the words
+    # most messages hold, which weigh nothing in BM25 and cost a scan of their whole posting list.
+    db.execute("create virtual table messages_fts_terms using fts5vocab(messages_fts, 'row')")
+
+
 # Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_sessions_and_messages,
@@ -252,4 +297,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m005_branches,
     m006_digest_period,
     m007_times_in_utc_and_identities,
+    m008_event_times,
+    m009_vector_fingerprints,
+    m010_term_counts,
 ]

@@ -27,6 +27,7 @@ from companion.errors import CompanionError, storage_error
 from companion.memory import encryption
 from companion.memory.lock import SharedLock
 from companion.memory.schema import APPLICATION_ID, MIGRATIONS
+from companion.memory.timewords import event_time
 from companion.paths import FILE_MODE, ensure_private_dir
 
 MEMORY_KINDS = ("fact", "summary", "digest", "profile", "note", "lore")
@@ -45,6 +46,7 @@ class Message:
     incomplete: bool
     source_id: str | None = None
     token_count: int | None = None
+    event_time: str | None = None  # the day the message speaks of, when it names one
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
@@ -58,6 +60,7 @@ class Message:
             incomplete=bool(row["incomplete"]),
             source_id=row.get("source_id"),
             token_count=row.get("token_count"),
+            event_time=row.get("event_time"),
         )
 
     @property
@@ -396,20 +399,22 @@ class Store:
             previous = conn.execute(
                 "select text from messages where session_id = ? order by id desc limit 1", (session_id,)
             ).fetchone()
+            said_at = timeutil.normalize(created_at) or timeutil.now_iso()
             cursor = conn.execute(
                 "insert into messages (session_id, role, speaker, text, created_at, source_id, token_count,"
-                " incomplete, model, context) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " incomplete, model, context, event_time) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     role,
                     speaker,
                     text,
-                    timeutil.normalize(created_at) or timeutil.now_iso(),
+                    said_at,
                     source_id,
                     token_count,
                     int(incomplete),
                     model,
                     context_text(previous[0] if previous else None, text),
+                    event_time(text, said_at),
                 ),
             )
             return int(cursor.lastrowid or 0)
@@ -425,7 +430,9 @@ class Store:
     ) -> None:
         """Rewrite a reply that was saved while being written (its text so far), keeping its place."""
         with self.transaction() as conn:
-            row = conn.execute("select session_id from messages where id = ?", (message_id,)).fetchone()
+            row = conn.execute(
+                "select session_id, created_at from messages where id = ?", (message_id,)
+            ).fetchone()
             if row is None:
                 return
             previous = conn.execute(
@@ -434,13 +441,14 @@ class Store:
             ).fetchone()
             conn.execute(
                 "update messages set text = ?, context = ?, incomplete = ?, token_count = coalesce(?, token_count),"
-                " model = coalesce(?, model) where id = ?",
+                " model = coalesce(?, model), event_time = ? where id = ?",
                 (
                     text,
                     context_text(previous[0] if previous else None, text),
                     int(incomplete),
                     token_count,
                     model,
+                    event_time(text, row[1]),
                     message_id,
                 ),
             )
@@ -608,9 +616,12 @@ class Store:
     def put_vectors(
         self, conn: sqlite3.Connection, rows: list[tuple[int, str, int, int, str, bytes]]
     ) -> None:
-        """rows: (key, kind, item_id, variant, model, float32 bytes)."""
+        """rows: (key, kind, item_id, variant, model, float32 bytes). A key already there is updated (an upsert,
+        so the fingerprint triggers see it as one vector, not two)."""
         conn.executemany(
-            "insert or replace into vectors (key, kind, item_id, variant, model, vector) values (?, ?, ?, ?, ?, ?)",
+            "insert into vectors (key, kind, item_id, variant, model, vector) values (?, ?, ?, ?, ?, ?)"
+            " on conflict(key) do update set kind = excluded.kind, item_id = excluded.item_id,"
+            " variant = excluded.variant, model = excluded.model, vector = excluded.vector",
             rows,
         )
 
@@ -623,12 +634,12 @@ class Store:
             c.execute("insert or replace into meta (key, value) values (?, ?)", (key, value))
 
     def vector_fingerprint(self, model: str) -> tuple[int, int]:
-        """(count, checksum) of the vectors of one model: what a saved FAISS index must match."""
+        """(count, checksum) of the vectors of one model: what a saved FAISS index must match. Kept by
+        triggers, so it costs nothing to read."""
         row = self.conn.execute(
-            "select count(*), coalesce(sum(key % 1000003), 0) + coalesce(max(key), 0) from vectors where model = ?",
-            (model,),
+            "select count, checksum from vector_fingerprints where model = ?", (model,)
         ).fetchone()
-        return int(row[0]), int(row[1])
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         row = self.conn.execute(sql, params).fetchone()

@@ -188,3 +188,42 @@ def _ahead(text: str, today: datetime, ahead: bool) -> TimeWindow | None:
         day = today + timedelta(days=forward)
         return TimeWindow(day, day + timedelta(days=1), tuple(m.group(0).split()))
     return None
+
+
+def spoken_of(text: str, said_at: str | None) -> str:
+    """The time a message speaks of, at its own grain, for people to read: "6 May 2023" (last Saturday),
+    "the week of 1 May 2023" (last week), "April 2023" (last month), "2022" (last year); "" when it names
+    none or names the day it was said on."""
+    from companion import timeutil
+
+    moment = timeutil.parse(said_at)
+    if moment is None or not text:
+        return ""
+    window = find_window(text, moment, ahead=True)
+    if window is None or window.contains(moment):
+        return ""
+    start, days = window.start, (window.end - window.start).days
+    if days <= 1:
+        return timeutil.day_text(start)
+    if days <= 7 and start.weekday() == 0:
+        return f"the week of {timeutil.day_text(start)}"
+    if start.day == 1 and 28 <= days <= 31:
+        return start.strftime("%B %Y")
+    if start.month == 1 and start.day == 1 and days in (365, 366):
+        return str(start.year)
+    if days <= 14:  # "three days ago", "in two weeks": a day give or take
+        return f"around {timeutil.day_text(start + (window.end - start) / 2)}"
+    last = window.end - timedelta(days=1)
+    return f"{timeutil.day_text(start)} to {timeutil.day_text(last)}"
+
+
+def event_time(text: str, said_at: str | None) -> str | None:
+    """The day a message speaks of ("last Saturday", "two weeks ago", "next month"), resolved against when it
+    was said, in the stored form; None when it names no time. A derived field: the text stays as it was."""
+    from companion import timeutil
+
+    moment = timeutil.parse(said_at)
+    if moment is None or not text:
+        return None
+    window = find_window(text, moment, ahead=True)
+    return timeutil.iso(window.start) if window is not None else None

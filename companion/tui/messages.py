@@ -40,11 +40,15 @@ class ReplyStarted(Message):
 
 @dataclass
 class ReplyFinished(Message):
+    """The reply is over; `text` is the reply as it is kept (a speaker's name the model began to write is not
+    part of it), which replaces what streamed when the two differ."""
+
     incomplete: bool
     tok_s: float
     error: str
     reply_id: int | None = None
     usage: dict[str, int] = field(default_factory=dict)
+    text: str | None = None
 
 
 @dataclass

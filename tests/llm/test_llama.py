@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,16 +16,25 @@ from companion.llm.models import inspect_gguf
 CHAT = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Name three colours.")]
 
 
-def test_demo_model_has_no_template_and_gets_the_gemma_format(demo_model: LlamaModel) -> None:
+def test_demo_model_has_no_template_and_gets_a_transcript(demo_model: LlamaModel) -> None:
     assert demo_model.info.architecture == "gemma3"
     assert demo_model.info.chat_template is None
-    assert demo_model.template_source == "fallback:gemma"
-    prompt = demo_model.render(CHAT)
+    assert demo_model.prompt_style == "transcript" and demo_model.template_source.startswith("transcript")
+    assert "<start_of_turn>" not in demo_model.render(CHAT)
+    tokens = demo_model.prompt_tokens(CHAT)
+    assert tokens[0] == demo_model.llm.token_bos() and tokens[1] != demo_model.llm.token_bos()
+
+
+def test_asked_for_chat_style_the_demo_model_gets_the_gemma_format(demo_gguf: Path) -> None:
+    model = LlamaModel(demo_gguf, name="demo", n_ctx=512, prompt_style="chat")
+    assert model.template_source == "fallback:gemma"
+    prompt = model.render(CHAT)
     assert prompt.startswith("<bos><start_of_turn>user\nYou are a helpful assistant.\n\nName three colours.")
     assert prompt.endswith("<start_of_turn>model\n")
     assert "[INST]" not in prompt
-    tokens = demo_model.prompt_tokens(CHAT)
-    assert tokens[0] == demo_model.llm.token_bos() and tokens[1] != demo_model.llm.token_bos()
+    tokens = model.prompt_tokens(CHAT)
+    assert tokens[0] == model.llm.token_bos() and tokens[1] != model.llm.token_bos()
+    model.close()
 
 
 def test_streams_text(demo_model: LlamaModel) -> None:
@@ -112,40 +122,51 @@ def test_too_large_for_memory_is_refused(tmp_path: Path) -> None:
         inspect_gguf(huge)
 
 
-def test_a_chat_turn_interrupts_a_background_job_during_its_prompt(demo_gguf: Path) -> None:
-    """A job's long prompt is evaluated in small steps: a chat turn that wants the model stops the job before
-    its prompt is through, and the chat's own reply is unaffected."""
+MOOD = {"type": "object", "properties": {"mood": {"enum": ["calm", "busy"]}}, "required": ["mood"]}
+
+
+def test_a_background_job_runs_on_its_own_context_and_pauses_for_a_chat_turn(demo_gguf: Path) -> None:
+    """A job's long prompt is evaluated in small steps on the jobs' own context: a chat turn that arrives
+    mid-job starts after at most one step, the job evaluates nothing while the reply streams and then
+    finishes, and the chat's KV cache is untouched (its next turn reuses the whole prefix)."""
     model = LlamaModel(demo_gguf, name="demo", n_ctx=4096, seed=3)
-    before = "".join(model.stream(CHAT, GenerationOptions(max_tokens=8, seed=3, temperature=0.0)))
+    options = GenerationOptions(max_tokens=8, seed=3, temperature=0.0)
+    before = "".join(model.stream(CHAT, options))
+    jobs = model.for_jobs()
+    assert jobs is not model and jobs.llm is not model.llm and jobs.for_jobs() is jobs
     long_prompt = [
         ChatMessage("user", "Summarise: " + "The river ran past the old mill and the bakery. " * 250)
     ]
-    failures: list[BaseException] = []
+    results: list[object] = []
     started = threading.Event()
-    evaluated: list[int] = []
-    eval_step = model.llm.eval
+    steps: list[float] = []
+    eval_step = jobs.llm.eval
 
-    def counting_eval(tokens: list[int]) -> None:
-        evaluated.append(len(tokens))
+    def timed_eval(tokens: list[int]) -> None:
+        steps.append(time.monotonic())
         started.set()
         eval_step(tokens)
 
-    model.llm.eval = counting_eval  # type: ignore[method-assign]
+    jobs.llm.eval = timed_eval  # type: ignore[method-assign]
 
     def job() -> None:
         try:
-            model.complete_json(long_prompt, {"type": "object"}, GenerationOptions(max_tokens=50, seed=1))
+            results.append(model.complete_json(long_prompt, MOOD, GenerationOptions(max_tokens=20, seed=1)))
         except ModelError as error:
-            failures.append(error)
+            results.append(error)
 
     worker = threading.Thread(target=job)
     worker.start()
     assert started.wait(30)
-    model.llm.eval = eval_step  # type: ignore[method-assign]
-    after = "".join(model.stream(CHAT, GenerationOptions(max_tokens=8, seed=3, temperature=0.0)))
-    worker.join(60)
-    prompt_length = len(model.prompt_tokens(long_prompt))
-    assert failures and "let a chat turn" in str(failures[0])
-    assert sum(evaluated) < prompt_length - 64  # stopped part-way through its prompt
+    stream = model.stream(CHAT, options)
+    chat_started = time.monotonic()
+    after = "".join(stream)
+    chat_ended = time.monotonic()
+    worker.join(120)
+    assert not worker.is_alive() and results and not isinstance(results[0], ModelError), results
     assert after == before
+    assert stream.stats.cached_tokens >= stream.stats.prompt_tokens - 1  # the job never touched the chat's KV
+    during = [t for t in steps if chat_started + 1.0 < t < chat_ended]  # one step in flight may finish
+    assert not during, f"the job evaluated {len(during)} steps while the chat reply streamed"
+    assert any(t > chat_ended for t in steps)  # and went on afterwards
     model.close()

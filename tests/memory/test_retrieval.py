@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -164,3 +165,168 @@ def test_switching_embedding_model_reembeds(paths: Paths, memory: LongTermMemory
     models = {r[0] for r in memory.store.conn.execute("select distinct model from vectors")}
     assert models == {other_name}
     assert "D1:1" in sources(switched.search("name of the cat", now=NOW, limit=3))
+
+
+def synthetic(paths: Paths, rows: list[str]) -> LongTermMemory:
+    """A memory of `rows` said one a minute, in sessions of twenty."""
+    from companion.memory.portability import LogLine, import_log
+
+    store = Store(paths.database)
+    memory = LongTermMemory(store, paths.index_file)
+    memory.ready()
+    lines = [
+        LogLine(
+            f"s{i // 20}",
+            f"2023-0{1 + i // 2000}-01T{(i // 60) % 24:02d}:{i % 60:02d}:00.000+00:00",
+            "user",
+            "Ana",
+            text,
+            f"m{i}",
+        )
+        for i, text in enumerate(rows)
+    ]
+    import_log(memory, lines)
+    return memory
+
+
+def test_a_rare_word_puts_the_messages_that_say_it_first(paths: Paths) -> None:
+    import random
+
+    rng = random.Random(7)
+    things = ["lamp", "kettle", "blanket", "bicycle", "umbrella", "radio", "mirror", "basket"]
+    places = ["attic", "garage", "kitchen", "garden shed", "hallway", "cellar", "car", "office"]
+    rows = [f"I left the {rng.choice(things)} in the {rng.choice(places)} this morning." for _ in range(2000)]
+    for position in (300, 1100, 1800):  # three of 2,000 say the rare word
+        rows[position] = f"I left the zephyrine lamp in the {rng.choice(places)} this morning."
+    memory = synthetic(paths, rows)
+    hits = memory.search("Where did I leave the zephyrine lamp?", limit=5)
+    assert {h.source_ids[0] for h in hits[:3]} == {"m300", "m1100", "m1800"}
+    memory.close()
+
+
+def test_a_name_said_once_in_5000_messages_is_found_first(paths: Paths) -> None:
+    import random
+
+    rng = random.Random(11)
+    people = ["my sister", "my neighbour", "a colleague", "my cousin", "an old friend", "the teacher"]
+    trips = ["to the coast", "to the mountains", "to Lisbon", "to the lake", "to the market", "abroad"]
+    rows = [
+        f"Yesterday {rng.choice(people)} told me about the trip {rng.choice(trips)}." for _ in range(5000)
+    ]
+    rows[4321] = "Yesterday Oyelaran told me about the trip to the lake."
+    memory = synthetic(paths, rows)
+    hits = memory.search("What did Oyelaran tell me about the trip?", limit=5)
+    assert hits[0].source_ids == ["m4321"]
+    memory.close()
+
+
+def test_the_day_a_message_speaks_of_is_kept_and_used(paths: Paths) -> None:
+    store = Store(paths.database)
+    memory = LongTermMemory(store, paths.index_file)
+    memory.ready()
+    session = store.new_session()
+    said = store.add_message(
+        session, "user", "Two weeks ago I swam in the lake at dawn.", created_at="2023-05-20T10:00:00"
+    )
+    for n in range(30):
+        store.add_message(
+            session, "user", f"Today I swam in the sea, lap number {n}.", created_at="2023-05-20T11:00:00"
+        )
+    message = store.get_message(said)
+    assert message is not None and message.text == "Two weeks ago I swam in the lake at dawn."  # unchanged
+    assert message.event_time == "2023-05-03T00:00:00.000+00:00"  # two weeks before 20 May, give or take
+    memory.ready()
+    hits = memory.search(
+        "Where did I swim two weeks ago?", now=datetime(2023, 5, 20, 12, tzinfo=UTC), limit=3
+    )
+    assert hits[0].id == said and hits[0].why.get("time") and hits[0].event_time == message.event_time
+    assert hits[0].spoken_of == "around 6 May 2023"
+    memory.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Last Saturday I went to the support group.", "13 May 2023"),
+        ("Last week was hard.", "the week of 8 May 2023"),
+        ("Last month I started the cello.", "April 2023"),
+        ("Last year we moved to Porto.", "2022"),
+        ("Next Friday we meet.", "26 May 2023"),
+        ("Three days ago I cried.", "around 17 May 2023"),
+        ("Today is fine.", ""),  # the day it was said: nothing to add
+        ("No time in this one.", ""),
+    ],
+)
+def test_the_time_a_message_speaks_of_is_shown_at_its_own_grain(text: str, shown: str) -> None:
+    from companion.memory.timewords import spoken_of
+
+    assert spoken_of(text, "2023-05-20T10:00:00") == shown
+
+
+def test_a_large_saved_index_is_mapped_and_changes_go_beside_it(
+    paths: Paths, memory: LongTermMemory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a million messages the saved index is memory-mapped (ready at once); what changes afterwards goes
+    beside it, survives a restart, and is folded back into one index by the index job."""
+    from companion.memory import index as index_module
+
+    question = "What is the name of Ana's pet?"
+    before = [(h.id, round(h.score, 4)) for h in memory.search(question, now=NOW)]
+    memory.close()
+    monkeypatch.setattr(index_module, "MAP_ABOVE_BYTES", 0)  # every saved index counts as large here
+
+    def reopen() -> LongTermMemory:
+        again = LongTermMemory(Store(paths.database), paths.index_file)
+        again.ready()
+        return again
+
+    mapped = reopen()
+    assert mapped.index.mapped is not None and mapped.index.state == "mapped"
+    assert [(h.id, round(h.score, 4)) for h in mapped.search(question, now=NOW)] == before
+    note = mapped.add_note("Ana's cat Bolacha is grey and shy.")  # beside the mapped index
+    cat = mapped.store.scalar("select id from messages where source_id = 'D1:1'")
+    mapped.forget(messages=[cat])
+    found = mapped.search(question, now=NOW, limit=5)
+    assert note in [h.id for h in found if h.kind == "note"]
+    assert cat not in [h.id for h in found if h.kind == "message"]
+    mapped.close()
+    again = reopen()  # the delta and the hidden keys were saved: nothing to rebuild or sync
+    assert again.index.state == "mapped"
+    assert [(h.kind, h.id) for h in again.search(question, now=NOW, limit=5)] == [
+        (h.kind, h.id) for h in found
+    ]
+    assert again.index.refresh().endswith("compacted") and again.index.mapped is None
+    assert [(h.kind, h.id) for h in again.search(question, now=NOW, limit=5)] == [
+        (h.kind, h.id) for h in found
+    ]
+    assert again.index.size == again.store.vector_fingerprint(again.embed_model)[0]
+    again.close()
+
+
+def test_words_in_most_messages_are_left_out_of_bm25_and_rare_ones_still_win(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A word that a large share of messages hold ranks nothing and costs a scan of its whole posting list at a
+    million messages: it is left out of BM25 (here with the threshold lowered to a small memory); the rare word
+    of the same query still puts its message first, and a query of common words alone is answered by meaning."""
+    from companion.memory import retrieve
+
+    monkeypatch.setattr(retrieve, "COMMON_MIN_MESSAGES", 100)
+    store = Store(paths.database)
+    memory = LongTermMemory(store, paths.index_file)
+    session = store.new_session()
+    topics = ["the weather", "my commute", "lunch", "the news", "a film", "the garden", "work", "football"]
+    for n in range(150):
+        store.add_message(
+            session, "user", f"I really talked about {topics[n % len(topics)]} today, part {n}."
+        )
+    target = store.add_message(session, "user", "I really want Mirela to teach me the cello.")
+    memory.ready()
+    hits = memory.search("really Mirela", limit=3)
+    retriever = memory._retriever
+    assert retriever is not None
+    assert retriever.common_words(["really", "mirela", "cello"]) == {"really"}  # 151 of 151 messages
+    assert hits[0].id == target and hits[0].why.get("bm25", 0) > 0
+    alone = memory.search("really", limit=3)  # every word common: the dense search alone
+    assert alone and all(not h.why.get("bm25") for h in alone)
+    memory.close()

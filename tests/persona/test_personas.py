@@ -115,15 +115,14 @@ def test_chat_uses_the_persona_and_its_lorebook(demo_home: Paths) -> None:
     turn = engine.send("Tell me about the lighthouse, please.", max_tokens=6, seed=1)
     "".join(turn)
     system = turn.assembled.messages[0].content
-    assert "Luz is a lighthouse keeper who writes letters to the user." in system
-    last = turn.assembled.messages[-1].content
+    # {{user}} is the user's name (none set: "User", the name the transcript gives them)
+    assert "Luz is a lighthouse keeper who writes letters to User." in system
+    last = turn.assembled.messages[-1].text
     assert '(lore) "The lighthouse has 132 steps."' in last and '(lore) "Luz lives alone."' in last
     assert engine.store.scalar("select persona from sessions where id = ?", (engine.session_id,)) == "Luz"
     again = engine.send("And the lighthouse at night?", max_tokens=6, seed=1)
     "".join(again)
-    assert (
-        "132 steps" not in again.assembled.messages[-1].content.split("\n\n")[-1]
-    )  # in view already: not repeated
+    assert "132 steps" not in again.assembled.messages[-1].context  # in view already: not repeated
     engine.close()
 
 

@@ -54,9 +54,11 @@ def make_scripted_app(paths: Paths) -> Iterator[Callable[..., Any]]:
     """The app over a scripted model: `make_scripted_app(replies=[...])`."""
     base, made = app_factory(paths)
 
-    def make(replies: list[str] | None = None, **kwargs: Any) -> Any:
+    def make(replies: list[str] | None = None, delay: float = 0.0, **kwargs: Any) -> Any:
+        """`delay`: seconds before each word of a reply (a reply that takes its time to stream)."""
         return base(
-            model=ScriptedModel(replies=replies or ["Nice to hear from you."], name="scripted"), **kwargs
+            model=ScriptedModel(replies=replies or ["Nice to hear from you."], name="scripted", delay=delay),
+            **kwargs,
         )
 
     yield make

@@ -29,8 +29,14 @@ async def start_reply(app: Any, pilot: Any, text: str) -> None:
     composer.focus()
     composer.text = text
     await pilot.press("enter")
-    while not (app.chat._reply is not None and app.chat._reply.text):
+    for _ in range(600):
+        if app.chat._reply is not None and app.chat._reply.text:
+            return
         await pilot.pause(0.05)
+    raise AssertionError("the reply did not start streaming within 30 s (or ended at once)")
+
+
+LONG_STORY = " ".join(f"word{n}" for n in range(400))
 
 
 async def say(app: Any, pilot: Any, text: str) -> None:
@@ -78,8 +84,8 @@ async def test_ctrl_j_inserts_a_newline_and_enter_sends(make_app: Any, demo_home
     assert rows(demo_home, "select text from messages where role = 'user'") == [("a\nb",)]
 
 
-async def test_escape_stops_the_reply_and_keeps_it_marked(make_app: Any, demo_home: Paths) -> None:
-    app = make_app(max_tokens=400)
+async def test_escape_stops_the_reply_and_keeps_it_marked(make_scripted_app: Any, paths: Paths) -> None:
+    app = make_scripted_app(replies=[LONG_STORY], delay=0.02, max_tokens=400)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await start_reply(app, pilot, "Tell me a long story about the sea.")
@@ -87,7 +93,7 @@ async def test_escape_stops_the_reply_and_keeps_it_marked(make_app: Any, demo_ho
         await settle(app, pilot)
         reply = mine(app, "assistant")[-1]
         assert reply.has_class("incomplete") and "(stopped)" in reply.text + str(reply.source)
-    (incomplete, tokens), *_ = rows(demo_home, "select incomplete, token_count from messages where id = 3")
+    (incomplete, tokens), *_ = rows(paths, "select incomplete, token_count from messages where id = 3")
     assert incomplete == 1 and 0 < tokens < 400
 
 
@@ -207,14 +213,14 @@ async def test_recall_panel_shows_what_was_recalled_and_pins_from_it(make_app: A
 
 
 async def test_quitting_during_a_reply_is_clean_and_keeps_what_was_said(
-    make_app: Any, demo_home: Paths
+    make_scripted_app: Any, paths: Paths
 ) -> None:
-    app = make_app(max_tokens=400)
+    app = make_scripted_app(replies=[LONG_STORY], delay=0.02, max_tokens=400)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await start_reply(app, pilot, "Tell me a long story about the mountains.")
         await pilot.press("ctrl+q")
     app.engine.close()
-    roles = rows(demo_home, "select role, incomplete from messages order by id")
+    roles = rows(paths, "select role, incomplete from messages order by id")
     assert roles == [("assistant", 0), ("user", 0), ("assistant", 1)]
-    assert rows(demo_home, "pragma integrity_check") == [("ok",)]
+    assert rows(paths, "pragma integrity_check") == [("ok",)]

@@ -59,3 +59,52 @@ async def test_the_status_line_says_writing_while_the_reply_streams(make_scripte
         assert "writing" in status and "thinking" not in status
         await settle(app, pilot)
         assert "writing" not in str(app.chat.query_one("#status").render())  # done: back to the usual line
+
+
+async def test_typing_works_at_once_and_a_message_waits_for_the_model(make_scripted_app: Any) -> None:
+    import threading
+
+    app = make_scripted_app(replies=["There you are!"])
+    engine = app.engine
+    loaded = threading.Event()
+    ready_model = engine.model
+
+    def slow_load() -> Any:  # the model takes its time to load, as a big GGUF does
+        loaded.wait(10)
+        return ready_model
+
+    engine.load_model = slow_load
+    engine.reload_model = slow_load
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        composer = app.chat.query_one(Composer)
+        assert not composer.disabled and isinstance(app.focused, Composer)  # typing works before the model
+        await pilot.press(*"Hello!", "enter")
+        await pilot.pause()
+        assert said(app, "user") == ["Hello!"]
+        assert "loading the model" in str(app.chat.query_one("#status").render())
+        loaded.set()
+        await settle(app, pilot, rounds=6)
+        assert said(app, "assistant")[-1] == "There you are!"
+        greeting = said(app, "assistant")[0]
+        mine = [
+            w
+            for w in app.chat.query(ChatMessage)
+            if not w.has_class("earlier") and w.role in ("user", "assistant")
+        ]
+        assert [w.role for w in mine] == ["assistant", "user", "assistant"] and mine[0].text == greeting
+
+
+async def test_a_speaker_name_the_model_began_is_not_left_on_screen(make_scripted_app: Any) -> None:
+    """A reply that runs out of tokens as the model starts the next line as the user ("\\nUs") is kept
+    without it, and the screen shows what is kept, not what streamed."""
+    app = make_scripted_app(replies=["I see yellow.\nUs"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        composer = app.chat.query_one(Composer)
+        composer.focus()
+        composer.text = "Say a colour."
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert said(app, "assistant")[-1] == "I see yellow."
+        assert app.engine.messages()[-1].text == "I see yellow."

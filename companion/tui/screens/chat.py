@@ -64,6 +64,7 @@ class ChatScreen(Screen[None]):
         self._last_user: ChatMessage | None = None
         self.busy = False
         self.ready = False
+        self._queued: str | None = None  # typed while the model was still loading
         self.model_name = ""
         self.tok_s = 0.0
         self.usage: dict[str, int] = {}
@@ -86,15 +87,14 @@ class ChatScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        composer = self.query_one(Composer)
-        composer.disabled = True
+        # Typing works from the first frame; a message sent before the model is ready waits for it, visibly.
+        self.query_one(Composer).focus()
         self.set_interval(0.05, self._flush_reply)
         self.watch(self.query_one("#log", VerticalScroll), "scroll_y", self._scrolled, init=False)
 
     # -- the engine is ready ---------------------------------------------------------------------------------
     def model_loading(self, name: str) -> None:
         self.ready = False
-        self.query_one(Composer).disabled = True
         self.query_one("#loading", ProgressBar).add_class("shown")
         self._status(f"Loading the model {name}…")
 
@@ -109,18 +109,25 @@ class ChatScreen(Screen[None]):
                 f"**The model could not be loaded.** {error} Memories, profile and sessions "
                 "still work (F2–F4); choose another model in Settings (F5).",
             )
+            if self._queued is not None:
+                self.add("notice", "Your message was not sent: there is no model to answer it.")
+                self._queued = None
+            composer.disabled = True
             self._status("no model")
         else:
             self.ready = True
             composer.disabled = False
-            composer.focus()
+            if self.app.focused is None or not isinstance(self.app.focused, Composer):
+                composer.focus()
             if demo_note:
-                self.add("notice", demo_note)
+                self.add("notice", demo_note, before=self._queued_widget())
             self._status("")
         if first:
             self.load_earlier()
             if not error:
-                self.greet()
+                self.greet()  # a message that waited is sent once the greeting is on screen
+                return
+        self._send_queued()
 
     @work(thread=True, exit_on_error=False, group="greet")
     def greet(self) -> None:
@@ -133,8 +140,20 @@ class ChatScreen(Screen[None]):
 
     def on_greeted(self, message: Greeted) -> None:
         if message.text:
-            self.add("assistant", message.text)
+            self.add("assistant", message.text, before=self._queued_widget())
         self._status("")
+        self._send_queued()
+
+    def _queued_widget(self) -> ChatMessage | None:
+        return self._last_user if self._queued is not None else None
+
+    def _send_queued(self) -> None:
+        """Send the message typed while the model was loading."""
+        if self._queued is None or not self.ready:
+            return
+        text, self._queued = self._queued, None
+        self._start_reply()
+        self.generate("send", text, None)
 
     # -- earlier sessions ---------------------------------------------------------------------------------------
     @work(thread=True, exit_on_error=False, group="earlier")
@@ -191,8 +210,19 @@ class ChatScreen(Screen[None]):
         text = event.text.strip()
         if not text:
             return
-        if self.busy or not self.ready:
+        if self.busy:
             self.notify("Wait for the reply to finish (or press Esc to stop it).", severity="warning")
+            return
+        if not self.ready:
+            if self._queued is not None or event.editing is not None:
+                self.notify(
+                    "Your message waits for the model to load; send this one after it.", severity="warning"
+                )
+                return
+            event.composer.text = ""
+            self._queued = text
+            self._last_user = self.add("user", text)
+            self._status("loading the model… your message goes as soon as it is ready")
             return
         composer = event.composer
         editing = event.editing
@@ -244,7 +274,12 @@ class ChatScreen(Screen[None]):
                     self._pending.append((time.perf_counter(), piece))
             self.post_message(
                 ReplyFinished(
-                    turn.incomplete, turn.stats.gen_tok_s, "", turn.reply_id, engine.context_usage()
+                    turn.incomplete,
+                    turn.stats.gen_tok_s,
+                    "",
+                    turn.reply_id,
+                    engine.context_usage(),
+                    turn.reply_text,
                 )
             )
         except CompanionError as error:
@@ -285,6 +320,8 @@ class ChatScreen(Screen[None]):
         self._reply = None
         if reply is not None:
             reply.message_id = message.reply_id
+            if message.text is not None and message.text != reply.text:
+                reply.set_text(message.text)
             if message.error:
                 if reply.text:
                     await reply.append(f"\n\n*{message.error}*")
@@ -374,10 +411,13 @@ class ChatScreen(Screen[None]):
             self.query_one(Composer).start_editing(event.message.message_id, event.message.text)
 
     # -- helpers ------------------------------------------------------------------------------------------------
-    def add(self, role: str, text: str) -> ChatMessage:
+    def add(self, role: str, text: str, before: ChatMessage | None = None) -> ChatMessage:
         widget = ChatMessage(text, role)
         log = self.query_one("#log", VerticalScroll)
-        log.mount(widget)
+        if before is not None:
+            log.mount(widget, before=before)
+        else:
+            log.mount(widget)
         log.scroll_end(animate=False)
         return widget
 

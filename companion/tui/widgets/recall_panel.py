@@ -29,6 +29,8 @@ def hit_text(recalled: Recalled, now: datetime) -> Text:
     hit = recalled.hit
     when = timeutil.parse(hit.time)
     date = timeutil.relative(when, now).split(",")[0] if when else "undated"
+    if when and hit.spoken_of:
+        date += f", speaking of {hit.spoken_of}"
     head = Text.assemble((f"{hit.kind}", "bold"), f" · {hit.score:.2f} · {date}")
     why = ", ".join(f"{k} {v:.2f}" for k, v in sorted(hit.why.items(), key=lambda kv: -abs(kv[1]))[:3])
     source = f"message:{hit.id}, session {hit.session_id}" if hit.kind == "message" else f"memory {hit.id}"
