@@ -45,9 +45,8 @@ class MemoryItem:
     when: datetime | None
     kind: str = "memory"
     context: str = ""
-    event: str = (
-        ""  # the time a recalled message speaks of ("last Saturday": "6 May 2023"), when it names one
-    )
+    # The time a recalled message speaks of ("last Saturday" said on 8 May 2023: "6 May 2023"), when it names one.
+    event: str = ""
 
 
 @dataclass(frozen=True)

@@ -167,14 +167,8 @@ class VectorIndex:
             self.mapped, self.delta, self.hidden = base, delta or self._flat(), hidden
             self._base_keys = np.sort(faiss.vector_to_array(base.id_map).astype(np.int64))
         else:  # a small index is read whole; what was beside it is folded in
-            self.index = base
+            self.index = _folded(base, hidden, delta)
             self.dirty = bool(hidden) or (delta is not None and delta.ntotal > 0)
-            if hidden:
-                base.remove_ids(np.fromiter(hidden, dtype=np.int64))
-            if delta is not None and delta.ntotal:
-                keys, vectors = _contents(delta)
-                base.remove_ids(keys)
-                base.add_with_ids(vectors, keys)
         return True
 
     def _tune(self) -> None:
@@ -207,13 +201,8 @@ class VectorIndex:
         with self._lock:
             if self.mapped is None:
                 return False
-            if self.hidden:
-                whole.remove_ids(np.fromiter(self.hidden, dtype=np.int64))
-            if self.delta is not None and self.delta.ntotal:
-                keys, vectors = _contents(self.delta)
-                whole.remove_ids(keys)
-                whole.add_with_ids(vectors, keys)
-            self.index, self.mapped, self.delta, self.hidden = whole, None, None, set()
+            self.index = _folded(whole, self.hidden, self.delta)
+            self.mapped, self.delta, self.hidden = None, None, set()
             self._base_keys = np.zeros(0, dtype=np.int64)
             self._tune()
             self.dirty = True
@@ -412,6 +401,17 @@ class VectorIndex:
             with contextlib.suppress(OSError):
                 self.path.chmod(FILE_MODE)
             self.dirty = False
+
+
+def _folded(whole: Any, hidden: set[int], delta: Any) -> Any:
+    """`whole` (a writable index) without the hidden keys and with what is in `delta` (replacing its own)."""
+    if hidden:
+        whole.remove_ids(np.fromiter(hidden, dtype=np.int64))
+    if delta is not None and delta.ntotal:
+        keys, vectors = _contents(delta)
+        whole.remove_ids(keys)
+        whole.add_with_ids(vectors, keys)
+    return whole
 
 
 def _contents(index: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -229,11 +229,11 @@ class Retriever:
         window = find_window(query, now)
         if window:
             terms = [t for t in terms if t not in window.words] or terms
-        common = self.common_words(terms) if want_messages_of(kinds) else set()
-        terms = [t for t in terms if t not in common]  # all common: the dense search alone
-        named = {s for s in self.speakers() if re.search(rf"\b{re.escape(s)}\b", query.lower())}
         want_messages = kinds is None or "message" in kinds
         want_memories = kinds is None or bool(kinds - {"message"})
+        common = self.common_words(terms) if want_messages else set()
+        terms = [t for t in terms if t not in common]  # all common: the dense search alone
+        named = {s for s in self.speakers() if re.search(rf"\b{re.escape(s)}\b", query.lower())}
 
         bm25: dict[int, float] = {}  # key -> score (higher is better)
         bm25_ctx: dict[int, float] = {}
@@ -339,7 +339,6 @@ class Retriever:
         memories: bool,
         bm25: dict[int, float],
         bm25_ctx: dict[int, float],
-        candidates: int = CANDIDATES,
     ) -> None:
         """BM25 candidates: messages (alone and read with the turn before), and derived memories."""
         match = fts_match(terms)
@@ -347,7 +346,7 @@ class Retriever:
             for rowid, text_score, ctx_score in self.store.conn.execute(
                 "select rowid, -bm25(messages_fts, 1.0, 0.0), -bm25(messages_fts, 0.0, 1.0) from messages_fts"
                 " where messages_fts match ? order by bm25(messages_fts, 1.0, 0.4) limit ?",
-                (match, candidates * 2),
+                (match, CANDIDATES * 2),
             ):
                 key = vector_key(rowid, VARIANT_MESSAGE)
                 bm25[key] = text_score
@@ -356,7 +355,7 @@ class Retriever:
             for rowid, score in self.store.conn.execute(
                 "select rowid, -bm25(memories_fts) from memories_fts where memories_fts match ?"
                 " order by bm25(memories_fts) limit ?",
-                (match, candidates),
+                (match, CANDIDATES),
             ):
                 key = vector_key(rowid, VARIANT_MEMORY)
                 bm25[key] = score
@@ -471,10 +470,6 @@ class Retriever:
         for memory_id, source in rows:
             out.setdefault(memory_id, []).append(source)
         return out
-
-
-def want_messages_of(kinds: set[str] | None) -> bool:
-    return kinds is None or "message" in kinds
 
 
 def _visible(row: dict[str, Any], persona: str | None, separate: bool) -> bool:

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from companion import timeutil
+
 MONTHS = {
     name: number
     for number, names in enumerate(
@@ -194,8 +196,6 @@ def spoken_of(text: str, said_at: str | None) -> str:
     """The time a message speaks of, at its own grain, for people to read: "6 May 2023" (last Saturday),
     "the week of 1 May 2023" (last week), "April 2023" (last month), "2022" (last year); "" when it names
     none or names the day it was said on."""
-    from companion import timeutil
-
     moment = timeutil.parse(said_at)
     if moment is None or not text:
         return ""
@@ -220,8 +220,6 @@ def spoken_of(text: str, said_at: str | None) -> str:
 def event_time(text: str, said_at: str | None) -> str | None:
     """The day a message speaks of ("last Saturday", "two weeks ago", "next month"), resolved against when it
     was said, in the stored form; None when it names no time. A derived field: the text stays as it was."""
-    from companion import timeutil
-
     moment = timeutil.parse(said_at)
     if moment is None or not text:
         return None

@@ -11,6 +11,7 @@ import pytest
 from textual.pilot import Pilot
 
 from companion.paths import Paths
+from companion.tui.widgets.composer import Composer
 from tests.scripted import ScriptedModel
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -71,3 +72,17 @@ async def settle(app: Any, pilot: Pilot[Any], rounds: int = 3) -> None:
     for _ in range(rounds):
         await app.workers.wait_for_complete()
         await pilot.pause()
+
+
+async def send(app: Any, pilot: Pilot[Any], text: str) -> None:
+    """Type `text` into the chat's composer and press Enter."""
+    composer = app.chat.query_one(Composer)
+    composer.focus()
+    composer.text = text
+    await pilot.press("enter")
+
+
+async def say(app: Any, pilot: Pilot[Any], text: str) -> None:
+    """Send `text` and wait until the reply and the work after it are done."""
+    await send(app, pilot, text)
+    await settle(app, pilot)

@@ -11,7 +11,7 @@ from companion.paths import Paths
 from companion.tui.widgets.chat_message import ChatMessage
 from companion.tui.widgets.composer import Composer
 from companion.tui.widgets.recall_panel import HitItem, RecallPanel
-from tests.tui.conftest import settle
+from tests.tui.conftest import say, send, settle
 
 
 def rows(home: Paths, sql: str) -> list[tuple[Any, ...]]:
@@ -25,10 +25,7 @@ def mine(app: Any, role: str) -> list[ChatMessage]:
 
 async def start_reply(app: Any, pilot: Any, text: str) -> None:
     """Send `text` and return once the reply has begun to stream (and is still streaming)."""
-    composer = app.chat.query_one(Composer)
-    composer.focus()
-    composer.text = text
-    await pilot.press("enter")
+    await send(app, pilot, text)
     for _ in range(600):
         if app.chat._reply is not None and app.chat._reply.text:
             return
@@ -37,14 +34,6 @@ async def start_reply(app: Any, pilot: Any, text: str) -> None:
 
 
 LONG_STORY = " ".join(f"word{n}" for n in range(400))
-
-
-async def say(app: Any, pilot: Any, text: str) -> None:
-    composer = app.chat.query_one(Composer)
-    composer.focus()
-    composer.text = text
-    await pilot.press("enter")
-    await settle(app, pilot)
 
 
 async def test_send_streams_a_reply_and_shows_model_speed_and_context(

@@ -9,7 +9,7 @@ from companion import config
 from companion.paths import Paths
 from companion.tui.widgets.chat_message import ChatMessage
 from companion.tui.widgets.composer import Composer
-from tests.tui.conftest import settle
+from tests.tui.conftest import say, send, settle
 
 
 def said(app: Any, role: str) -> list[str]:
@@ -48,10 +48,7 @@ async def test_the_status_line_says_writing_while_the_reply_streams(make_scripte
     app.engine.model.delay = 0.15  # type: ignore[attr-defined]
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
-        composer = app.chat.query_one(Composer)
-        composer.focus()
-        composer.text = "Count for me."
-        await pilot.press("enter")
+        await send(app, pilot, "Count for me.")
         while not (app.chat._reply is not None and app.chat._reply.text):
             await pilot.pause(0.05)
         await pilot.pause(0.1)
@@ -101,10 +98,6 @@ async def test_a_speaker_name_the_model_began_is_not_left_on_screen(make_scripte
     app = make_scripted_app(replies=["I see yellow.\nUs"])
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
-        composer = app.chat.query_one(Composer)
-        composer.focus()
-        composer.text = "Say a colour."
-        await pilot.press("enter")
-        await settle(app, pilot)
+        await say(app, pilot, "Say a colour.")
         assert said(app, "assistant")[-1] == "I see yellow."
         assert app.engine.messages()[-1].text == "I see yellow."

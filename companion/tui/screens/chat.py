@@ -414,10 +414,7 @@ class ChatScreen(Screen[None]):
     def add(self, role: str, text: str, before: ChatMessage | None = None) -> ChatMessage:
         widget = ChatMessage(text, role)
         log = self.query_one("#log", VerticalScroll)
-        if before is not None:
-            log.mount(widget, before=before)
-        else:
-            log.mount(widget)
+        log.mount(widget, before=before)
         log.scroll_end(animate=False)
         return widget
 
