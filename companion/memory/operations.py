@@ -115,19 +115,29 @@ class LongTermMemory:
         """Embed whatever has no vector for the configured model (all of it after switching models), then open
         the FAISS index (loading the saved one if it matches, else rebuilding). Returns the index state."""
         with self._ready_lock:
-            self.embed_missing(progress)
+            self.embed_missing(progress, everything=False)
             if self._index is None:
                 self._index = VectorIndex(self.store, self.embed_model, self.embedder.dim, self.index_path)
             return self._index.open()
 
-    def embed_missing(self, progress: Progress | None = None) -> int:
+    def embed_missing(self, progress: Progress | None = None, everything: bool = True) -> int:
+        """Embed what has no vector for the configured model (all of it after switching models). With
+        `everything` False, only messages after the newest one that has a vector are looked at (what a crash or
+        another process left behind): at a million messages that is microseconds against seconds for the whole
+        table, which the index job still looks through (a gap an embedding error left in the middle)."""
         model = self.embed_model
+        after = 0
+        if not everything:
+            newest = self.store.scalar(
+                "select max(item_id) from vectors where kind = 'message' and model = ?", (model,)
+            )
+            after = int(newest or 0)
         message_ids = [
             r[0]
             for r in self.store.conn.execute(
-                "select id from messages m where archived = 0 and not exists (select 1 from vectors v where v.kind = 'message'"
-                " and v.item_id = m.id and v.model = ?) order by id",
-                (model,),
+                "select id from messages m where id > ? and archived = 0 and not exists (select 1 from vectors v"
+                " where v.kind = 'message' and v.item_id = m.id and v.model = ?) order by id",
+                (after, model),
             )
         ]
         memory_ids = [
@@ -139,15 +149,19 @@ class LongTermMemory:
             )
         ]
         total = len(message_ids) + len(memory_ids)
-        if not total:
+        stale = self.store.scalar(  # vectors of a model no longer in use (counted by triggers: no scan)
+            "select 1 from vector_fingerprints where model != ? and count > 0", (model,)
+        )
+        if not total and not stale:
             return 0
         tick = progress_counter(progress, "Embedding memories", total)
         for start in range(0, len(message_ids), 2048):
             self.embed_messages(message_ids[start : start + 2048], tick, add_to_index=False)
         for start in range(0, len(memory_ids), 2048):
             self.embed_memories(memory_ids[start : start + 2048], tick, add_to_index=False)
-        with self.store.transaction() as conn:  # vectors of a model no longer in use
-            conn.execute("delete from vectors where model != ?", (model,))
+        if stale:
+            with self.store.transaction() as conn:
+                conn.execute("delete from vectors where model != ?", (model,))
         return total
 
     def message_vectors(

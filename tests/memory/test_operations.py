@@ -230,3 +230,27 @@ def test_refs() -> None:
     assert Ref.parse("message:7") == Ref("message", 7)
     with pytest.raises(CompanionError, match="not a memory id"):
         Ref.parse("seven")
+
+
+def test_a_start_embeds_what_came_after_the_newest_vector_and_the_index_job_fills_gaps(
+    memory: LongTermMemory,
+) -> None:
+    """Starting looks only past the newest embedded message (seconds saved at a million messages); a gap in the
+    middle, which only an embedding error leaves, is filled by the index job, which looks at everything."""
+    gap = message_id(memory, "D2:1")
+    with memory.store.transaction() as conn:
+        conn.execute("delete from vectors where kind = 'message' and item_id = ?", (gap,))
+    session = memory.store.new_session()
+    newest = memory.store.add_message(session, "user", "I painted the kitchen yellow today.")
+
+    def embedded(item: int) -> bool:
+        return bool(
+            memory.store.scalar(
+                "select count(*) from vectors where kind = 'message' and item_id = ?", (item,)
+            )
+        )
+
+    assert memory.embed_missing(everything=False) == 1
+    assert embedded(newest) and not embedded(gap)
+    assert memory.embed_missing() == 1  # the index job's look
+    assert embedded(gap)

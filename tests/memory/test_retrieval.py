@@ -329,4 +329,11 @@ def test_words_in_most_messages_are_left_out_of_bm25_and_rare_ones_still_win(
     assert hits[0].id == target and hits[0].why.get("bm25", 0) > 0
     alone = memory.search("really", limit=3)  # every word common: the dense search alone
     assert alone and all(not h.why.get("bm25") for h in alone)
+    # Below that share, words still cost their postings: past the budget the most common go first.
+    monkeypatch.setattr(retrieve, "COMMON_SHARE", 0.5)
+    monkeypatch.setattr(retrieve, "POSTINGS_BUDGET", 40)
+    retriever.forget_caches()  # rows that hold a word, alone or as the turn before: 38, 36 and 1
+    assert retriever.common_words(["weather", "football", "mirela"]) == {"weather"}
+    hits = memory.search("football Mirela", limit=3)
+    assert hits[0].id == target
     memory.close()
