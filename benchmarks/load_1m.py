@@ -270,12 +270,17 @@ def jobs_context_pss(paths: Any) -> tuple[float, float]:
     import psutil
 
     from companion import config
+    from companion.llm.base import ChatMessage, GenerationOptions
     from companion.llm.models import open_model
 
+    # Each context evaluates a job-sized prompt first (about 1,500 tokens): KV pages count once written to.
+    prompt = [ChatMessage("user", " ".join(CHAT * 40), name="Ana")]
+    options = GenerationOptions(max_tokens=8, seed=1)
     process = psutil.Process()
     model = open_model(config.load(paths), paths)
+    list(model.stream(prompt, options))
     alone = process.memory_full_info().pss / 2**20
-    model.for_jobs()
+    list(model.for_jobs().stream(prompt, options))
     both = process.memory_full_info().pss / 2**20
     model.close()
     return alone, both
