@@ -86,7 +86,7 @@ def test_kill_during_a_reply_keeps_every_committed_message(demo_home: Paths) -> 
             check(demo_home.database).execute("select id, role, text from messages order by id").fetchall()
         )
         assert after[: len(before)] == before, "a committed message was lost"
-        if code == -signal.SIGKILL:  # killed mid-reply: the user's message was committed before generation
+        if code == -signal.SIGKILL:  # killed in the turn: the user's message was committed before generation
             assert after[len(before)][1:] == (
                 "user",
                 "Tell me a very long story about the sea and the stars.",
@@ -96,9 +96,11 @@ def test_kill_during_a_reply_keeps_every_committed_message(demo_home: Paths) -> 
                 .execute("select role, incomplete from messages where id > ?", (after[len(before)][0],))
                 .fetchall()
             )
-            assert drafts in ([], [("assistant", 1)])  # what was said (saved each second) is kept, marked
-            if delay > 2.5:  # a second and more into the reply: its draft was saved
-                assert drafts == [("assistant", 1)]
+            # Nothing yet, what was said so far (saved each second, marked), or — when the model stopped at a
+            # speaker's name sooner than in the first run and the kill came after — the whole reply.
+            assert drafts in ([], [("assistant", 1)], [("assistant", 0)])
+            if delay > 2.5:  # a second and more into the reply: what was said is kept
+                assert drafts
     assert killed, "no kill landed inside a reply"
     # The next start works, recalls, and answers.
     child(REPLY, None)
