@@ -138,18 +138,14 @@ class Embedder:
         process holding a core; batches keep every thread)."""
         import torch
 
-        model = self.model
+        _ = self.model  # loaded (on all threads) before the thread count changes
         with self._one_thread:
             before = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                vector = model.encode(
-                    [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-                )
+                return self.encode([text])[0]
             finally:
                 torch.set_num_threads(before)
-        vector = vector.astype(np.float32)[0]
-        return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
 def _cpu_has_native_bf16() -> bool:

@@ -67,7 +67,7 @@ CANDIDATES = 150
 # search (the dense search still reads the whole question). Small memories keep every word.
 COMMON_SHARE = 0.2
 COMMON_MIN_MESSAGES = 20_000
-# And the keyword search reads at most this many postings (about 25 ms on machine A, half a microsecond each):
+# And the keyword search reads at most this many postings (about 25 ms on machine B, half a microsecond each):
 # past it, the most common of the remaining words are left out first; the rarest, which rank, stay.
 POSTINGS_BUDGET = 50_000
 WHEN_QUESTION = re.compile(
