@@ -137,11 +137,8 @@ class PromptBuilder:
         lore = [item for item in self.lore(card, user, history, text) if item.text not in shown_lore]
         lore_texts = {item.text for item in lore}
         # A lore entry recalled as a memory is the same text as the lorebook's: shown above, or shown now.
-        in_view = [
-            h
-            for h in hits
-            if (h.kind, h.id) in shown or (h.kind == "lore" and h.text in lore_texts | shown_lore)
-        ]
+        lore_seen = lore_texts | shown_lore
+        in_view = [h for h in hits if (h.kind, h.id) in shown or (h.kind == "lore" and h.text in lore_seen)]
         hits = [h for h in hits if h not in in_view]
         recalled = [self.recalled_item(h) for h in hits]
         block = memory_block([*lore, *recalled], now, self.count, block_tokens)
