@@ -6,7 +6,8 @@ SQLite's WAL). Rewriting the whole file — `memory encrypt`, `memory decrypt`, 
 takes the lock *exclusively*, which it gets only when no other process has the file open; when it cannot, it
 says who has (each holder leaves a note in `memory.db.users/` naming what it is) and what to do. Locks are
 operating-system file locks (portalocker: flock on Linux and macOS, LockFileEx on Windows), so a process that
-dies, even by kill -9, lets go of its lock at once.
+dies, even by kill -9, lets go of its lock at once. Opening the file (creating it, checking what it is, switching
+it to WAL, migrating) is one process at a time, under `memory.db.opening`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ from companion.errors import CompanionError
 from companion.paths import FILE_MODE, ensure_private_dir
 
 WAIT_FOR_REWRITE = 10.0  # seconds a process that opens the file waits for a rewrite in progress
+WAIT_FOR_OPENING = 300.0  # seconds a process waits while another opens (and perhaps upgrades) the file
 
 
 def lock_path(database: Path) -> Path:
     return database.with_name(database.name + ".lock")
+
+
+def opening_path(database: Path) -> Path:
+    return database.with_name(database.name + ".opening")
 
 
 def notes_dir(database: Path) -> Path:
@@ -148,6 +154,32 @@ def _unlock(handle: IO[bytes]) -> None:
     with contextlib.suppress(portalocker.exceptions.LockException, OSError):
         portalocker.unlock(handle)
     handle.close()
+
+
+@contextlib.contextmanager
+def opening(database: Path) -> Iterator[None]:
+    """One process at a time runs the open sequence (create the file, check what it is, switch it to WAL,
+    migrate): a second opener waits until the first has finished, so it never sees a file half-way through
+    its first migrations, and never meets SQLite's immediate "database is locked" of two connections switching
+    a new file's journal at once. Held for the open only; using the file afterwards is shared through WAL."""
+    handle = _open(opening_path(database))
+    deadline = time.monotonic() + WAIT_FOR_OPENING
+    while True:
+        try:
+            portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+            break
+        except portalocker.exceptions.LockException:
+            if time.monotonic() > deadline:
+                handle.close()
+                raise CompanionError(
+                    f"Another companion process has been opening (upgrading) the memory file {database} for "
+                    f"{WAIT_FOR_OPENING:.0f} s; let it finish, or quit it, and try again."
+                ) from None
+            time.sleep(0.02)
+    try:
+        yield
+    finally:
+        _unlock(handle)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import sqlite_utils
 from companion import timeutil
 from companion.errors import CompanionError, storage_error
 from companion.memory import encryption
-from companion.memory.lock import SharedLock
+from companion.memory.lock import SharedLock, opening
 from companion.memory.schema import APPLICATION_ID, MIGRATIONS
 from companion.memory.timewords import event_time
 from companion.paths import FILE_MODE, ensure_private_dir
@@ -166,15 +166,16 @@ class Store:
         self._lock = SharedLock(path)
         self._lock.acquire()
         try:
-            existed = path.exists() and path.stat().st_size > 0
-            if existed and key is None:
-                encryption.check_readable(path)
-            conn = self.conn
-            if not existed:
-                os.chmod(path, FILE_MODE)
-            self._check_identity()
-            conn.execute("PRAGMA journal_mode=WAL")
-            self.migrate()
+            with opening(path):
+                existed = path.exists() and path.stat().st_size > 0
+                if existed and key is None:
+                    encryption.check_readable(path)
+                conn = self.conn
+                if not existed:
+                    os.chmod(path, FILE_MODE)
+                self._check_identity()
+                conn.execute("PRAGMA journal_mode=WAL")
+                self.migrate()
         except SQL_ERRORS as error:
             self._close_connections()
             self._lock.release()
@@ -196,11 +197,16 @@ class Store:
         """A companion file, an older companion file, or a new empty one; another application's SQLite file is
         refused before anything in it changes (not even its journal mode)."""
         conn = self.conn
-        application = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        conn.execute("BEGIN")  # the three reads from one snapshot
+        try:
+            application = int(conn.execute("PRAGMA application_id").fetchone()[0])
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+        finally:
+            with contextlib.suppress(*SQL_ERRORS):
+                conn.execute("ROLLBACK")
         if application == APPLICATION_ID:
             return
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
         if application == 0 and not tables and version == 0:
             return  # a new file
         if application == 0 and version >= 1 and {"sessions", "messages"} <= tables:
@@ -255,7 +261,10 @@ class Store:
 
     def migrate(self) -> None:
         """Bring the schema up to date, one migration per transaction. The version is read inside each
-        transaction, so two processes opening a new file at once never run a migration twice."""
+        transaction, so two processes opening a new file at once never run a migration twice. An up-to-date
+        file is only read: opening it never waits for another process's write."""
+        if self.version == len(MIGRATIONS):
+            return
         while True:
             with self.transaction():
                 current = self.version

@@ -125,6 +125,38 @@ def test_commands_on_a_brand_new_home_at_once(paths: Paths) -> None:
         assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
 
 
+def test_many_opens_of_a_brand_new_file_at_the_same_moment(tmp_path: Path) -> None:
+    """Every opener of a new file sees it whole: never another application's file half-way through the first
+    opener's migrations, never "database is locked" while another switches it to WAL. Threads here (each its own
+    SQLite connection and its own lock handle, as separate processes have), many rounds, to meet the race."""
+    import threading
+
+    from companion.errors import CompanionError
+    from companion.memory.store import Store
+
+    failures: list[str] = []
+    for round_ in range(40):
+        database = tmp_path / f"round-{round_}" / "memory.db"
+        start = threading.Barrier(6)
+
+        def open_it(database: Path = database, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                store = Store(database)
+                with store.transaction() as conn:
+                    conn.execute("select count(*) from messages").fetchone()
+                store.close()
+            except CompanionError as error:
+                failures.append(str(error))
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+
+
 @pytest.mark.slow
 def test_imports_a_chat_upkeep_and_an_encrypt_at_once(demo_home: Paths, tmp_path: Path) -> None:
     """Two imports (one file twice), a chat with the demo model, upkeep, and an encrypt that refuses while
