@@ -11,7 +11,8 @@ model. Prints:
   * start-up: the first open, which builds the IVF index from the vectors in SQLite, and a later open, which
     maps the saved index; both to "ready to recall";
   * retrieval p50/p95 end to end (`LongTermMemory.search`, what a chat turn calls), quiet and with a CPU hog
-    (another process spinning on one core) while the demo model generates in this process;
+    (another process spinning on one core) while the app's background jobs generate with the demo model in
+    this process: each search alone, and each as a chat turn makes it (the jobs pause for the turn);
   * memory: the process's proportional set size (PSS) with the chat's llama.cpp context alone and with the
     background jobs' own context beside it;
   * the app (headless `App.run_test`, demo model) answering N turns while the upkeep jobs (forget over every
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -223,45 +225,57 @@ async def chat_in_app(paths: Any, turns: int, with_jobs: bool) -> dict[str, Any]
     }
 
 
-def busy_machine(paths: Any, memory: Any, queries: list[str]) -> list[float]:
-    """Recall times while another process spins on one core and the demo model generates in this one."""
+def busy_machine(paths: Any, memory: Any, queries: list[str]) -> tuple[list[float], list[float]]:
+    """Recall times while another process spins on one core and the app's background jobs generate on their
+    own llama.cpp context in this process (grammar-constrained answers to a long prompt, as consolidation
+    asks): first each search alone (the jobs go on generating through it), then each search as a chat turn
+    makes it (`model.chat_turn()` held around it: the jobs pause at their next step)."""
     import subprocess
 
     from companion import config
+    from companion.errors import CompanionError
     from companion.llm.base import ChatMessage, GenerationOptions
     from companion.llm.models import open_model
 
     model = open_model(config.load(paths), paths)
     stop = threading.Event()
+    prompt = [ChatMessage("user", "Summarise this conversation: " + " ".join(CHAT * 8))]
+    schema = {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]}
 
     def generate() -> None:
         while not stop.is_set():
-            "".join(
-                model.stream(
-                    [ChatMessage("user", "Tell me a long story about the sea.")],
-                    GenerationOptions(max_tokens=64),
-                )
-            )
+            with contextlib.suppress(CompanionError):  # a slow answer, or the end of the run
+                model.complete_json(prompt, schema, GenerationOptions(max_tokens=64))
 
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     writer = threading.Thread(target=generate, daemon=True)
     writer.start()
     time.sleep(1.0)
     try:
-        return timed_searches(memory, queries)
+        alone = timed_searches(memory, queries)
+        as_turn = timed_searches(memory, queries, hold=model.chat_turn)
+        return alone, as_turn
     finally:
         stop.set()
         hog.kill()
+        model.abort_jobs()
         writer.join()
         model.close()
 
 
-def timed_searches(memory: Any, queries: list[str]) -> list[float]:
+def timed_searches(memory: Any, queries: list[str], hold: Any = None) -> list[float]:
+    """Milliseconds per search; `hold` (a model's `chat_turn`) is taken before each and let go after, as
+    the engine does for a message."""
     times = []
     for q in queries:
         t = time.perf_counter()
+        release = hold() if hold is not None else None
         memory.search(q, limit=10, now=datetime.now(UTC))
+        if release is not None:
+            release()
         times.append((time.perf_counter() - t) * 1000)
+        if hold is not None:
+            time.sleep(0.05)  # the jobs go on between messages
     return times
 
 
@@ -353,12 +367,14 @@ def main() -> int:
     queries = [QUERIES[i % len(QUERIES)] + ("" if i < len(QUERIES) else f" {i}") for i in range(args.queries)]
     memory.search(queries[0], limit=10)
     quiet_times = timed_searches(memory, queries)
-    busy_times = busy_machine(paths, memory, queries)
+    busy_times, turn_times = busy_machine(paths, memory, queries)
     print(
         f"retrieval over {args.messages * 2 + args.memories:,} vectors: p50 {statistics.median(quiet_times):.1f} ms, "
-        f"p95 {percentile(quiet_times, 95):.1f} ms; with a CPU hog and the model generating: p50 "
+        f"p95 {percentile(quiet_times, 95):.1f} ms; with a CPU hog and the jobs generating: p50 "
         f"{statistics.median(busy_times):.1f} ms, p95 {percentile(busy_times, 95):.1f} ms "
-        f"(p95 busy / quiet {percentile(busy_times, 95) / percentile(quiet_times, 95):.2f})"
+        f"(p95 busy / quiet {percentile(busy_times, 95) / percentile(quiet_times, 95):.2f}); the same as a chat "
+        f"turn recalls (the jobs pause): p50 {statistics.median(turn_times):.1f} ms, p95 "
+        f"{percentile(turn_times, 95):.1f} ms (p95 busy / quiet {percentile(turn_times, 95) / percentile(quiet_times, 95):.2f})"
     )
     memory.close()
 
@@ -385,6 +401,9 @@ def main() -> int:
         "recall_busy_p50_ms": round(statistics.median(busy_times), 2),
         "recall_busy_p95_ms": round(percentile(busy_times, 95), 2),
         "recall_busy_over_quiet_p95": round(percentile(busy_times, 95) / percentile(quiet_times, 95), 2),
+        "recall_turn_busy_p50_ms": round(statistics.median(turn_times), 2),
+        "recall_turn_busy_p95_ms": round(percentile(turn_times, 95), 2),
+        "recall_turn_busy_over_quiet_p95": round(percentile(turn_times, 95) / percentile(quiet_times, 95), 2),
         "pss_chat_mib": round(pss_alone),
         "pss_with_jobs_context_mib": round(pss_both),
         "app_to_typing_s": round(typing, 3),

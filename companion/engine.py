@@ -344,36 +344,52 @@ class Engine:
         turns in `conversation`."""
         started = time.perf_counter()
         model = self.model
-        self.turns += 1
-        stats = TurnStats(turn=self.turns)
-        hits = self.recall(text) if self.settings.memory.recall_limit > 0 else []
-        stats.retrieval_ms = (time.perf_counter() - started) * 1000
-        t1 = time.perf_counter()
-        opts = self.options(**options)
-        built = self.builder.build(
-            text=text,
-            user_id=user_id,
-            conversation=conversation,
-            hits=hits,
-            card=self.persona,
-            user=self.settings.user.name,
-            persona=self.persona_text(),
-            profile=self.profile_text(),
-            now=self.now(),
-            n_ctx=model.n_ctx,
-            reply_tokens=opts.max_tokens,
-            block_tokens=self.settings.memory.block_tokens,
-        )
-        stats.assembly_ms = (time.perf_counter() - t1) * 1000
-        # Every model stops where a new line starts with a speaker's name: the model is starting a turn.
-        names = [speaker_name(self.settings.user.name, "user"), self.persona.name]
-        opts.stop = [*opts.stop, *speaker_stops(*names)]
-        stream = model.stream(built.assembled.messages, opts, threading.Event())
-        reply = Reply(self.log, self.persona.name, model.name, self._after_reply(user_id, built.hits), names)
-        self.last_turn = Turn(
-            self.turns, user_id, stream, started, stats, built.hits, built.assembled, reply, built.recall
-        )
-        return self.last_turn
+        release = model.chat_turn()  # background jobs pause from here: the recall gets the cores
+        try:
+            self.turns += 1
+            stats = TurnStats(turn=self.turns)
+            hits = self.recall(text) if self.settings.memory.recall_limit > 0 else []
+            stats.retrieval_ms = (time.perf_counter() - started) * 1000
+            t1 = time.perf_counter()
+            opts = self.options(**options)
+            built = self.builder.build(
+                text=text,
+                user_id=user_id,
+                conversation=conversation,
+                hits=hits,
+                card=self.persona,
+                user=self.settings.user.name,
+                persona=self.persona_text(),
+                profile=self.profile_text(),
+                now=self.now(),
+                n_ctx=model.n_ctx,
+                reply_tokens=opts.max_tokens,
+                block_tokens=self.settings.memory.block_tokens,
+            )
+            stats.assembly_ms = (time.perf_counter() - t1) * 1000
+            # Every model stops where a new line starts with a speaker's name: the model is starting a turn.
+            names = [speaker_name(self.settings.user.name, "user"), self.persona.name]
+            opts.stop = [*opts.stop, *speaker_stops(*names)]
+            stream = model.stream(built.assembled.messages, opts, threading.Event())
+            reply = Reply(
+                self.log, self.persona.name, model.name, self._after_reply(user_id, built.hits), names
+            )
+            self.last_turn = Turn(
+                self.turns,
+                user_id,
+                stream,
+                started,
+                stats,
+                built.hits,
+                built.assembled,
+                reply,
+                built.recall,
+                release=release,
+            )
+            return self.last_turn
+        except BaseException:  # no turn to end it: let the jobs go on now
+            release()
+            raise
 
     def _after_reply(self, user_id: int, hits: list[Hit]) -> Callable[[int], None]:
         """After the reply, off the time-to-first-token path: both turns become recallable and recall

@@ -7,13 +7,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from companion.conversation import Reply
 from companion.errors import StorageError
-from companion.llm.base import Stream
+from companion.llm.base import Stream, no_hold
 from companion.llm.prompt import Assembled
 from companion.memory.retrieve import Hit
 from companion.prompt_builder import Recalled
@@ -55,6 +55,7 @@ class Turn:
     assembled: Assembled
     reply: Reply
     recall: list[Recalled] = field(default_factory=list)  # every hit, and whether it reached the prompt
+    release: Callable[[], None] = no_hold  # lets the model's background jobs go on (they pause for a turn)
     pieces: list[str] = field(default_factory=list)
     reply_id: int | None = None
     incomplete: bool = False
@@ -123,6 +124,7 @@ class Turn:
         return True
 
     def _finish(self) -> None:
+        self.release()  # the reply is over: background jobs go on (before the reply is stored: it may wait)
         with self._finish_lock:  # the streaming thread and a closing app may both get here
             if self.reply_id is not None:
                 return

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from companion.errors import ModelError
-from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats
+from companion.llm.base import ChatMessage, ChatTurns, GenerationOptions, Stream, StreamStats
 
 Answer = dict[str, Any] | Callable[[str], dict[str, Any]]
 
@@ -45,6 +45,7 @@ class ScriptedModel:
         self.questions: list[tuple[str, str]] = []  # (schema key, prompt text) of every structured question
         self.closed = False
         self.aborted = False
+        self.turns_held = ChatTurns()  # `active` while a chat turn is under way (its jobs would pause)
         self._used: dict[str, int] = {}
 
     @property
@@ -111,6 +112,9 @@ class ScriptedModel:
 
     def abort_jobs(self) -> None:
         self.aborted = True
+
+    def chat_turn(self) -> Callable[[], None]:
+        return self.turns_held.hold()
 
     def close(self) -> None:
         self.closed = True

@@ -236,3 +236,37 @@ def test_a_short_fact_said_after_a_long_reply_is_recalled_into_the_prompt(
     fact = next(r for r in engine.last_turn.recall if "peanuts" in r.hit.text)
     assert fact.status in ("in", "shortened")
     engine.close()
+
+
+def test_background_jobs_pause_from_a_turns_recall_to_its_last_token(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jobs' llama.cpp threads would take the cores the recall needs: a turn holds them from its start,
+    lets go when the reply ends (read whole, or stopped early), and at once when the turn cannot start."""
+    model = ScriptedModel(replies=["Hello, Ana.", "A long answer about the sea and the garden."])
+    engine = make_engine(paths, model)
+    held_during_recall: list[bool] = []
+    recall = engine.recall
+
+    def watched(text: str) -> list[object]:
+        held_during_recall.append(model.turns_held.active.is_set())
+        return recall(text)  # type: ignore[return-value]
+
+    monkeypatch.setattr(engine, "recall", watched)
+    turn = engine.send("Hi, I am Ana.")
+    assert model.turns_held.active.is_set()  # the reply has not been read yet
+    "".join(turn)
+    assert held_during_recall == [True] and not model.turns_held.active.is_set()
+    turn = engine.send("Tell me about the sea.")
+    next(iter(turn))
+    turn.close()  # Esc
+    assert not model.turns_held.active.is_set()
+
+    def failing(text: str) -> list[object]:
+        raise CompanionError("The memory file is busy.")
+
+    monkeypatch.setattr(engine, "recall", failing)
+    with pytest.raises(CompanionError):
+        engine.send("One more thing.")
+    assert not model.turns_held.active.is_set()
+    engine.close()

@@ -7,7 +7,7 @@ llama.cpp or HTTP directly: it streams a chat, counts tokens, asks for JSON that
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,6 +69,37 @@ class Stream:
         return "".join(self)
 
 
+class ChatTurns:
+    """How many chat turns are under way, from a message's recall to its reply's last token. A background job
+    on the same machine pauses between its steps while any is (`active`)."""
+
+    def __init__(self) -> None:
+        self.active = threading.Event()
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def hold(self) -> Callable[[], None]:
+        with self._lock:
+            self._count += 1
+            self.active.set()
+        released = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if released.is_set():
+                    return
+                released.set()
+                self._count -= 1
+                if not self._count:
+                    self.active.clear()
+
+        return release
+
+
+def no_hold() -> None:
+    """What a model without local background jobs (a remote server) holds for a chat turn: nothing."""
+
+
 class ChatModel(Protocol):
     """What every backend offers. Implementations: `llama.LlamaModel`, `remote.RemoteModel`."""
 
@@ -103,6 +134,11 @@ class ChatModel(Protocol):
     def for_jobs(self) -> ChatModel:
         """The model background jobs use: for a local model its own context over the same weights, so a job
         never disturbs the chat's; a chat turn pauses it."""
+        ...
+
+    def chat_turn(self) -> Callable[[], None]:
+        """A chat turn begins (its recall, then its reply): a local model's background jobs pause at their next
+        step until the returned release is called (calling it again does nothing)."""
         ...
 
     def abort_jobs(self) -> None:

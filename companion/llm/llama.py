@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from companion.errors import JobInterrupted, ModelError
-from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats
+from companion.llm.base import ChatMessage, ChatTurns, GenerationOptions, Stream, StreamStats
 from companion.llm.models import inspect_gguf
 from companion.llm.prompt import transcript
 from companion.llm.templates import TURN_MARKERS, fallback_for, stops_for_template
@@ -157,8 +157,8 @@ class LlamaModel:
                 "architecture this llama.cpp build does not know (try `pip install -U llama-cpp-python`)."
             ) from None
         self._lock = threading.Lock()
-        # A chat turn is generating: the jobs' context pauses between its steps (shared with `for_jobs`).
-        self._chat_active: threading.Event = chat._chat_active if chat is not None else threading.Event()
+        # Chat turns under way: the jobs' context pauses between its steps (shared with `for_jobs`).
+        self._turns: ChatTurns = chat._turns if chat is not None else ChatTurns()
         self._closing: threading.Event = chat._closing if chat is not None else threading.Event()
         self._chat = chat
         self._jobs: LlamaModel | None = None
@@ -261,11 +261,11 @@ class LlamaModel:
     def _generate(
         self, tokens: list[int], options: GenerationOptions, cancel: threading.Event, stats: StreamStats
     ) -> Iterator[str]:
-        self._chat_active.set()  # a background job pauses at its next step until the reply is done
+        release = self._turns.hold()  # a background job pauses at its next step until the reply is done
         try:
             yield from self._generate_now(tokens, options, cancel, stats)
         finally:
-            self._chat_active.clear()
+            release()
 
     def _generate_now(
         self, tokens: list[int], options: GenerationOptions, cancel: threading.Event, stats: StreamStats
@@ -416,9 +416,9 @@ class LlamaModel:
             position += len(step)
 
     def _wait_for_chat(self) -> float:
-        """Pause while a chat turn is generating (the app closing ends the pause). Returns the seconds waited."""
+        """Pause while a chat turn is under way (the app closing ends the pause). Returns the seconds waited."""
         started = time.monotonic()
-        while self._chat_active.is_set() and not self._closing.is_set():
+        while self._turns.active.is_set() and not self._closing.is_set():
             time.sleep(0.01)
         return time.monotonic() - started
 
@@ -431,6 +431,11 @@ class LlamaModel:
     def abort_jobs(self) -> None:
         """Stop a background job's generation at its next token (the app is closing)."""
         self._closing.set()
+
+    def chat_turn(self) -> Callable[[], None]:
+        """A chat turn begins: the jobs' context pauses from its recall on, not only while the reply streams
+        (its llama.cpp threads would otherwise take the cores the recall needs)."""
+        return self._turns.hold()
 
     def close(self) -> None:
         # Waits for a generation in another thread (already told to cancel) to let go of the model.

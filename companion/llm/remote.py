@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
 from companion.errors import ModelError, ModelUnavailable
-from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats
+from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats, no_hold
 from companion.llm.templates import defang_spellings
 
 # Without a tokenizer endpoint that all servers share, token counts are estimated (English averages about four
@@ -223,6 +223,9 @@ class RemoteModel:
 
     def abort_jobs(self) -> None:
         """Nothing to stop: a remote job's request ends with its own timeout."""
+
+    def chat_turn(self) -> Callable[[], None]:
+        return no_hold  # the server's own contexts: nothing here competes with a chat turn
 
     def close(self) -> None:
         self._client.close()

@@ -170,3 +170,43 @@ def test_a_background_job_runs_on_its_own_context_and_pauses_for_a_chat_turn(dem
     assert not during, f"the job evaluated {len(during)} steps while the chat reply streamed"
     assert any(t > chat_ended for t in steps)  # and went on afterwards
     model.close()
+
+
+def test_a_chat_turn_holds_the_jobs_from_its_start_not_only_while_it_streams(demo_gguf: Path) -> None:
+    """What the engine does at a message's recall: while the turn is held the job evaluates nothing (one step
+    in flight may finish), and it finishes once the turn lets go."""
+    model = LlamaModel(demo_gguf, name="demo", n_ctx=4096, seed=3)
+    jobs = model.for_jobs()
+    long_prompt = [
+        ChatMessage("user", "Summarise: " + "The river ran past the old mill and the bakery. " * 250)
+    ]
+    results: list[object] = []
+    started = threading.Event()
+    steps: list[float] = []
+    eval_step = jobs.llm.eval
+
+    def timed_eval(tokens: list[int]) -> None:
+        steps.append(time.monotonic())
+        started.set()
+        eval_step(tokens)
+
+    jobs.llm.eval = timed_eval  # type: ignore[method-assign]
+    worker = threading.Thread(
+        target=lambda: results.append(
+            model.complete_json(long_prompt, MOOD, GenerationOptions(max_tokens=20))
+        )
+    )
+    worker.start()
+    assert started.wait(30)
+    release = model.chat_turn()
+    held = time.monotonic()
+    time.sleep(2.0)  # the turn's recall and prompt
+    released = time.monotonic()
+    release()
+    release()  # a second call changes nothing
+    worker.join(120)
+    assert not worker.is_alive() and results and isinstance(results[0], dict), results
+    during = [t for t in steps if held + 1.0 < t < released]
+    assert not during, f"the job evaluated {len(during)} steps while the turn was held"
+    assert any(t > released for t in steps)
+    model.close()
