@@ -24,9 +24,12 @@ def maintain(
     ] = False,
 ) -> None:
     """Run memory upkeep once, headless (for cron or a systemd timer): forgetting, consolidation, digests, index."""
+    from companion.background import lower_this_thread
     from companion.memory import scheduler
 
     moment = when(now, "--now")
+    if not show_status:
+        lower_this_thread()  # upkeep (from cron, beside the app) yields the CPU to the chat and everything else
     settings = config_mod.load()
     with MemoryContext(ready=not show_status) as memory:
         if show_status:

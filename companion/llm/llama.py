@@ -7,6 +7,7 @@ longest common prefix of its KV cache between calls (a chat turn then costs its 
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from companion.background import lower_this_thread
 from companion.errors import JobInterrupted, ModelError
 from companion.llm.base import ChatMessage, ChatTurns, GenerationOptions, Stream, StreamStats
 from companion.llm.models import inspect_gguf
@@ -161,6 +163,14 @@ class LlamaModel:
         self._turns: ChatTurns = chat._turns if chat is not None else ChatTurns()
         self._closing: threading.Event = chat._closing if chat is not None else threading.Event()
         self._chat = chat
+        # The jobs' context does its llama.cpp work on one thread of its own, at the lowest CPU priority.
+        self._worker = (
+            concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="companion-job-model", initializer=lower_this_thread
+            )
+            if chat is not None
+            else None
+        )
         self._jobs: LlamaModel | None = None
         self._jobs_lock = threading.Lock()
         self._defanged: dict[str, str] = {}
@@ -346,9 +356,14 @@ class LlamaModel:
         self, messages: list[ChatMessage], schema: dict[str, Any], options: GenerationOptions
     ) -> Any:
         """A completion constrained by llama.cpp's grammar for the JSON schema, parsed; junk gives ModelError.
-        It runs on the jobs' context (`for_jobs`), never on the chat's."""
-        if self._chat is None:
+        It runs on the jobs' context (`for_jobs`), never on the chat's, and on its low-priority thread."""
+        if self._chat is None or self._worker is None:
             return self.for_jobs().complete_json(messages, schema, options)
+        return self._worker.submit(self._complete_json_here, messages, schema, options).result()
+
+    def _complete_json_here(
+        self, messages: list[ChatMessage], schema: dict[str, Any], options: GenerationOptions
+    ) -> Any:
         from llama_cpp import LlamaGrammar, StoppingCriteriaList
 
         try:
@@ -442,6 +457,8 @@ class LlamaModel:
         self._closing.set()
         if self._jobs is not None:
             self._jobs.close()
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)  # a job in flight stops at its next step (closing is set)
         with self._lock:
             self.llm.close()
 

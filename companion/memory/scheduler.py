@@ -312,9 +312,14 @@ class Scheduler:
             self._lock.release()
 
     def start(self) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        self._scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
+        from companion.background import lower_this_thread
+
+        # One thread for the jobs, at the lowest CPU priority (a run never overlaps the next one anyway).
+        executor = ThreadPoolExecutor(max_workers=1, pool_kwargs={"initializer": lower_this_thread})
+        self._scheduler = BackgroundScheduler(executors={"default": executor}, daemon=True, timezone="UTC")
         # First check right away: catches up on what was missed while the app was closed.
         self._scheduler.add_job(
             self.run_due,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -209,4 +211,35 @@ def test_a_chat_turn_holds_the_jobs_from_its_start_not_only_while_it_streams(dem
     during = [t for t in steps if held + 1.0 < t < released]
     assert not during, f"the job evaluated {len(during)} steps while the turn was held"
     assert any(t > released for t in steps)
+    model.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux only")
+def test_a_background_job_runs_at_the_lowest_priority_and_the_chat_does_not(demo_gguf: Path) -> None:
+    """On a busy machine the job takes what the chat, its recall and the screen leave over: the thread that
+    evaluates a job's prompt is niced to 19; the caller's thread and the chat's evaluation are not."""
+    model = LlamaModel(demo_gguf, name="demo", n_ctx=2048, seed=3, threads=2)
+    jobs = model.for_jobs()
+    evaluated_by: dict[str, int] = {}
+
+    def watch(which: str, llm: object) -> None:
+        step = llm.eval  # type: ignore[attr-defined]
+
+        def watched(tokens: list[int]) -> None:
+            evaluated_by.setdefault(which, threading.get_native_id())
+            step(tokens)
+
+        llm.eval = watched  # type: ignore[attr-defined]
+
+    watch("job", jobs.llm)
+    watch("chat", model.llm)
+    answer = model.complete_json(
+        [ChatMessage("user", "How are you today? " * 20)], MOOD, GenerationOptions(max_tokens=20, seed=1)
+    )
+    assert isinstance(answer, dict)
+    "".join(model.stream(CHAT, GenerationOptions(max_tokens=4, seed=3)))
+    nice = {tid: os.getpriority(os.PRIO_PROCESS, tid) for tid in map(int, os.listdir("/proc/self/task"))}
+    base = nice[threading.get_native_id()]
+    assert nice[evaluated_by["job"]] == 19 and base < 19
+    assert nice[evaluated_by["chat"]] == base
     model.close()

@@ -173,3 +173,50 @@ def test_archiving_messages_is_an_option(memory: LongTermMemory) -> None:  # the
     memory.restore_message(first)
     assert memory.search("grey cat Bolacha", now=now, limit=3)[0].source_ids == ["D1:1"]
     assert memory.store.count("messages") == 11  # nothing deleted
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux only")
+def test_upkeep_runs_at_the_lowest_cpu_priority_and_the_rest_of_the_process_does_not(
+    memory: LongTermMemory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy machine the jobs take what the chat, its recall and the screen leave over."""
+    import os
+    import threading
+
+    seen: list[int] = []
+    ran = threading.Event()
+
+    def record(*args: object, **kwargs: object) -> dict[str, str]:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        ran.set()
+        return {}
+
+    monkeypatch.setattr(scheduler, "run_jobs", record)
+    upkeep = scheduler.Scheduler(memory, scheduler.UpkeepOptions())
+    upkeep.start()
+    try:
+        assert ran.wait(30)
+    finally:
+        upkeep.stop()
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen == [19] and here < 19
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux only")
+def test_maintain_from_cron_yields_the_cpu(paths: Paths) -> None:
+    code = (
+        "import atexit, os, sys, threading\n"
+        "atexit.register(lambda: print('nice', os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))\n"
+        "sys.argv = ['companion', *sys.argv[1:]]\n"
+        "from companion.cli import main\n"
+        "main()\n"
+    )
+    upkeep = subprocess.run(
+        [sys.executable, "-c", code, "maintain", "--only", "forget"], capture_output=True, text=True
+    )
+    status = subprocess.run(
+        [sys.executable, "-c", code, "maintain", "--status"], capture_output=True, text=True
+    )
+    assert upkeep.returncode == 0 and status.returncode == 0, upkeep.stderr + status.stderr
+    assert upkeep.stdout.splitlines()[-1] == "nice 19"
+    assert status.stdout.splitlines()[-1] != "nice 19"  # only showing the schedule is no background work
