@@ -31,23 +31,31 @@ class Terminal:
     def __init__(self, name: str, env: dict[str, str]) -> None:
         self.name = name
         shell = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        subprocess.run(
-            [
-                "tmux",
-                "new-session",
-                "-d",
-                "-s",
-                name,
-                "-x",
-                "80",
-                "-y",
-                "24",
-                "-c",
-                str(ROOT),
-                f"env -i {shell} bash --norc --noprofile",
-            ],
-            check=True,
-        )
+        # A tmux server that the previous test's last session left is still going away: try again.
+        for wait in (0.5, 1.0, 2.0, 0.0):
+            started = subprocess.run(
+                [
+                    "tmux",
+                    "new-session",
+                    "-d",
+                    "-s",
+                    name,
+                    "-x",
+                    "80",
+                    "-y",
+                    "24",
+                    "-c",
+                    str(ROOT),
+                    f"env -i {shell} bash --norc --noprofile",
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if started.returncode == 0:
+                return
+            if not wait:
+                raise AssertionError(f"tmux did not start a session: {started.stderr.strip()}")
+            time.sleep(wait)
 
     def screen(self) -> str:
         return subprocess.run(

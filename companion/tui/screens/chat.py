@@ -321,12 +321,12 @@ class ChatScreen(Screen[None]):
         if reply is not None:
             reply.message_id = message.reply_id
             if message.text is not None and message.text != reply.text:
-                reply.set_text(message.text)
+                await reply.set_text(message.text)
             if message.error:
                 if reply.text:
                     await reply.append(f"\n\n*{message.error}*")
                 else:
-                    reply.set_text(f"*{message.error}*")
+                    await reply.set_text(f"*{message.error}*")
                 reply.add_class("incomplete")
             elif message.incomplete:
                 await reply.append("\n\n*(stopped)*")
@@ -335,6 +335,15 @@ class ChatScreen(Screen[None]):
         if message.usage:
             self.usage = message.usage
         self._status("")
+        for delay in (0.1, 0.5):
+            self.set_timer(delay, self._repaint)
+
+    def _repaint(self) -> None:
+        """Paint the whole screen again. After a streamed reply Textual sometimes kept showing an earlier frame
+        (the reply half-written, "writing…") until a key was pressed, though every widget held the final text:
+        the Markdown appends run in batch updates that span awaits, and a refresh asked for meanwhile was lost."""
+        self.refresh(layout=True)
+        self.app.refresh(repaint=True)
 
     # -- actions ------------------------------------------------------------------------------------------------
     def action_stop(self) -> None:

@@ -35,9 +35,12 @@ class ChatMessage(Markdown):
         self.message_id = message_id
         self.text = text
 
-    def set_text(self, text: str) -> None:
+    async def set_text(self, text: str) -> None:
+        """Show `text` instead of what is there, and wait until it is shown. Left to run on its own after a
+        streamed reply's appends, the Markdown update sometimes never finished, and the whole screen stopped
+        repainting with it (the status stuck at "writing…")."""
         self.text = text
-        self.update(text)
+        await self.update(text)
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.text)
