@@ -71,21 +71,13 @@ class SharedLock:
         self._note: Path | None = None
 
     def acquire(self) -> None:
-        handle = _open(lock_path(self.database))
-        deadline = time.monotonic() + WAIT_FOR_REWRITE
-        while True:
-            try:
-                portalocker.lock(handle, portalocker.LockFlags.SHARED | portalocker.LockFlags.NON_BLOCKING)
-                break
-            except portalocker.exceptions.LockException:
-                if time.monotonic() > deadline:
-                    handle.close()
-                    raise CompanionError(
-                        f"The memory file {self.database} is being rewritten (encrypted or decrypted) by another "
-                        "companion process; try again when it has finished."
-                    ) from None
-                time.sleep(0.1)
-        self._handle = handle
+        self._handle = _lock_waiting(
+            lock_path(self.database),
+            portalocker.LockFlags.SHARED,
+            WAIT_FOR_REWRITE,
+            f"The memory file {self.database} is being rewritten (encrypted or decrypted) by another companion "
+            "process; try again when it has finished.",
+        )
         self._note = self._write_note()
 
     def _write_note(self) -> Path | None:
@@ -139,6 +131,22 @@ def holders(database: Path) -> list[str]:
     return found
 
 
+def _lock_waiting(path: Path, kind: portalocker.LockFlags, seconds: float, refusal: str) -> IO[bytes]:
+    """The lock file at `path` locked (`kind`: shared or exclusive), waiting up to `seconds` for whoever holds
+    it otherwise; past that, `refusal` as the error."""
+    handle = _open(path)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            portalocker.lock(handle, kind | portalocker.LockFlags.NON_BLOCKING)
+            return handle
+        except portalocker.exceptions.LockException:
+            if time.monotonic() > deadline:
+                handle.close()
+                raise CompanionError(refusal) from None
+            time.sleep(0.02)
+
+
 def _lock_exclusive(database: Path) -> IO[bytes] | None:
     """The lock file locked exclusively, or None when another process holds it."""
     handle = _open(lock_path(database))
@@ -162,20 +170,13 @@ def opening(database: Path) -> Iterator[None]:
     migrate): a second opener waits until the first has finished, so it never sees a file half-way through
     its first migrations, and never meets SQLite's immediate "database is locked" of two connections switching
     a new file's journal at once. Held for the open only; using the file afterwards is shared through WAL."""
-    handle = _open(opening_path(database))
-    deadline = time.monotonic() + WAIT_FOR_OPENING
-    while True:
-        try:
-            portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
-            break
-        except portalocker.exceptions.LockException:
-            if time.monotonic() > deadline:
-                handle.close()
-                raise CompanionError(
-                    f"Another companion process has been opening (upgrading) the memory file {database} for "
-                    f"{WAIT_FOR_OPENING:.0f} s; let it finish, or quit it, and try again."
-                ) from None
-            time.sleep(0.02)
+    handle = _lock_waiting(
+        opening_path(database),
+        portalocker.LockFlags.EXCLUSIVE,
+        WAIT_FOR_OPENING,
+        f"Another companion process has been opening (upgrading) the memory file {database} for "
+        f"{WAIT_FOR_OPENING:.0f} s; let it finish, or quit it, and try again.",
+    )
     try:
         yield
     finally:

@@ -127,19 +127,11 @@ def test_too_large_for_memory_is_refused(tmp_path: Path) -> None:
 MOOD = {"type": "object", "properties": {"mood": {"enum": ["calm", "busy"]}}, "required": ["mood"]}
 
 
-def test_a_background_job_runs_on_its_own_context_and_pauses_for_a_chat_turn(demo_gguf: Path) -> None:
-    """A job's long prompt is evaluated in small steps on the jobs' own context: a chat turn that arrives
-    mid-job starts after at most one step, the job evaluates nothing while the reply streams and then
-    finishes, and the chat's KV cache is untouched (its next turn reuses the whole prefix)."""
-    model = LlamaModel(demo_gguf, name="demo", n_ctx=4096, seed=3)
-    options = GenerationOptions(max_tokens=8, seed=3, temperature=0.0)
-    before = "".join(model.stream(CHAT, options))
-    jobs = model.for_jobs()
-    assert jobs is not model and jobs.llm is not model.llm and jobs.for_jobs() is jobs
-    long_prompt = [
-        ChatMessage("user", "Summarise: " + "The river ran past the old mill and the bakery. " * 250)
-    ]
-    results: list[object] = []
+LONG_JOB = [ChatMessage("user", "Summarise: " + "The river ran past the old mill and the bakery. " * 250)]
+
+
+def watch_job_steps(jobs: LlamaModel) -> tuple[threading.Event, list[float]]:
+    """When the jobs' context evaluates each prompt step: (set at the first step, the step times)."""
     started = threading.Event()
     steps: list[float] = []
     eval_step = jobs.llm.eval
@@ -150,10 +142,24 @@ def test_a_background_job_runs_on_its_own_context_and_pauses_for_a_chat_turn(dem
         eval_step(tokens)
 
     jobs.llm.eval = timed_eval  # type: ignore[method-assign]
+    return started, steps
+
+
+def test_a_background_job_runs_on_its_own_context_and_pauses_for_a_chat_turn(demo_gguf: Path) -> None:
+    """A job's long prompt is evaluated in small steps on the jobs' own context: a chat turn that arrives
+    mid-job starts after at most one step, the job evaluates nothing while the reply streams and then
+    finishes, and the chat's KV cache is untouched (its next turn reuses the whole prefix)."""
+    model = LlamaModel(demo_gguf, name="demo", n_ctx=4096, seed=3)
+    options = GenerationOptions(max_tokens=8, seed=3, temperature=0.0)
+    before = "".join(model.stream(CHAT, options))
+    jobs = model.for_jobs()
+    assert jobs is not model and jobs.llm is not model.llm and jobs.for_jobs() is jobs
+    results: list[object] = []
+    started, steps = watch_job_steps(jobs)
 
     def job() -> None:
         try:
-            results.append(model.complete_json(long_prompt, MOOD, GenerationOptions(max_tokens=20, seed=1)))
+            results.append(model.complete_json(LONG_JOB, MOOD, GenerationOptions(max_tokens=20, seed=1)))
         except ModelError as error:
             results.append(error)
 
@@ -179,24 +185,10 @@ def test_a_chat_turn_holds_the_jobs_from_its_start_not_only_while_it_streams(dem
     in flight may finish), and it finishes once the turn lets go."""
     model = LlamaModel(demo_gguf, name="demo", n_ctx=4096, seed=3)
     jobs = model.for_jobs()
-    long_prompt = [
-        ChatMessage("user", "Summarise: " + "The river ran past the old mill and the bakery. " * 250)
-    ]
     results: list[object] = []
-    started = threading.Event()
-    steps: list[float] = []
-    eval_step = jobs.llm.eval
-
-    def timed_eval(tokens: list[int]) -> None:
-        steps.append(time.monotonic())
-        started.set()
-        eval_step(tokens)
-
-    jobs.llm.eval = timed_eval  # type: ignore[method-assign]
+    started, steps = watch_job_steps(jobs)
     worker = threading.Thread(
-        target=lambda: results.append(
-            model.complete_json(long_prompt, MOOD, GenerationOptions(max_tokens=20))
-        )
+        target=lambda: results.append(model.complete_json(LONG_JOB, MOOD, GenerationOptions(max_tokens=20)))
     )
     worker.start()
     assert started.wait(30)
