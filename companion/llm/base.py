@@ -82,13 +82,14 @@ class ChatTurns:
         with self._lock:
             self._count += 1
             self.active.set()
-        released = threading.Event()
+        released = False
 
         def release() -> None:
+            nonlocal released
             with self._lock:
-                if released.is_set():
+                if released:
                     return
-                released.set()
+                released = True
                 self._count -= 1
                 if not self._count:
                     self.active.clear()

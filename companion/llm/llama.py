@@ -357,7 +357,7 @@ class LlamaModel:
     ) -> Any:
         """A completion constrained by llama.cpp's grammar for the JSON schema, parsed; junk gives ModelError.
         It runs on the jobs' context (`for_jobs`), never on the chat's, and on its low-priority thread."""
-        if self._chat is None or self._worker is None:
+        if self._worker is None:  # the chat's context (only the jobs' context has a worker)
             return self.for_jobs().complete_json(messages, schema, options)
         return self._worker.submit(self._complete_json_here, messages, schema, options).result()
 

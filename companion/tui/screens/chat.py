@@ -340,8 +340,9 @@ class ChatScreen(Screen[None]):
 
     def _repaint(self) -> None:
         """Paint the whole screen again. After a streamed reply Textual sometimes kept showing an earlier frame
-        (the reply half-written, "writing…") until a key was pressed, though every widget held the final text:
-        the Markdown appends run in batch updates that span awaits, and a refresh asked for meanwhile was lost."""
+        (the reply half-written, "writing…") until a key was pressed, though every widget held the final text
+        and nothing was left running; the cause inside Textual was not found (likely a refresh asked for while
+        a Markdown append's batch update was open, and lost)."""
         self.refresh(layout=True)
         self.app.refresh(repaint=True)
 

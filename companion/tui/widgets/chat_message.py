@@ -36,9 +36,8 @@ class ChatMessage(Markdown):
         self.text = text
 
     async def set_text(self, text: str) -> None:
-        """Show `text` instead of what is there, and wait until it is shown. Left to run on its own after a
-        streamed reply's appends, the Markdown update sometimes never finished, and the whole screen stopped
-        repainting with it (the status stuck at "writing…")."""
+        """Show `text` instead of what is there, and wait until the Markdown holds it (so the repaint that
+        follows a reply paints the final text)."""
         self.text = text
         await self.update(text)
 
