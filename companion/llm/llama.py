@@ -50,6 +50,28 @@ def _route_llama_logs() -> None:
 
     _LOG_CALLBACK = callback  # kept alive: llama.cpp holds a raw pointer to it
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    # With its logs routed here, llama-cpp-python's own silencing is not needed, and it is harmful: it points
+    # the process's file descriptors 1 and 2 at /dev/null while a model or context loads, so a screen frame
+    # the app writes meanwhile from another thread (the jobs' context loading beside the chat, a model
+    # closing while the app quits) is lost and the terminal keeps an earlier one.
+    import llama_cpp._internals
+    import llama_cpp.llama
+
+    for module in (llama_cpp.llama, llama_cpp._internals):
+        module.suppress_stdout_stderr = _Unsilenced  # type: ignore[attr-defined]
+
+
+class _Unsilenced:
+    """Stands in for llama-cpp-python's `suppress_stdout_stderr`: touches no file descriptor."""
+
+    def __init__(self, disable: bool = True) -> None:
+        pass
+
+    def __enter__(self) -> _Unsilenced:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
 
 
 def physical_cores() -> int:
