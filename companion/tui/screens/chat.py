@@ -339,10 +339,9 @@ class ChatScreen(Screen[None]):
             self.set_timer(delay, self._repaint)
 
     def _repaint(self) -> None:
-        """Paint the whole screen again. After a streamed reply Textual sometimes kept showing an earlier frame
-        (the reply half-written, "writing…") until a key was pressed, though every widget held the final text
-        and nothing was left running; the cause inside Textual was not found (likely a refresh asked for while
-        a Markdown append's batch update was open, and lost)."""
+        """Paint the whole screen again, a second line of defence: frames written while llama-cpp-python had
+        the process's stdout/stderr pointed at /dev/null were lost and the terminal kept an earlier one (see
+        `llm/llama.py`, `_route_llama_logs`, which now stops that)."""
         self.refresh(layout=True)
         self.app.refresh(repaint=True)
 
