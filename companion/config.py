@@ -32,6 +32,12 @@ class ModelSettings:
     flash_attn: str = "auto"
     # "auto": the GGUF's chat template, or a plain transcript when it has none (a base model, like the demo).
     prompt_style: str = "auto"
+    # How much a reasoning model thinks before it answers: "auto" is off where the model can turn it off,
+    # else its lowest effort (a companion's first word matters more than a benchmark's score).
+    thinking: str = "auto"
+    # Keep a reasoning model's reasoning beside its reply in the memory file (never recalled, consolidated or
+    # sent back; exported only when kept). Off by default: the reasoning is shown while it streams, then gone.
+    keep_reasoning: bool = False
 
 
 @dataclass
@@ -140,6 +146,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "model.threads": _range(0, 1024),
     "model.flash_attn": _choice("auto", "on", "off"),
     "model.prompt_style": _choice("auto", "chat", "transcript"),
+    "model.thinking": _choice("auto", "off", "low", "high"),
     "chat.temperature": _range(0.0, 2.0),
     "chat.top_p": _range(0.0, 1.0),
     "chat.repeat_penalty": _range(0.5, 2.0),

@@ -74,6 +74,7 @@ class ConversationLog(ABC):
         token_count: int | None = None,
         model: str | None = None,
         created_at: str | None = None,
+        reasoning: str | None = None,
     ) -> int: ...
 
     @abstractmethod
@@ -85,8 +86,9 @@ class ConversationLog(ABC):
         incomplete: bool,
         token_count: int | None = None,
         model: str | None = None,
+        reasoning: str | None = None,
     ) -> None:
-        """Rewrite a reply saved while it was being written."""
+        """Rewrite a reply saved while it was being written (`reasoning`: kept beside it, if given)."""
 
     @abstractmethod
     def replace(self, message_id: int) -> None:
@@ -140,6 +142,7 @@ class SavedLog(ConversationLog):
         token_count: int | None = None,
         model: str | None = None,
         created_at: str | None = None,
+        reasoning: str | None = None,
     ) -> int:
         return self.store.add_message(
             self.session_id,
@@ -150,6 +153,7 @@ class SavedLog(ConversationLog):
             token_count=token_count,
             model=model,
             created_at=created_at,
+            reasoning=reasoning,
         )
 
     def update(
@@ -160,9 +164,10 @@ class SavedLog(ConversationLog):
         incomplete: bool,
         token_count: int | None = None,
         model: str | None = None,
+        reasoning: str | None = None,
     ) -> None:
         self.store.update_message(
-            message_id, text, incomplete=incomplete, token_count=token_count, model=model
+            message_id, text, incomplete=incomplete, token_count=token_count, model=model, reasoning=reasoning
         )
 
     def replace(self, message_id: int) -> None:
@@ -207,6 +212,7 @@ class MemoryLog(ConversationLog):
         token_count: int | None = None,
         model: str | None = None,
         created_at: str | None = None,
+        reasoning: str | None = None,
     ) -> int:
         message = Message(
             id=next(_memory_ids),
@@ -229,6 +235,7 @@ class MemoryLog(ConversationLog):
         incomplete: bool,
         token_count: int | None = None,
         model: str | None = None,
+        reasoning: str | None = None,
     ) -> None:
         self._said = [
             replace(m, text=text, incomplete=incomplete, token_count=token_count or m.token_count)
@@ -255,14 +262,18 @@ class MemoryLog(ConversationLog):
 @dataclass
 class Reply:
     """How a turn stores what the model says: a draft while it is written (so even a killed process keeps
-    what was said), then the reply. `on_saved(reply_id)` runs once the reply is stored."""
+    what was said), then the reply. `on_saved(reply_id)` runs once the reply is stored (None: there was no
+    answer to store — the reply was stopped while the model was still thinking, or it said nothing)."""
 
     log: ConversationLog
     speaker: str
     model: str | None
-    on_saved: Callable[[int], None]
+    on_saved: Callable[[int | None], None]
     names: list[str] = field(default_factory=list)  # the speakers, whose names are not part of a reply
     draft_id: int | None = None
+    keep_reasoning: bool = (
+        False  # a reasoning model's reasoning is kept beside the reply (model.keep_reasoning)
+    )
 
     def clean(self, text: str) -> str:
         """What is kept of what the model said: no speaker name at its start, no name cut short at its end."""
@@ -277,21 +288,32 @@ class Reply:
         else:
             self.log.update(self.draft_id, text, incomplete=True)
 
-    def save_reply(self, text: str, *, incomplete: bool, tokens: int) -> int:
-        text = self.clean(text)
+    def save_reply(self, text: str, *, incomplete: bool, tokens: int, reasoning: str = "") -> int | None:
+        """Store the answer (never the reasoning as its text). Without an answer nothing is stored."""
+        text = self.clean(text).strip()
+        kept = reasoning.strip() if self.keep_reasoning and reasoning.strip() else None
+        reply_id: int | None
         if self.draft_id is not None:
             self.log.update(
-                self.draft_id, text.strip(), incomplete=incomplete, token_count=tokens, model=self.model
+                self.draft_id,
+                text,
+                incomplete=incomplete,
+                token_count=tokens,
+                model=self.model,
+                reasoning=kept,
             )
             reply_id = self.draft_id
-        else:
+        elif text:
             reply_id = self.log.add(
                 "assistant",
-                text.strip(),
+                text,
                 speaker=self.speaker,
                 incomplete=incomplete,
                 token_count=tokens,
                 model=self.model,
+                reasoning=kept,
             )
+        else:
+            reply_id = None
         self.on_saved(reply_id)
         return reply_id

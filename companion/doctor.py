@@ -88,11 +88,30 @@ def _model(settings: config_mod.Settings) -> Check:
         return Check("model", False, str(error), "companion model list; companion model use NAME")
     detail = (
         f"'{settings.model.name}' loads ({desc['architecture']}, n_ctx {desc['n_ctx']}, "
-        f"{desc['gpu_layers']} GPU layers, {desc['threads']} threads, template {desc['chat_template']})"
+        f"{desc['gpu_layers']} GPU layers, {desc['threads']} threads, template {desc['chat_template']}; "
+        + template_summary(desc)
+        + ")"
     )
     if settings.model.name == config_mod.DEMO_MODEL:
         return Check("model", True, detail + ". " + DEMO_NOTE)
+    notice = str(desc.get("notice") or "")
+    if notice:
+        return Check(
+            "model", False, f"{detail}. {notice}", "companion config set model.prompt_style transcript"
+        )
     return Check("model", True, detail)
+
+
+def template_summary(desc: dict[str, object]) -> str:
+    """What the chat template says about the model, in one clause: its family, reasoning, thinking, stops and
+    how much of a turn's prompt the next one reuses."""
+    if desc.get("prompt_style") == "transcript":
+        return "a plain transcript; stops at a new line that starts with a speaker's name"
+    return (
+        f"{desc.get('template_family')} turns, conversation {desc.get('conversation_shape')}, reasoning "
+        f"{desc.get('reasoning')}, thinking {desc.get('thinking')}, stops {desc.get('stops')}, "
+        f"{desc.get('prompt_reuse')}"
+    )
 
 
 def _embedder() -> Check:

@@ -22,7 +22,7 @@ from companion.config import Settings
 from companion.conversation import ConversationLog, MemoryLog, Reply, SavedLog
 from companion.errors import CompanionError, ModelError, StorageError
 from companion.llm.base import ChatModel, GenerationOptions
-from companion.llm.prompt import speaker_stops
+from companion.llm.prompt import echo_stops
 from companion.memory import open_memory
 from companion.memory.retrieve import Hit
 from companion.memory.store import SQL_ERRORS, Message, Store
@@ -352,6 +352,7 @@ class Engine:
             stats.retrieval_ms = (time.perf_counter() - started) * 1000
             t1 = time.perf_counter()
             opts = self.options(**options)
+            persona = self.persona_text()
             built = self.builder.build(
                 text=text,
                 user_id=user_id,
@@ -359,7 +360,7 @@ class Engine:
                 hits=hits,
                 card=self.persona,
                 user=self.settings.user.name,
-                persona=self.persona_text(),
+                persona=persona,
                 profile=self.profile_text(),
                 now=self.now(),
                 n_ctx=model.n_ctx,
@@ -367,12 +368,18 @@ class Engine:
                 block_tokens=self.settings.memory.block_tokens,
             )
             stats.assembly_ms = (time.perf_counter() - t1) * 1000
-            # Every model stops where a new line starts with a speaker's name: the model is starting a turn.
+            # Every answer stops where the model starts a turn (a new line with a speaker's name) or starts to
+            # write the prompt's furniture (the memory block, the persona's text): what it wrote is kept.
             names = [speaker_name(self.settings.user.name, "user"), self.persona.name]
-            opts.stop = [*opts.stop, *speaker_stops(*names)]
+            opts.stop = [*opts.stop, *echo_stops(persona, *names)]
             stream = model.stream(built.assembled.messages, opts, threading.Event())
             reply = Reply(
-                self.log, self.persona.name, model.name, self._after_reply(user_id, built.hits), names
+                self.log,
+                self.persona.name,
+                model.name,
+                self._after_reply(user_id, built.hits),
+                names,
+                keep_reasoning=self.settings.model.keep_reasoning,
             )
             self.last_turn = Turn(
                 self.turns,
@@ -391,17 +398,17 @@ class Engine:
             release()
             raise
 
-    def _after_reply(self, user_id: int, hits: list[Hit]) -> Callable[[int], None]:
+    def _after_reply(self, user_id: int, hits: list[Hit]) -> Callable[[int | None], None]:
         """After the reply, off the time-to-first-token path: both turns become recallable and recall
         strengthens what it used. Off the record nothing reaches long-term memory, not even that something
         was recalled. When the embedder is not loaded yet (a first conversation), `memory.ready()` embeds
         them later."""
 
-        def saved(reply_id: int) -> None:
+        def saved(reply_id: int | None) -> None:
             if not self.log.saved:
                 return
             if self.memory.embedder_loaded:
-                self.memory.embed_messages([user_id, reply_id])
+                self.memory.embed_messages([user_id] if reply_id is None else [user_id, reply_id])
             self.memory.reinforce(hits, self.now())
 
         return saved

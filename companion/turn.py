@@ -31,6 +31,7 @@ class TurnStats:
     gen_tok_s: float = 0.0
     retrieval_ms: float = 0.0
     assembly_ms: float = 0.0
+    reasoning_ms: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -38,9 +39,12 @@ class TurnStats:
             "ttft_ms": round(self.ttft_ms, 2),
             "prompt_tokens": self.prompt_tokens,
             "cached_tokens": self.cached_tokens,
+            # The share of the prompt llama.cpp already held from the turn before (its KV cache).
+            "reused": round(self.cached_tokens / self.prompt_tokens, 3) if self.prompt_tokens else 0.0,
             "completion_tokens": self.completion_tokens,
             "gen_tok_s": round(self.gen_tok_s, 2),
             "retrieval_ms": round(self.retrieval_ms, 2),
+            "reasoning_ms": round(self.reasoning_ms, 2),
         }
 
 
@@ -57,8 +61,9 @@ class Turn:
     recall: list[Recalled] = field(default_factory=list)  # every hit, and whether it reached the prompt
     release: Callable[[], None] = no_hold  # lets the model's background jobs go on (they pause for a turn)
     pieces: list[str] = field(default_factory=list)
-    reply_id: int | None = None
+    reply_id: int | None = None  # the stored reply (None until it is stored, and when there was no answer)
     incomplete: bool = False
+    finished: bool = False
     _draft_saved: float = field(default_factory=time.monotonic)
     _finish_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -89,8 +94,30 @@ class Turn:
         return self.reply.clean(self.text)
 
     @property
+    def reasoning(self) -> str:
+        """What a reasoning model thought before its answer (shown folded; not the reply)."""
+        return self.stream.reasoning
+
+    @property
+    def thinking(self) -> bool:
+        """The model is writing reasoning and has not begun its answer."""
+        return self.stream.thinking and not self.pieces
+
+    @property
+    def unanswered(self) -> bool:
+        """The reply ended before any answer (stopped while the model was thinking, or cut where it began):
+        nothing was stored."""
+        return self.finished and self.reply_id is None
+
+    def unanswered_note(self) -> str:
+        """What the faces say of a reply that ended without an answer."""
+        if self.reasoning.strip():
+            return "stopped while thinking: nothing was said, so nothing was stored"
+        return "no reply: the model wrote nothing that could be kept"
+
+    @property
     def done(self) -> bool:
-        return self.reply_id is not None
+        return self.finished
 
     def cancel(self) -> None:
         self.stream.cancel()
@@ -101,7 +128,7 @@ class Turn:
             not self._stop_stream()
         ):  # another thread is iterating (the app's worker): it stops at the next token
             deadline = time.monotonic() + 10
-            while self.reply_id is None and time.monotonic() < deadline:
+            while not self.finished and time.monotonic() < deadline:
                 time.sleep(0.02)
         self._finish()
 
@@ -126,14 +153,16 @@ class Turn:
     def _finish(self) -> None:
         self.release()  # the reply is over: background jobs go on (before the reply is stored: it may wait)
         with self._finish_lock:  # the streaming thread and a closing app may both get here
-            if self.reply_id is not None:
+            if self.finished:
                 return
+            self.finished = True
             s = self.stream.stats
             self.stats.prompt_tokens = s.prompt_tokens
             self.stats.cached_tokens = s.cached_tokens
             self.stats.completion_tokens = s.completion_tokens
             self.stats.gen_tok_s = s.gen_tok_s
+            self.stats.reasoning_ms = s.reasoning_ms
             self.incomplete = s.finish_reason not in ("stop", "length")
             self.reply_id = self.reply.save_reply(
-                self.text, incomplete=self.incomplete, tokens=s.completion_tokens
+                self.text, incomplete=self.incomplete, tokens=s.completion_tokens, reasoning=self.reasoning
             )

@@ -3,7 +3,9 @@ decisions, threads, the profile, prompt layout, sessions) is tested without llam
 
     model = ScriptedModel(replies=["Hello!"], answers={"facts": [{"facts": [...]}], "action": [...]})
 
-Chat replies are streamed word by word, in order (the last one repeats). Structured answers are keyed by the
+Chat replies are streamed word by word, in order (the last one repeats); a reply may reason first, as a
+reasoning model does (`<think>…</think>` at its start), and the stream tells the two apart as it would for a
+real model. Structured answers are keyed by the
 first required property of the schema asked for (`summary`, `facts`, `action`, `traits`, `digest`): a list is
 answered in order (the last one repeats), a callable is called with the prompt text. Every prompt is kept, so a
 test can read exactly what the model was given.
@@ -18,6 +20,7 @@ from typing import Any
 
 from companion.errors import ModelError
 from companion.llm.base import ChatMessage, ChatTurns, GenerationOptions, Stream, StreamStats
+from companion.llm.reasoning import THINK
 
 Answer = dict[str, Any] | Callable[[str], dict[str, Any]]
 
@@ -35,6 +38,7 @@ class ScriptedModel:
     ) -> None:
         """`delay`: seconds before each piece of a reply (a model that takes its time)."""
         self.name = name
+        self.notice = ""
         self.prompt_style = prompt_style
         self.delay = delay
         self.replies = list(replies or ["Nice to hear from you."])
@@ -66,7 +70,13 @@ class ScriptedModel:
         self.options.append(options)
         reply = self.replies[min(len(self.prompts) - 1, len(self.replies) - 1)]
         stats = StreamStats(prompt_tokens=self.count_prompt_tokens(messages))
-        return Stream(self._pieces(reply, options, cancel, stats), stats, cancel)
+        return Stream(
+            self._pieces(reply, options, cancel, stats),
+            stats,
+            cancel,
+            parser=THINK.parser(),
+            answer_stops=options.stop,
+        )
 
     def _pieces(
         self, reply: str, options: GenerationOptions, cancel: threading.Event, stats: StreamStats

@@ -270,3 +270,43 @@ def test_background_jobs_pause_from_a_turns_recall_to_its_last_token(
         engine.send("One more thing.")
     assert not model.turns_held.active.is_set()
     engine.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        (
+            'Peanuts, I think. [What you remember that may be relevant — quoted notes] - (message) today: "Ana: x"',
+            "Peanuts, I think.",
+        ),
+        ('I remember.\n- (fact) 2 days ago: "Ana is allergic to cats."', "I remember."),
+        ("Of course!\nAna: What should I avoid eating?\nSam: Chicken.", "Of course!"),
+        ("Sure. Sam is a warm, curious and honest AI companion who remembers what people say", "Sure."),
+    ],
+)
+def test_a_reply_that_writes_the_prompts_furniture_is_cut_where_it_starts(
+    paths: Paths, tmp_path: Path, reply: str, kept: str
+) -> None:
+    """The demo model continued the transcript's memory block, or spoke as the user: the invented notes were
+    stored, summarised and recalled as memories. The answer stops where it starts to write the block, a
+    speaker's line or the persona's own text; what came before is the reply."""
+    model = ScriptedModel(replies=[reply])
+    engine = with_memories(paths, tmp_path, model)
+    text, turn = engine.ask("What should I avoid eating?")
+    assert text.strip() == kept and turn.reply_text == kept
+    assert engine.messages()[-1].text == kept
+    assert file_rows(paths, "select text from messages order by id desc limit 1") == [(kept,)]
+    engine.close()
+
+
+def test_reasoning_never_reaches_the_next_prompt_or_the_file(paths: Paths, tmp_path: Path) -> None:
+    model = ScriptedModel(replies=["<think>She is tired; zebracorn.</think> Rest well, Ana.", "Good."])
+    engine = with_memories(paths, tmp_path, model)
+    text, turn = engine.ask("I'm exhausted.")
+    assert text.strip() == "Rest well, Ana." and "zebracorn" in turn.reasoning
+    engine.ask("Thanks.")
+    assert all("zebracorn" not in m.text and "zebracorn" not in m.context for m in model.prompts[1])
+    assert not file_rows(
+        paths, "select id from messages where text like '%zebracorn%' or reasoning is not null"
+    )
+    engine.close()

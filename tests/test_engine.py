@@ -52,10 +52,13 @@ def test_second_turn_reuses_the_cache_and_reports_stats(demo_home: Paths) -> Non
         "ttft_ms",
         "prompt_tokens",
         "cached_tokens",
+        "reused",
         "completion_tokens",
         "gen_tok_s",
         "retrieval_ms",
+        "reasoning_ms",
     }
+    assert stats["reused"] == round(stats["cached_tokens"] / stats["prompt_tokens"], 3)
     engine.close()
 
 

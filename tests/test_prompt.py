@@ -135,8 +135,9 @@ def test_a_transcript_prompt_reads_like_a_chat_log() -> None:
     assert text == (
         "The following is a chat between Ana and Sam.\n\n"
         "Ana: Hi!\nSam: Hello, Ana.\n"
+        "Ana: Do you like the sea?\n"
         '[What you remember:]\n- (fact) "Ana swims."\n'
-        "Ana: Do you like the sea?\nSam:"
+        "Sam:"
     )
 
 

@@ -32,10 +32,12 @@ def open_engine(model: str | None) -> Engine:
     engine = Engine(settings, model_name=model, ask=passphrase_prompt())
     try:
         with err.status("Loading the model…", spinner="dots"):
-            engine.load_model()
+            loaded = engine.load_model()
     except BaseException:
         engine.close()
         raise
+    if loaded.notice:
+        err.print(f"Note: {loaded.notice}", markup=False)
     return engine
 
 
@@ -54,6 +56,8 @@ def run_turn(engine: Engine, text: str, stats: bool, seed: int | None, max_token
         raise
     sys.stdout.write("\n\n")
     sys.stdout.flush()
+    if turn.unanswered:
+        err.print(f"({turn.unanswered_note()})")
     if stats:
         sys.stderr.write(json.dumps(turn.stats.as_json()) + "\n")
         sys.stderr.flush()

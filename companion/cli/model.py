@@ -101,5 +101,33 @@ def info(
     print(f"name: {model_name}")
     for key, value in details.as_dict().items():
         print(f"{key}: {value}")
+    for key, value in template_report(details.chat_template, details.architecture, settings).items():
+        print(f"{key}: {value}")
     if model_name == config_mod.DEMO_MODEL:
         print(f"note: {DEMO_NOTE}")
+
+
+def template_report(source: str | None, architecture: str, settings: config_mod.Settings) -> dict[str, str]:
+    """What the chat template says, read from the file's header (the model is not loaded): its family, how
+    the conversation is shaped for it, its reasoning format, how thinking is set, where a reply stops, and how
+    much of a turn's prompt the next one reuses."""
+    from companion.llm.templates import TemplateRenderer
+
+    style = settings.model.prompt_style
+    if style == "transcript" or (style == "auto" and not source):
+        return {
+            "prompt": "a plain transcript (`Name: text` lines); stops at a new line with a speaker's name"
+        }
+    renderer = TemplateRenderer(source, architecture)
+    profile = renderer.profile
+    report = {
+        "template_family": profile.family + ("" if renderer.name == "gguf" else f" ({renderer.name})"),
+        "conversation_shape": profile.shape.describe(),
+        "reasoning": profile.reasoning.describe(),
+        "thinking": f"{settings.model.thinking} (set by {profile.thinking_control()})",
+        "stops": ", ".join(profile.stops) + " and llama.cpp's end-of-generation tokens",
+        "prompt_reuse": f"{profile.reuse:.0%} of a turn's prompt is the start of the next one's",
+    }
+    if renderer.notice:
+        report["note"] = renderer.notice
+    return report

@@ -7,8 +7,10 @@ longest common prefix of its KV cache between calls (a chat turn then costs its 
 
 from __future__ import annotations
 
+import codecs
 import concurrent.futures
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,10 +19,11 @@ from typing import Any
 
 from companion.background import lower_this_thread
 from companion.errors import JobInterrupted, ModelError
-from companion.llm.base import ChatMessage, ChatTurns, GenerationOptions, Stream, StreamStats
+from companion.llm.base import ChatMessage, ChatTurns, GenerationOptions, Stream, StreamStats, Thinking
 from companion.llm.models import inspect_gguf
 from companion.llm.prompt import transcript
-from companion.llm.templates import TURN_MARKERS, fallback_for, stops_for_template
+from companion.llm.reasoning import HarmonyFormat, TagFormat
+from companion.llm.templates import TemplateRenderer
 
 _LOG_CALLBACK: Any = None
 PREFILL_STEP = 64  # prompt tokens a background job evaluates between checks for a waiting chat turn
@@ -110,17 +113,6 @@ def _sampling(options: GenerationOptions) -> dict[str, Any]:
     }
 
 
-def _merge_same_roles(messages: list[ChatMessage]) -> list[dict[str, str]]:
-    """Many templates require alternating roles: consecutive same-role messages become one."""
-    merged: list[dict[str, str]] = []
-    for message in messages:
-        if merged and merged[-1]["role"] == message.role and message.role != "system":
-            merged[-1]["content"] += "\n\n" + message.content
-        else:
-            merged.append({"role": message.role, "content": message.content})
-    return merged
-
-
 class LlamaModel:
     """A loaded GGUF. Not thread-safe for concurrent generations: the engine runs one at a time."""
 
@@ -135,22 +127,25 @@ class LlamaModel:
         flash_attn: str = "auto",
         seed: int = -1,
         prompt_style: str = "auto",
+        thinking: Thinking = "auto",
         chat: LlamaModel | None = None,
     ) -> None:
         """`prompt_style`: "chat" (the chat template), "transcript" (a plain `Name: text` transcript), or
         "auto": the template when the GGUF has one, else a transcript (a base model never learned one).
+        `thinking`: how much a reasoning model thinks before it answers (see `templates.TemplateProfile`).
         `chat`: this is the background jobs' context of that chat model (see `for_jobs`)."""
         self._options = {
             "n_gpu_layers": n_gpu_layers,
             "threads": threads,
             "flash_attn": flash_attn,
             "seed": seed,
+            "thinking": thinking,
         }
+        self.thinking: Thinking = thinking
         self.info = inspect_gguf(path)
         self.name = name or self.info.model_name
         try:
             import llama_cpp
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as error:  # pragma: no cover - a dependency
             raise ModelError(
                 f"llama-cpp-python is not installed or broken ({error}); reinstall companion."
@@ -199,28 +194,47 @@ class LlamaModel:
         model = self.llm._model
         bos = model.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
         eos = model.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
-        if self.info.chat_template:
-            self.template_source = "gguf"
-            template = self.info.chat_template
-            self.stops = stops_for_template(template)
-        else:
-            fallback_name, template, self.stops = fallback_for(self.info.architecture)
-            self.template_source = f"fallback:{fallback_name}"
-        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._seed = seed if seed >= 0 else llama_cpp.LLAMA_DEFAULT_SEED
+        # The chat template (the GGUF's, or the architecture's fallback) and what it says about the model.
+        self.templates = TemplateRenderer(self.info.chat_template, self.info.architecture, bos, eos)
         if prompt_style == "auto":
             prompt_style = "chat" if self.info.chat_template else "transcript"
         self.prompt_style = prompt_style
-        if prompt_style == "transcript":
-            self.template_source = "transcript (no chat template in the file)"
-            self.stops = []  # the engine stops at a new line that starts with a speaker's name
-        # Turn markers that are single control tokens stop generation at the token (they detokenize to "",
-        # so a stop string alone would miss them): a base model that starts a new turn has finished its own.
-        self._stop_ids: set[int] = set()
-        for marker in TURN_MARKERS:
-            if marker in template:
-                ids = self.llm.tokenize(marker.encode("utf-8"), add_bos=False, special=True)
-                if len(ids) == 1:
-                    self._stop_ids.add(int(ids[0]))
+        self.reasoning = self.templates.profile.reasoning
+        # End-of-turn markers and next-turn openers of the template; a transcript prompt stops where a line
+        # starts with a speaker's name instead (the engine's answer stops).
+        self.stops: list[str] = self.templates.profile.stops if prompt_style == "chat" else []
+        self.last_prompt = ""  # the text of the last chat prompt, as the model got it
+        markers = [*self.templates.profile.stops, *self.reasoning.markers()]
+        single = {m: self._single_token(m) for m in dict.fromkeys(markers)}
+        # Control tokens that are markers are written out as text (a parser or a stop must see them); other
+        # control tokens stay silent, as llama.cpp shows them.
+        self._visible: set[int] = {t for t in single.values() if t is not None}
+        # A marker that is one control token ends the reply at that token, unless the reasoning's own markers
+        # hold it (Solar closes its thoughts with `<|end|>`): llama.cpp's end-of-generation tokens do too.
+        own = self.reasoning.markers()
+        self._stop_ids: set[int] = {
+            t
+            for m, t in single.items()
+            if t is not None and m in self.templates.profile.stops and not any(m in o for o in own)
+        }
+
+    def _single_token(self, text: str) -> int | None:
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return int(ids[0]) if len(ids) == 1 else None
+
+    @property
+    def template_source(self) -> str:
+        if self.prompt_style == "transcript":
+            return (
+                "transcript (no chat template in the file)" if not self.info.chat_template else "transcript"
+            )
+        return self.templates.name
+
+    @property
+    def notice(self) -> str:
+        """One sentence for the faces when the GGUF's own template could not be used, else ""."""
+        return self.templates.notice
 
     # -- tokens ---------------------------------------------------------------------------------------------
     @property
@@ -230,11 +244,23 @@ class LlamaModel:
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def render(self, messages: list[ChatMessage]) -> str:
+    def render(self, messages: list[ChatMessage], answer_now: bool = False) -> str:
+        """The prompt text. `answer_now`: for a structured answer, thinking off and any reasoning the prompt
+        opened closed again, so the model's first token is the answer (a grammar never fights a preamble)."""
+        return self._render(messages, answer_now)[0]
+
+    def _render(self, messages: list[ChatMessage], answer_now: bool = False) -> tuple[str, bool]:
         if self.prompt_style == "transcript":
-            return transcript(messages)  # tokenized without special tokens: no text can become one
+            return transcript(messages), False  # tokenized without special tokens: no text can become one
         safe = [ChatMessage(m.role, self.defang(m.text)) for m in messages]
-        return str(self._formatter(messages=_merge_same_roles(safe)).prompt)  # type: ignore[arg-type]
+        rendered = self.templates.render(safe, "off" if answer_now else self.thinking)
+        text, started = rendered.text, rendered.started
+        if answer_now and isinstance(self.reasoning, HarmonyFormat):
+            text += "<|channel|>final<|message|>"
+        elif answer_now and started and isinstance(self.reasoning, TagFormat):
+            text += self.reasoning.close + "\n\n"
+            started = False
+        return text, started
 
     def defang(self, text: str) -> str:
         """Text is data, never control tokens: a message, memory or card that spells a control token
@@ -252,8 +278,11 @@ class LlamaModel:
             self._defanged[text] = cached
         return cached
 
-    def prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:
-        text = self.render(messages).encode("utf-8")
+    def prompt_tokens(self, messages: list[ChatMessage], answer_now: bool = False) -> list[int]:
+        return self._tokens(self._render(messages, answer_now)[0])
+
+    def _tokens(self, prompt: str) -> list[int]:
+        text = prompt.encode("utf-8")
         if self.prompt_style == "transcript":
             return list(self.llm.tokenize(text, add_bos=True, special=False))
         # The template writes BOS itself; tokenizing with special=True keeps its control tokens as tokens.
@@ -283,12 +312,22 @@ class LlamaModel:
     ) -> Stream:
         cancel = cancel or threading.Event()
         stats = StreamStats()
-        tokens = self.prompt_tokens(messages)
+        prompt, started = self._render(messages)
+        tokens = self._tokens(prompt)
         if len(tokens) >= self.n_ctx:
             raise ModelError(
                 f"The prompt ({len(tokens)} tokens) does not fit the context ({self.n_ctx}); raise model.n_ctx."
             )
-        return Stream(self._generate(tokens, options, cancel, stats), stats, cancel)
+        self.last_prompt = prompt
+        parser = self.reasoning.parser(started) if self.prompt_style == "chat" else None
+        return Stream(
+            self._generate(tokens, options, cancel, stats),
+            stats,
+            cancel,
+            parser=parser,
+            stops=self.stops,
+            answer_stops=options.stop,
+        )
 
     def _generate(
         self, tokens: list[int], options: GenerationOptions, cancel: threading.Event, stats: StreamStats
@@ -299,9 +338,21 @@ class LlamaModel:
         finally:
             release()
 
+    def _next_seed(self, seed: int) -> int:
+        """The seed of one generation: the one asked for, else the next of a chain from the model's seed (as
+        llama-cpp-python's create_completion does, so a model made with a seed repeats its replies)."""
+        if seed >= 0:
+            return seed
+        self._seed = random.Random(self._seed).randint(0, 2**32)
+        return self._seed
+
     def _generate_now(
         self, tokens: list[int], options: GenerationOptions, cancel: threading.Event, stats: StreamStats
     ) -> Iterator[str]:
+        """llama.cpp's tokens as text. A marker's control token is written out (the stream's parser and stops
+        read it); llama.cpp's end-of-generation tokens and single-token stops end the reply at the token."""
+        import llama_cpp
+
         with self._lock:
             stats.prompt_tokens = len(tokens)
             stats.cached_tokens = self.cached_prefix(tokens)
@@ -309,51 +360,52 @@ class LlamaModel:
             first: float | None = None
             count = 0
             stats.finish_reason = "error"
-            chunks = self.llm.create_completion(
-                prompt=tokens,
-                **_sampling(options),
-                stop=[*self.stops, *options.stop],
-                stopping_criteria=self._stopping(),
-                stream=True,
+            limit = min(options.max_tokens, self.n_ctx - len(tokens))
+            self.llm.set_seed(self._next_seed(options.seed))
+            grammar = None
+            if options.grammar:
+                grammar = llama_cpp.LlamaGrammar.from_string(options.grammar, verbose=False)
+            vocab = self.llm._model.vocab
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            generator = self.llm.generate(
+                tokens,
+                top_k=40,
+                top_p=options.top_p,
+                min_p=0.05,
+                temp=options.temperature,
+                repeat_penalty=options.repeat_penalty,
+                grammar=grammar,
             )
             try:
-                for chunk in chunks:
-                    choice: dict[str, Any] = chunk["choices"][0]  # type: ignore[index, assignment]
-                    piece = choice.get("text") or ""
+                for token in generator:
                     now = time.perf_counter()
                     if first is None:
                         first = now
                         stats.ttft_ms = (now - start) * 1000
-                    if choice.get("finish_reason"):
-                        stats.finish_reason = str(choice["finish_reason"])
-                    else:  # the closing chunk carries the finish reason, not a new token
-                        count += 1
-                        stats.completion_tokens = count
+                    if llama_cpp.llama_vocab_is_eog(vocab, token) or token in self._stop_ids:
+                        stats.finish_reason = "stop"
+                        break
+                    count += 1
+                    stats.completion_tokens = count
+                    piece = decoder.decode(self.llm.detokenize([token], special=token in self._visible))
                     if piece:
                         yield piece
                     if cancel.is_set():
                         stats.finish_reason = "cancelled"
                         break
-                else:
-                    if stats.finish_reason == "error":
-                        stats.finish_reason = "stop"
+                    if count >= limit:
+                        stats.finish_reason = "length"
+                        break
+                tail = decoder.decode(b"", final=True)
+                if tail:
+                    yield tail
             finally:
-                chunks.close()  # type: ignore[union-attr]
+                generator.close()
                 end = time.perf_counter()
                 stats.total_ms = (end - start) * 1000
                 if first is not None and count > 1:
                     stats.gen_tok_s = (count - 1) / max(end - first, 1e-9)
                 # The KV cache holds the prompt and the reply; the next turn's prompt starts the same way.
-
-    def _stopping(self) -> Any:
-        from llama_cpp import StoppingCriteriaList
-
-        stop_ids = self._stop_ids
-
-        def at_turn_marker(input_ids: Any, logits: Any) -> bool:
-            return len(input_ids) > 0 and int(input_ids[-1]) in stop_ids
-
-        return StoppingCriteriaList([at_turn_marker]) if stop_ids else None
 
     def for_jobs(self) -> LlamaModel:
         """The background jobs' own llama.cpp context over the same GGUF (memory-mapped, so the weights are
@@ -396,7 +448,7 @@ class LlamaModel:
             question = "\n\n".join(m.text for m in messages).strip() + "\n\nAnswer:\n"
             tokens = list(self.llm.tokenize(question.encode("utf-8"), add_bos=True, special=False))
         else:
-            tokens = self.prompt_tokens(messages)
+            tokens = self.prompt_tokens(messages, answer_now=True)
         with self._lock:
             budget = _Budget(JSON_TIME_LIMIT)
             self._prefill(tokens, budget)
@@ -437,7 +489,23 @@ class LlamaModel:
             "flash_attn": self.flash_attn,
             "chat_template": self.template_source,
             "prompt_style": self.prompt_style,
+            **self.template_details(),
             "llama_cpp_python": llama_cpp.__version__,
+        }
+
+    def template_details(self) -> dict[str, Any]:
+        """What the template says about the model: for `model info`, `doctor` and `chat --stats`."""
+        profile = self.templates.profile
+        if self.prompt_style == "transcript":
+            return {"stops": "a new line that starts with a speaker's name", "reasoning": "none"}
+        return {
+            "template_family": profile.family,
+            "conversation_shape": profile.shape.describe(),
+            "stops": ", ".join(self.stops) + " and llama.cpp's end-of-generation tokens",
+            "reasoning": self.reasoning.describe(),
+            "thinking": f"{self.thinking} (set by {profile.thinking_control()})",
+            "prompt_reuse": f"{profile.reuse:.0%} of a turn's prompt is the start of the next one's",
+            "notice": self.notice,
         }
 
     def _prefill(self, tokens: list[int], budget: _Budget) -> None:

@@ -286,6 +286,7 @@ def open_model(settings: Settings, paths: Paths, name: str | None = None) -> Cha
             api_key=get_api_key(),
             n_ctx=settings.remote.n_ctx,
             timeout=settings.remote.timeout,
+            thinking=settings.model.thinking,  # type: ignore[arg-type]
         )
     from companion.llm.llama import LlamaModel
 
@@ -299,4 +300,5 @@ def open_model(settings: Settings, paths: Paths, name: str | None = None) -> Cha
         flash_attn=settings.model.flash_attn,
         seed=settings.chat.seed,
         prompt_style=settings.model.prompt_style,
+        thinking=settings.model.thinking,  # type: ignore[arg-type]
     )

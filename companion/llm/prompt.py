@@ -15,6 +15,7 @@ system prompt is never cut; a message too long for the context is refused with a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -156,10 +157,13 @@ def memory_block(
     return Block("\n".join(lines) if len(lines) > 1 else "", placed)
 
 
+PROFILE_HEADER = "[What you know about the user:]"
+
+
 def system_prompt(persona: str, profile: str, summary: str) -> str:
     parts = [persona.strip()]
     if profile.strip():
-        parts.append("[What you know about the user:]\n" + profile.strip())
+        parts.append(PROFILE_HEADER + "\n" + profile.strip())
     if summary.strip():
         parts.append(summary.strip())
     return "\n\n".join(parts)
@@ -240,9 +244,12 @@ def assemble(
 
 def transcript(messages: list[ChatMessage]) -> str:
     """The conversation as a plain transcript, for a base model (one that never learned a chat template; the
-    SillyTavern text-completion way): the system text, then `Name: text` lines, each user line after the notes
-    that rode with it, ending with the companion's name for the model to continue. The system message's `name`
-    is the companion's."""
+    SillyTavern text-completion way): the system text, then `Name: text` lines, ending with the companion's name
+    for the model to continue. The system message's `name` is the companion's.
+
+    The notes that rode with a user turn come after the user's line, not before it: a companion's line is then
+    always followed by the user's, so where a reply ends the likeliest next line is the user's name (a stop),
+    not another block of notes for the model to make up (measured: `benchmarks/demo_replies.py`)."""
     system = next((m for m in messages if m.role == "system"), None)
     char = (system.name if system and system.name else "") or next(
         (m.name for m in messages if m.role == "assistant" and m.name), "Companion"
@@ -252,9 +259,9 @@ def transcript(messages: list[ChatMessage]) -> str:
         if m.role == "system":
             continue
         name = m.name or (char if m.role == "assistant" else "User")
+        parts.append(f"{name}: {m.content.strip()}")
         if m.context:
             parts.append(m.context.strip())
-        parts.append(f"{name}: {m.content.strip()}")
     return "\n".join(parts) + f"\n{char}:"
 
 
@@ -262,6 +269,26 @@ def speaker_stops(*names: str) -> list[str]:
     """Stop strings for a reply: a new line that starts with a speaker's name (the model begins the next
     turn, as either speaker)."""
     return [f"\n{name}:" for name in dict.fromkeys(n for n in names if n)]
+
+
+# The kinds a memory block's lines are quoted under (`- (fact) 3 days ago: "…"`).
+MEMORY_KINDS = ("message", "fact", "summary", "digest", "profile", "note", "lore", "thread", "memory")
+ECHO_SENTENCE = 30  # a sentence of the persona reproduced this far is the model reciting its prompt
+
+
+def echo_stops(persona: str, *names: str) -> list[str]:
+    """Where an answer is cut because the model began to write the prompt's own furniture instead of a reply:
+    a speaker's line (either speaker), the memory block (its header or a quoted line), the profile's or the
+    history's headers, or a sentence of the persona's text. Nothing a model writes in the shape of memory becomes
+    memory: the reply is kept up to there."""
+    stops = speaker_stops(*names)
+    stops += [MEMORY_HEADER[:20], PROFILE_HEADER[:20], fold_marker(1)[:22], "[Open threads"]
+    stops += [f"- ({kind}) " for kind in MEMORY_KINDS]
+    for sentence in re.split(r"(?<=[.!?])\s+|\n", persona):
+        sentence = sentence.strip()
+        if len(sentence) >= ECHO_SENTENCE:
+            stops.append(sentence[:ECHO_SENTENCE])
+    return list(dict.fromkeys(stops))
 
 
 def clean_reply(text: str, names: list[str]) -> str:

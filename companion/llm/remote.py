@@ -16,9 +16,16 @@ from typing import Any
 import httpx
 
 from companion.errors import ModelError, ModelUnavailable
-from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats, no_hold
+from companion.llm.base import ChatMessage, GenerationOptions, Stream, StreamStats, Thinking, no_hold
+from companion.llm.reasoning import THINK, Part, parse_whole
 from companion.llm.templates import defang_spellings
 
+# Where servers put a reply's reasoning: its own delta field (llama-server's `reasoning_content`, vLLM and
+# OpenRouter's `reasoning`), else inline `<think>…</think>` in the content (llama-server
+# `--reasoning-format none`, Ollama raw), which the stream's parser takes apart.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+# The request fields that set thinking; a server that refuses them is asked again without (once).
+THINKING_FIELDS = ("chat_template_kwargs", "reasoning_effort", "think")
 # Without a tokenizer endpoint that all servers share, token counts are estimated (English averages about four
 # characters per token); the estimate only sizes the prompt budget, and it errs on the large side.
 CHARS_PER_TOKEN = 3.5
@@ -33,6 +40,7 @@ class RemoteModel:
         api_key: str | None = None,
         n_ctx: int = 8192,
         timeout: float = 60.0,
+        thinking: Thinking = "auto",
     ) -> None:
         if not base_url:
             raise ModelError(
@@ -42,6 +50,9 @@ class RemoteModel:
         self.model = model
         self.name = model or self.base_url
         self._n_ctx = n_ctx
+        self.thinking: Thinking = thinking
+        self.notice = ""
+        self._thinking_fields = True  # False once the server refused them
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -76,11 +87,35 @@ class RemoteModel:
             body["model"] = self.model
         if options.seed >= 0:
             body["seed"] = options.seed
-        if options.stop:
-            body["stop"] = options.stop
         if stream:
             body["stream_options"] = {"include_usage": True}
+        if self._thinking_fields:
+            body.update(self._thinking_body("off" if not stream else self.thinking))
         return body
+
+    @staticmethod
+    def _thinking_body(thinking: Thinking) -> dict[str, Any]:
+        """How thinking is asked for: the template's own switch through `chat_template_kwargs` (llama-server,
+        vLLM, SGLang), Ollama's `think`, and OpenAI's `reasoning_effort` when thinking is on. `auto` is off."""
+        on = thinking in ("low", "high")
+        effort = "high" if thinking == "high" else "low"
+        body: dict[str, Any] = {
+            "chat_template_kwargs": {"enable_thinking": on, "thinking": on, "reasoning_effort": effort},
+            "think": on,
+        }
+        if on:
+            body["reasoning_effort"] = effort
+        return body
+
+    def _refused_thinking(self, response: httpx.Response) -> bool:
+        """The server refused the thinking fields (an unknown parameter): ask again without them, from now on."""
+        if response.status_code not in (400, 422) or not self._thinking_fields:
+            return False
+        response.read()
+        if not any(name in response.text for name in THINKING_FIELDS):
+            return False
+        self._thinking_fields = False
+        return True
 
     def _raise_for_status(self, response: httpx.Response) -> None:
         if response.status_code in (401, 403):
@@ -120,61 +155,88 @@ class RemoteModel:
     ) -> Stream:
         cancel = cancel or threading.Event()
         stats = StreamStats(prompt_tokens=self.count_prompt_tokens(messages))
-        return Stream(self._generate(self._body(messages, options, True), cancel, stats), stats, cancel)
+        return Stream(
+            self._generate(messages, options, cancel, stats),
+            stats,
+            cancel,
+            parser=THINK.parser(),
+            answer_stops=options.stop,
+        )
 
-    def _generate(self, body: dict[str, Any], cancel: threading.Event, stats: StreamStats) -> Iterator[str]:
+    def _generate(
+        self,
+        messages: list[ChatMessage],
+        options: GenerationOptions,
+        cancel: threading.Event,
+        stats: StreamStats,
+    ) -> Iterator[str | Part]:
+        """The server's stream: reasoning fields as reasoning parts, content as raw text (inline `<think>` is
+        taken apart by the stream's parser). Stops are the stream's: a server's own `stop` would also cut
+        the reasoning, which may quote anything."""
         start = time.perf_counter()
-        first: float | None = None
-        count = 0
         stats.finish_reason = "error"
         try:
-            with self._client.stream("POST", "/chat/completions", json=body) as response:
-                self._raise_for_status(response)
-                for line in response.iter_lines():
-                    if not line.startswith("data:"):
+            while True:
+                with self._client.stream(
+                    "POST", "/chat/completions", json=self._body(messages, options, True)
+                ) as response:
+                    if self._refused_thinking(response):
                         continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    try:
-                        event = json.loads(data)
-                    except json.JSONDecodeError:
-                        continue
-                    usage = event.get("usage")
-                    if usage:
-                        stats.prompt_tokens = int(usage.get("prompt_tokens") or stats.prompt_tokens)
-                        stats.completion_tokens = int(usage.get("completion_tokens") or count)
-                        details = usage.get("prompt_tokens_details") or {}
-                        stats.cached_tokens = int(details.get("cached_tokens") or 0)
-                    for choice in event.get("choices") or []:
-                        piece = (choice.get("delta") or {}).get("content") or ""
-                        if choice.get("finish_reason"):
-                            stats.finish_reason = str(choice["finish_reason"])
-                        if not piece:
-                            continue
-                        now = time.perf_counter()
-                        if first is None:
-                            first = now
-                            stats.ttft_ms = (now - start) * 1000
-                        count += 1
-                        stats.completion_tokens = max(stats.completion_tokens, count)
-                        yield piece
-                        if cancel.is_set():
-                            stats.finish_reason = "cancelled"
-                            return
-                if stats.finish_reason == "error":
-                    raise ModelError(
-                        "The remote server closed the connection mid-reply; the partial reply was kept. Try again."
-                    )
+                    self._raise_for_status(response)
+                    yield from self._events(response, start, stats, cancel)
+                    break
         except httpx.HTTPError as error:
-            raise self._network_error(
-                error, "mid-reply" if first is not None else "before answering"
-            ) from None
+            raise self._network_error(error, "mid-reply" if stats.ttft_ms else "before answering") from None
         finally:
             end = time.perf_counter()
             stats.total_ms = (end - start) * 1000
-            if first is not None and count > 1:
-                stats.gen_tok_s = (count - 1) / max(end - first, 1e-9)
+            count = stats.completion_tokens
+            if stats.ttft_ms and count > 1:
+                stats.gen_tok_s = (count - 1) / max(end - start - stats.ttft_ms / 1000, 1e-9)
+
+    def _events(
+        self, response: httpx.Response, start: float, stats: StreamStats, cancel: threading.Event
+    ) -> Iterator[str | Part]:
+        count = 0
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            try:
+                event = json.loads(data)
+            except json.JSONDecodeError:
+                continue
+            usage = event.get("usage")
+            if usage:
+                stats.prompt_tokens = int(usage.get("prompt_tokens") or stats.prompt_tokens)
+                stats.completion_tokens = int(usage.get("completion_tokens") or count)
+                details = usage.get("prompt_tokens_details") or {}
+                stats.cached_tokens = int(details.get("cached_tokens") or 0)
+            for choice in event.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if choice.get("finish_reason"):
+                    stats.finish_reason = str(choice["finish_reason"])
+                thought = next((delta[f] for f in REASONING_FIELDS if isinstance(delta.get(f), str)), "")
+                piece = delta.get("content") or ""
+                if not (thought or piece):
+                    continue
+                if not stats.ttft_ms:
+                    stats.ttft_ms = (time.perf_counter() - start) * 1000
+                count += 1
+                stats.completion_tokens = max(stats.completion_tokens, count)
+                if thought:
+                    yield Part(thought, reasoning=True)
+                if piece:
+                    yield piece
+                if cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    return
+        if stats.finish_reason == "error":
+            raise ModelError(
+                "The remote server closed the connection mid-reply; the partial reply was kept. Try again."
+            )
 
     def complete_json(
         self, messages: list[ChatMessage], schema: dict[str, Any], options: GenerationOptions
@@ -186,9 +248,12 @@ class RemoteModel:
         ]
         last: httpx.Response | None = None
         for response_format in formats:
-            body = self._body(messages, options, False) | {"response_format": response_format}
             try:
-                response = self._client.post("/chat/completions", json=body)
+                while True:
+                    body = self._body(messages, options, False) | {"response_format": response_format}
+                    response = self._client.post("/chat/completions", json=body)
+                    if not self._refused_thinking(response):
+                        break
             except httpx.HTTPError as error:
                 raise self._network_error(error, "before answering") from None
             last = response
@@ -196,6 +261,7 @@ class RemoteModel:
                 continue  # this server speaks the other dialect of structured output
             self._raise_for_status(response)
             text = response.json()["choices"][0]["message"]["content"] or ""
+            text = parse_whole(THINK, text)[0]  # a server that writes its reasoning inline: the answer only
             try:
                 return json.loads(text, strict=False)  # the grammar lets raw newlines into strings
             except json.JSONDecodeError:

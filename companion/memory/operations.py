@@ -404,8 +404,8 @@ class LongTermMemory:
         if before is not None:
             clauses.append("created_at < ?")
             params.append(timeutil.iso(before))
-        if matching:
-            clauses.append("instr(lower(text), lower(?)) > 0")
+        if matching:  # a kept reasoning is part of what the user forgets
+            clauses.append("instr(lower(text || ' ' || coalesce(reasoning, '')), lower(?)) > 0")
             params.append(matching)
         if not clauses:
             return []

@@ -377,6 +377,8 @@ def export_json(memory: LongTermMemory) -> dict[str, Any]:
     for message in out["messages"]:
         message.pop("context", None)  # derived from the previous message on import
         message.pop("event_time", None)  # derived from the text and its time on import
+        if message.get("reasoning") is None:
+            message.pop("reasoning", None)  # a reasoning model's reasoning is exported only when it was kept
     return out
 
 

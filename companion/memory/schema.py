@@ -288,6 +288,12 @@ def m010_term_counts(db: sqlite_utils.Database) -> None:
     db.execute("create virtual table messages_fts_terms using fts5vocab(messages_fts, 'row')")
 
 
+def m011_kept_reasoning(db: sqlite_utils.Database) -> None:
+    # A reasoning model's reasoning beside its reply, only when the user keeps it (`model.keep_reasoning`):
+    # never the message's text, so never searched, embedded, recalled, consolidated or sent back.
+    db.execute("alter table messages add column reasoning text")
+
+
 # Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_sessions_and_messages,
@@ -300,4 +306,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m008_event_times,
     m009_vector_fingerprints,
     m010_term_counts,
+    m011_kept_reasoning,
 ]

@@ -402,8 +402,10 @@ class Store:
         model: str | None = None,
         created_at: str | None = None,
         source_id: str | None = None,
+        reasoning: str | None = None,
     ) -> int:
-        """Insert one message and commit it before returning."""
+        """Insert one message and commit it before returning. `reasoning` is kept beside the text (a reasoning
+        model's, when the user keeps it), never as part of it."""
         with self.transaction() as conn:
             previous = conn.execute(
                 "select text from messages where session_id = ? order by id desc limit 1", (session_id,)
@@ -411,7 +413,7 @@ class Store:
             said_at = timeutil.normalize(created_at) or timeutil.now_iso()
             cursor = conn.execute(
                 "insert into messages (session_id, role, speaker, text, created_at, source_id, token_count,"
-                " incomplete, model, context, event_time) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " incomplete, model, context, event_time, reasoning) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     role,
@@ -424,6 +426,7 @@ class Store:
                     model,
                     context_text(previous[0] if previous else None, text),
                     event_time(text, said_at),
+                    reasoning or None,
                 ),
             )
             return int(cursor.lastrowid or 0)
@@ -436,6 +439,7 @@ class Store:
         incomplete: bool,
         token_count: int | None = None,
         model: str | None = None,
+        reasoning: str | None = None,
     ) -> None:
         """Rewrite a reply that was saved while being written (its text so far), keeping its place."""
         with self.transaction() as conn:
@@ -450,7 +454,7 @@ class Store:
             ).fetchone()
             conn.execute(
                 "update messages set text = ?, context = ?, incomplete = ?, token_count = coalesce(?, token_count),"
-                " model = coalesce(?, model), event_time = ? where id = ?",
+                " model = coalesce(?, model), event_time = ?, reasoning = coalesce(?, reasoning) where id = ?",
                 (
                     text,
                     context_text(previous[0] if previous else None, text),
@@ -458,6 +462,7 @@ class Store:
                     token_count,
                     model,
                     event_time(text, row[1]),
+                    reasoning or None,
                     message_id,
                 ),
             )

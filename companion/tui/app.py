@@ -149,6 +149,8 @@ class CompanionApp(App[None]):
             from companion.llm.models import DEMO_NOTE
 
             note = DEMO_NOTE
+        elif not message.error and self.engine.model_loaded and self.engine.model.notice:
+            note = self.engine.model.notice
         self.chat.engine_ready(message.name, message.error, note)
 
     def _welcomed(self, answers: dict[str, str] | None) -> None:

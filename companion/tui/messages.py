@@ -49,6 +49,7 @@ class ReplyFinished(Message):
     reply_id: int | None = None
     usage: dict[str, int] = field(default_factory=dict)
     text: str | None = None
+    unanswered: str = ""  # why the reply has no answer (stopped while thinking…): nothing was stored
 
 
 @dataclass

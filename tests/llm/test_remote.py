@@ -133,13 +133,25 @@ def test_wrong_key_through_the_cli(server: str, home: Path) -> None:
     assert result.returncode == 1
     assert "rejected the API key" in result.stderr and "Traceback" not in result.stderr
     good = subprocess.run(
-        [sys.executable, "-m", "companion", "ask", "hi", "--max-tokens", "8"],
+        [
+            sys.executable,
+            "-m",
+            "companion",
+            "ask",
+            "Say something about the sea.",
+            "--max-tokens",
+            "8",
+            "--seed",
+            "1",
+        ],
         env=env | {"COMPANION_API_KEY": KEY},
         capture_output=True,
         text=True,
     )
     assert good.returncode == 0, good.stderr
-    assert good.stdout.strip()
+    # The demo model behind the server often writes the memory block instead of a reply (the earlier `ask` is
+    # recalled): that is cut, and a reply with nothing left says so rather than storing an empty message.
+    assert good.stdout.strip() or "no reply: the model wrote nothing that could be kept" in good.stderr
 
 
 def test_server_gone_mid_stream_keeps_the_partial_reply(demo_gguf: Path, paths: Paths) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from companion.paths import Paths
@@ -16,6 +17,13 @@ from tests.tui.conftest import NOW, settle
 from tests.tui.seed import seed
 
 SIZE = (80, 24)
+
+
+@pytest.fixture(autouse=True)
+def same_vectors_on_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recall panel shows scores: embeddings in float32 on every machine, so a CPU with native bfloat16
+    (where the embedder uses it) draws the same picture as one without."""
+    monkeypatch.setattr("companion.memory.embed._cpu_has_native_bf16", lambda: False)
 
 
 def prepare(*keys: str) -> Any:

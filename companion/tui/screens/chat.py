@@ -24,6 +24,7 @@ from companion.tui.messages import EarlierLoaded, Greeted, ReplyFinished, ReplyS
 from companion.tui.widgets.chat_message import ChatMessage
 from companion.tui.widgets.composer import Composer
 from companion.tui.widgets.recall_panel import RecallPanel
+from companion.tui.widgets.thought import Thought
 
 EARLIER_PAGE = 40
 
@@ -54,6 +55,7 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+y", "copy_last", "Copy reply", id="copy_last", show=False),
         Binding("ctrl+n", "new_session", "New session", id="new_session", show=False),
         Binding("ctrl+o", "off_record", "Off the record", id="off_record", show=False),
+        Binding("ctrl+l", "toggle_thought", "Show thinking", id="thinking", show=False),
     ]
 
     def __init__(self) -> None:
@@ -61,6 +63,8 @@ class ChatScreen(Screen[None]):
         self._pending: list[tuple[float, str]] = []
         self._pending_lock = threading.Lock()
         self._reply: ChatMessage | None = None
+        self._thought: Thought | None = None  # a reasoning model's thoughts above the reply being written
+        self._thinking_since: float | None = None
         self._last_user: ChatMessage | None = None
         self.busy = False
         self.ready = False
@@ -255,6 +259,8 @@ class ChatScreen(Screen[None]):
 
     def _start_reply(self) -> None:
         self.busy = True
+        self._thought = None
+        self._thinking_since = None
         self._reply = self.add("assistant", "")
         self._status("thinking…")
 
@@ -280,6 +286,7 @@ class ChatScreen(Screen[None]):
                     turn.reply_id,
                     engine.context_usage(),
                     turn.reply_text,
+                    turn.unanswered_note() if turn.unanswered else "",
                 )
             )
         except CompanionError as error:
@@ -298,7 +305,29 @@ class ChatScreen(Screen[None]):
         self.query_one(RecallPanel).show_hits(message.recall, companion(self).now())
         self.usage = message.usage
 
+    def _show_thinking(self) -> None:
+        """A reasoning model's thoughts, folded above its reply while it writes them ("thinking… 4 s")."""
+        turn = companion(self).engine.last_turn
+        if self._reply is None or turn is None or (turn.done and self._thought is None):
+            return
+        reasoning = turn.reasoning
+        if not reasoning.strip() and self._thought is None:
+            return
+        now = time.perf_counter()
+        if self._thinking_since is None:
+            self._thinking_since = now
+        if self._thought is None:
+            self._thought = Thought()
+            self.query_one("#log", VerticalScroll).mount(self._thought, before=self._reply)
+        thinking = turn.thinking and not turn.done
+        seconds = (now - self._thinking_since) if thinking else turn.stats.reasoning_ms / 1000
+        self._thought.show(reasoning, seconds, thinking)
+        if thinking:
+            self._status(f"thinking… {seconds:.0f} s")
+
     async def _flush_reply(self) -> None:
+        if self.busy:
+            self._show_thinking()
         with self._pending_lock:
             pieces, self._pending = self._pending, []
         if not pieces or self._reply is None:
@@ -315,6 +344,7 @@ class ChatScreen(Screen[None]):
 
     async def on_reply_finished(self, message: ReplyFinished) -> None:
         await self._flush_reply()
+        self._show_thinking()
         self.busy = False
         reply = self._reply
         self._reply = None
@@ -327,6 +357,9 @@ class ChatScreen(Screen[None]):
                     await reply.append(f"\n\n*{message.error}*")
                 else:
                     await reply.set_text(f"*{message.error}*")
+                reply.add_class("incomplete")
+            elif message.unanswered:
+                await reply.set_text(f"*({message.unanswered})*")
                 reply.add_class("incomplete")
             elif message.incomplete:
                 await reply.append("\n\n*(stopped)*")
@@ -362,6 +395,10 @@ class ChatScreen(Screen[None]):
             return
         replies = [c for c in mine[users[-1] + 1 :] if c.role == "assistant"]
         if replies:  # the reply being replaced leaves the screen (it stays in the file, marked replaced)
+            children = list(log.children)
+            at = children.index(replies[-1])
+            if at and isinstance(children[at - 1], Thought):
+                children[at - 1].remove()
             replies[-1].remove()
         self._start_reply()
         self.generate("regenerate", "", None)
@@ -377,6 +414,13 @@ class ChatScreen(Screen[None]):
             panel.query_one("ListView").focus()
         else:
             self.query_one(Composer).focus()
+
+    def action_toggle_thought(self) -> None:
+        thoughts = list(self.query(Thought))
+        if not thoughts:
+            self.notify("There is no thinking to show: the model answered without it.", timeout=3)
+            return
+        thoughts[-1].action_fold()
 
     def action_copy_last(self) -> None:
         replies = [c for c in self.query(ChatMessage) if c.role == "assistant" and c.text]
