@@ -65,9 +65,10 @@ def median(values: list[float]) -> float:
 
 def seed_memory(paths: Any) -> None:
     """Earlier conversations (300 messages over ten sessions), so every turn really recalls."""
+    from companion.memory.db.store import Store
     from companion.memory.operations import LongTermMemory
-    from companion.memory.portability import LogLine, import_log
-    from companion.memory.store import Store
+    from companion.memory.portability.formats import LogLine
+    from companion.memory.portability.imports import import_log
 
     store = Store(paths.database)
     memory = LongTermMemory(store, paths.index_file)

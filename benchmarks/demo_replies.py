@@ -43,8 +43,13 @@ MESSAGES = [
     "What do you remember about my work?",
     "Good night, Sam!",
 ]
+# The memory block written as a reply: its header, a quoted note (`- (fact) …`), or a note's own text — a
+# quote that opens with a speaker's name, the ` / Name:` that joins a note to the turn before it, or the
+# escaped quotes of the block (a backslash before a quote).
 BLOCK = re.compile(
-    r"\[What you remember|(^|\n)\s*-\s*\((message|fact|summary|note|digest|profile|lore)\)", re.I
+    r"\[What you remember|(^|\n)\s*-\s*\((message|fact|summary|note|digest|profile|lore)\)"
+    r'|"\s*(Marta|Sam)\s*:| / (Marta|Sam):|\\"',
+    re.I,
 )
 SPEAKER = re.compile(r"(^|\n)\s*(Marta|Sam|User|user|model)\s*:")
 PERSONA = re.compile(r"You are Sam|Sam is a warm|warm, curious and honest|The following is a chat between")

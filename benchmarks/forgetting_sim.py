@@ -41,9 +41,11 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-forget-")
 
-    from companion.memory.forgetting import sweep
-    from companion.memory.index import VARIANT_MEMORY, VectorIndex, vector_key
-    from companion.memory.store import Store
+    from companion.memory.db.store import Store
+    from companion.memory.recall.index import VectorIndex
+    from companion.memory.records import VARIANT_MEMORY, vector_key
+    from companion.memory.tables import memories, write
+    from companion.memory.upkeep.forgetting import Sweep, faded
     from companion.paths import get_paths
 
     paths = get_paths().ensure()
@@ -64,19 +66,21 @@ def main() -> int:
         vectors = rng.standard_normal((args.per_day, dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         keys = []
-        with store.transaction() as conn:
+        with write(store) as w:
             for value, vector in zip(importance, vectors, strict=True):
-                memory_id = store.add_memory(
-                    "fact", f"day {day} memory {made}", importance=float(value), conn=conn
+                memory_id = memories.add(
+                    w,
+                    "fact",
+                    f"day {day} memory {made}",
+                    importance=float(value),
+                    pinned=bool(rng.random() < 0.01),
+                    vector=vector,
+                    model="sim",
                 )
-                stamp = now.isoformat()
-                conn.execute(
-                    "update memories set created_at = ?, pinned = ? where id = ?",
-                    (stamp, int(rng.random() < 0.01), memory_id),
+                w.conn.execute(
+                    "update memories set created_at = ? where id = ?", (now.isoformat(), memory_id)
                 )
-                key = vector_key(memory_id, VARIANT_MEMORY)
-                store.put_vectors(conn, [(key, "memory", memory_id, VARIANT_MEMORY, "sim", vector.tobytes())])
-                keys.append(key)
+                keys.append(vector_key(memory_id, VARIANT_MEMORY))
                 made += 1
         index.add(np.asarray(keys, dtype=np.int64), vectors)
         # Conversation brings some memories up again: important ones more often.
@@ -92,8 +96,14 @@ def main() -> int:
                     " last_recalled_at = ? where id = ?",
                     [((now + timedelta(hours=2)).isoformat(), active[i][0]) for i in picks],
                 )
-        result = sweep(store, now + timedelta(hours=12), tau_days=args.tau, threshold=args.threshold)
-        index.remove([vector_key(i, VARIANT_MEMORY) for i in result.archived])
+        result = Sweep()
+        due = faded(store, now + timedelta(hours=12), args.tau, args.threshold, result)
+        with write(store) as w:  # what the app's sweep writes, with a standalone index beside it
+            for item in due:
+                memories.archive(
+                    w, item.memory_id, f"retention {item.retention:.3f} fell below {args.threshold:g}"
+                )
+        index.apply(w.change)
         if (day + 1) % 30 == 0 or day + 1 == args.days:
             latencies = []
             for _ in range(50):

@@ -42,7 +42,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from companion.memory.embed import Embedder
+    from companion.memory.recall.embed import Embedder
 
     embedder = Embedder()
     words = sorted(w for w in embedder.model.tokenizer.vocab if w.isalpha() and w.islower() and len(w) > 3)

@@ -55,7 +55,7 @@ CHAT = [
 
 
 def build(memory: Any, rng: np.random.Generator, n_messages: int, n_memories: int) -> None:
-    from companion.memory.index import VARIANT_MEMORY, VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
+    from companion.memory.records import VARIANT_MEMORY, VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
 
     words = vocabulary(rng)
     dim = memory.embedder.dim
@@ -139,8 +139,8 @@ def build(memory: Any, rng: np.random.Generator, n_messages: int, n_memories: in
 
 
 def open_memory(paths: Any) -> tuple[Any, Any, float]:
+    from companion.memory.db.store import Store
     from companion.memory.operations import LongTermMemory
-    from companion.memory.store import Store
 
     started = time.perf_counter()
     store = Store(paths.database)
@@ -152,7 +152,7 @@ def open_memory(paths: Any) -> tuple[Any, Any, float]:
 async def chat_in_app(paths: Any, turns: int, with_jobs: bool) -> dict[str, Any]:
     from companion import config
     from companion.engine import Engine
-    from companion.memory import scheduler
+    from companion.memory.upkeep import scheduler
     from companion.tui.app import CompanionApp
 
     settings = config.load(paths)
@@ -333,15 +333,15 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-load-")
     from companion.llm.models import ensure_demo_model
-    from companion.memory.retrieve import query_terms  # noqa: F401 - the retrieval module, loaded before timing
+    from companion.memory.recall.retrieve import query_terms  # noqa: F401 - the retrieval module, loaded before timing
     from companion.paths import get_paths
 
     paths = get_paths().ensure()
     ensure_demo_model(paths)
     rng = np.random.default_rng(1)
     t0 = time.perf_counter()
+    from companion.memory.db.store import Store
     from companion.memory.operations import LongTermMemory
-    from companion.memory.store import Store
 
     store = Store(paths.database)
     memory = LongTermMemory(store, paths.index_file)

@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from locomo_retrieval import CATEGORIES, convert, evidence_ids  # noqa: E402
 
+from companion.memory.tables import messages as message_table
+
 
 def normalise(text: str) -> list[str]:
     text = str(text).lower()
@@ -88,8 +90,9 @@ def main() -> int:
     os.environ["COMPANION_HOME"] = str(home)
     from companion import config, timeutil
     from companion.engine import Engine
-    from companion.memory.portability import LogLine, import_log
-    from companion.memory.retrieve import Hit
+    from companion.memory.portability.formats import LogLine
+    from companion.memory.portability.imports import import_log
+    from companion.memory.records import Hit
     from companion.paths import get_paths
 
     paths = get_paths().ensure()
@@ -115,7 +118,9 @@ def main() -> int:
         ],
     )
     by_source = {
-        m.source_id: m for m in engine.store.messages_page(limit=len(lines) + 10) if m.source_id is not None
+        m.source_id: m
+        for m in message_table.page(engine.store, limit=len(lines) + 10)
+        if m.source_id is not None
     }
 
     class Gold(Engine):

@@ -2,12 +2,18 @@
 
     python benchmarks/locomo_retrieval.py ../shared/data/locomo-dev [--keep DIR]
 
+    python benchmarks/locomo_retrieval.py ../shared/data/locomo-dev --labels ../shared/data/locomo-dev-corrected
+
 For each conversation: convert it to the JSON Lines log (speaker_a as user, speaker_b as assistant, id = dia_id,
 time from the session date, an image's blip_caption appended), import it with `companion memory import` into a
 fresh COMPANION_HOME, run every question that has evidence through `companion memory search --queries FILE --json
---limit 20` (the public command, in a subprocess), flatten the hits' source_ids in rank order without repeats,
-and score recall@k = the fraction of a question's evidence turns in the first k. In the same run: BM25 alone
-(rank_bm25 over "speaker: text") and dense all-MiniLM-L6-v2 alone (FAISS flat) over the same turns.
+--all --limit 20` (the public command, in a subprocess), flatten the hits' source_ids in rank order without
+repeats, and score recall@k = the fraction of a question's evidence turns in the first k: `companion` counts only
+the hits that clear the relevance bar (what the chat recalls), `ranking` the whole ranking. Abstention: the other
+conversations' questions (about people and events this memory never heard of) asked of each memory; the share
+that recall answers with nothing. In the same run: BM25 alone (rank_bm25 over "speaker: text") and dense
+all-MiniLM-L6-v2 alone (FAISS flat) over the same turns. With `--labels`, every recall figure is also scored
+against the other label set (the corrected LoCoMo labels).
 """
 
 from __future__ import annotations
@@ -77,9 +83,11 @@ def recall(ranked: list[str], evidence: list[str], k: int) -> float:
     return sum(1 for e in evidence if e in top) / len(evidence)
 
 
-def run_companion(
-    lines: list[dict[str, Any]], questions: list[str], now: datetime, home: Path, consolidate: bool = False
-) -> tuple[list[list[str]], float, float]:
+def import_conversation(
+    lines: list[dict[str, Any]], home: Path, now: datetime, consolidate: bool = False
+) -> float:
+    """A fresh COMPANION_HOME holding the conversation, through `companion memory import` (and with
+    `consolidate`, `companion maintain --only consolidate`); returns the import's seconds."""
     env = os.environ | {"COMPANION_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     log = home / "log.jsonl"
     home.mkdir(parents=True, exist_ok=True)
@@ -115,6 +123,13 @@ def run_companion(
             f"  consolidation ({time.perf_counter() - started:.0f} s): {done.stdout.strip() or done.stderr.strip()}",
             flush=True,
         )
+    return imported
+
+
+def search_all(home: Path, questions: list[str], now: datetime) -> tuple[list[list[dict[str, Any]]], float]:
+    """Every question through `companion memory search --queries FILE --json --all --limit 20`: the whole
+    ranking, each hit marked relevant or not (and its relevance features)."""
+    env = os.environ | {"COMPANION_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     queries = home / "queries.txt"
     queries.write_text("".join(q.replace("\n", " ") + "\n" for q in questions))
     started = time.perf_counter()
@@ -128,6 +143,7 @@ def run_companion(
             "--queries",
             str(queries),
             "--json",
+            "--all",
             "--limit",
             "20",
             "--now",
@@ -138,16 +154,19 @@ def run_companion(
         capture_output=True,
         text=True,
     )
-    searched = time.perf_counter() - started
-    ranked = []
-    for row in out.stdout.splitlines():
-        seen: list[str] = []
-        for hit in json.loads(row):
-            for source in hit["source_ids"]:
-                if source not in seen:
-                    seen.append(source)
-        ranked.append(seen)
-    return ranked, imported, searched
+    return [json.loads(row) for row in out.stdout.splitlines()], time.perf_counter() - started
+
+
+def sources(hits: list[dict[str, Any]], relevant_only: bool) -> list[str]:
+    """The hits' source_ids in rank order without repeats; with `relevant_only`, of what the chat recalls."""
+    seen: list[str] = []
+    for hit in hits:
+        if relevant_only and not hit["relevant"]:
+            continue
+        for source in hit["source_ids"]:
+            if source not in seen:
+                seen.append(source)
+    return seen
 
 
 def baselines(lines: list[dict[str, Any]], questions: list[str], embedder: Any) -> dict[str, list[list[str]]]:
@@ -170,11 +189,31 @@ def baselines(lines: list[dict[str, Any]], questions: list[str], embedder: Any) 
     return {"bm25": bm25_ranked, "dense": dense_ranked}
 
 
+def score(qas: list[dict[str, Any]], ranking: list[list[str]], into: dict[str, list[float]]) -> None:
+    for qa, ranks in zip(qas, ranking, strict=True):
+        evidence = evidence_ids(qa)
+        if not evidence:
+            continue
+        for k in KS:
+            into[f"all@{k}"].append(recall(ranks, evidence, k))
+            into[f"{CATEGORIES.get(qa['category'], qa['category'])}@{k}"].append(recall(ranks, evidence, k))
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("data", type=Path, help="folder of LoCoMo conversation JSON files")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        help="a folder with the same conversations under other labels (e.g. ../shared/data/locomo-dev-corrected):"
+        " every figure is reported against both",
+    )
     parser.add_argument("--keep", type=Path, help="keep each conversation's COMPANION_HOME under this folder")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument(
@@ -189,68 +228,118 @@ def main() -> int:
     if not files:
         print(f"No .json conversations in {args.data}", file=sys.stderr)
         return 2
+    label_sets = {"original": args.data}
+    if args.labels:
+        if not all((args.labels / f.name).exists() for f in files):
+            print(f"{args.labels} does not hold every conversation of {args.data}", file=sys.stderr)
+            return 2
+        label_sets[args.labels.name] = args.labels
     embedder = None
     if not args.no_baselines:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from companion.memory.embed import Embedder
+        from companion.memory.recall.embed import Embedder
 
         embedder = Embedder()
-    scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    # scores[labels][system][key] -> per question; per_conversation[labels][system][stem] -> R@10
+    scores: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    per_conversation: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    abstained: dict[str, float] = {}
     total_messages, total_import, total_queries, total_search = 0, 0.0, 0, 0.0
     root = args.keep or Path(tempfile.mkdtemp(prefix="locomo-"))
+    conversations = {f.stem: json.loads(f.read_text()) for f in files}
+    questions_of = {
+        stem: [qa["question"] for qa in c["qa"] if evidence_ids(qa)] for stem, c in conversations.items()
+    }
     for file in files:
-        conversation = json.loads(file.read_text())
+        conversation = conversations[file.stem]
         lines, last = convert(conversation)
-        qas = [qa for qa in conversation["qa"] if evidence_ids(qa)]
-        questions = [qa["question"] for qa in qas]
-        ranked, imported, searched = run_companion(lines, questions, last, root / file.stem)
-        systems_extra = {}
+        questions = questions_of[file.stem]
+        home = root / file.stem
+        imported = import_conversation(lines, home, last)
+        rows, searched = search_all(home, questions, last)
+        systems = {
+            "companion": [sources(hits, relevant_only=True) for hits in rows],
+            "ranking": [sources(hits, relevant_only=False) for hits in rows],
+        }
         if args.with_consolidation:
-            consolidated, _, _ = run_companion(
-                lines, questions, last, root / f"{file.stem}-consolidated", True
+            consolidated = root / f"{file.stem}-consolidated"
+            import_conversation(lines, consolidated, last, consolidate=True)
+            systems["consolidated"] = [
+                sources(h, relevant_only=True) for h in search_all(consolidated, questions, last)[0]
+            ]
+        if embedder is not None:
+            systems |= baselines(lines, questions, embedder)
+        # Questions about people and events this memory never heard of: the other conversations' questions.
+        foreign = [q for stem, qs in questions_of.items() if stem != file.stem for q in qs]
+        if foreign:
+            foreign_rows, _ = search_all(home, foreign, last)
+            abstained[file.stem] = mean(
+                [float(not any(h["relevant"] for h in hits)) for hits in foreign_rows]
             )
-            systems_extra["consolidated"] = consolidated
         total_messages += len(lines)
         total_import += imported
         total_queries += len(questions)
         total_search += searched
-        systems = {"companion": ranked, **systems_extra}
-        if embedder is not None:
-            systems |= baselines(lines, questions, embedder)
-        for name, ranking in systems.items():
-            for qa, ranks in zip(qas, ranking, strict=True):
-                evidence = evidence_ids(qa)
-                for k in KS:
-                    scores[name][f"all@{k}"].append(recall(ranks, evidence, k))
-                    scores[name][f"{CATEGORIES.get(qa['category'], qa['category'])}@{k}"].append(
-                        recall(ranks, evidence, k)
-                    )
+        for labels, folder in label_sets.items():
+            qas = [qa for qa in json.loads((folder / file.name).read_text())["qa"] if evidence_ids(qa)]
+            if [qa["question"] for qa in qas] != questions:
+                print(f"{folder / file.name}: the questions differ from {file}", file=sys.stderr)
+                return 2
+            for name, ranking in systems.items():
+                mine: dict[str, list[float]] = defaultdict(list)
+                score(qas, ranking, mine)
+                for key, values in mine.items():
+                    scores[labels][name][key] += values
+                per_conversation[labels][name][file.stem] = mean(mine["all@10"])
         print(
             f"{file.name}: {len(lines)} turns, {len(questions)} questions; import {imported:.1f} s "
-            f"({len(lines) / imported:.0f} messages/s incl. start-up), search {searched:.1f} s",
+            f"({len(lines) / imported:.0f} messages/s incl. start-up), search {searched:.1f} s"
+            + (
+                f"; foreign questions with nothing recalled {abstained[file.stem]:.3f}"
+                if file.stem in abstained
+                else ""
+            ),
             flush=True,
         )
     print(f"\n{total_queries} questions over {len(files)} conversations, {total_messages} turns")
-    print(f"{'method':<12}" + "".join(f"{'R@' + str(k):>8}" for k in KS))
-    for name in scores:
+    print("companion: what the chat recalls (hits that clear the relevance bar); ranking: the whole ranking")
+    figures: dict[str, Any] = {"questions": total_queries, "turns": total_messages}
+    for labels, by_system in scores.items():
+        print(f"\nlabels: {labels}")
+        print(f"{'method':<14}" + "".join(f"{'R@' + str(k):>8}" for k in KS) + "   R@10 per conversation")
+        for name, by_key in by_system.items():
+            spread = " ".join(f"{stem} {v:.3f}" for stem, v in per_conversation[labels][name].items())
+            print(f"{name:<14}" + "".join(f"{mean(by_key[f'all@{k}']):>8.3f}" for k in KS) + f"   {spread}")
         print(
-            f"{name:<12}"
-            + "".join(f"{sum(v) / len(v):>8.3f}" for k in KS for v in [scores[name][f"all@{k}"]])
+            "companion by category (questions; 1 multi-hop, 2 temporal, 3 open-domain, 4 single-hop, 5 adversarial):"
         )
-    print("\ncompanion by category (questions):")
-    for category in CATEGORIES.values():
-        values = scores["companion"].get(f"{category}@10")
-        if values:
-            row = "".join(f"{sum(scores['companion'][f'{category}@{k}']) / len(values):>8.3f}" for k in KS)
-            print(f"  {category:<12}({len(values):>3})" + row)
+        for category in CATEGORIES.values():
+            values = by_system["companion"].get(f"{category}@10")
+            if values:
+                row = "".join(f"{mean(by_system['companion'][f'{category}@{k}']):>8.3f}" for k in KS)
+                print(f"  {category:<12}({len(values):>3})" + row)
+        kept = mean(by_system["companion"]["all@10"]) / (mean(by_system["ranking"]["all@10"]) or 1.0)
+        print(f"the bar keeps {kept:.3f} of the whole ranking's R@10")
+        prefix = "" if labels == "original" else f"{labels}_"
+        figures[f"{prefix}kept_of_ranking_r10"] = round(kept, 3)
+        for name, by_key in by_system.items():
+            for key, values in by_key.items():
+                if key.startswith("all@") or name == "companion":
+                    figures[f"{prefix}{name}_{key.replace('@', '_r')}"] = round(mean(values), 3)
+            per = per_conversation[labels][name].values()
+            figures[f"{prefix}{name}_r10_min"] = round(min(per), 3)
+            figures[f"{prefix}{name}_r10_max"] = round(max(per), 3)
+    if abstained:
+        spread = " ".join(f"{stem} {v:.3f}" for stem, v in abstained.items())
+        print(
+            f"\nforeign questions (the other conversations') with nothing recalled: {mean(list(abstained.values())):.3f}  ({spread})"
+        )
+        figures["foreign_abstention"] = round(mean(list(abstained.values())), 3)
+        figures["foreign_abstention_min"] = round(min(abstained.values()), 3)
     if args.json:
-        figures = {
-            f"{name}_{key.replace('@', '_r')}": round(sum(values) / len(values), 3)
-            for name, by_key in scores.items()
-            for key, values in by_key.items()
-            if key.startswith("all@") or name == "companion"
-        }
-        print(json.dumps({"questions": total_queries, "turns": total_messages, **figures}))
+        print(json.dumps(figures))
     return 0
 
 

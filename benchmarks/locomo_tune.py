@@ -93,7 +93,7 @@ def main() -> int:
     parser.add_argument("--homes", type=Path, default=Path(".bench/locomo"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    from companion.memory.retrieve import Weights
+    from companion.memory.recall.retrieve import Weights
 
     files = sorted(args.data.glob("*.json"))
     conversations = {f.stem: prepare(f, args.homes) for f in files}

@@ -63,7 +63,7 @@ def sentences(rng: np.random.Generator, words: list[str], count: int, base: list
 
 
 def build(memory, rng: np.random.Generator, n_memories: int, n_messages: int) -> None:  # type: ignore[no-untyped-def]
-    from companion.memory.index import VARIANT_MEMORY, VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
+    from companion.memory.records import VARIANT_MEMORY, VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, vector_key
 
     words = vocabulary(rng)
     dim = memory.embedder.dim
@@ -144,9 +144,10 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["COMPANION_HOME"] = tempfile.mkdtemp(prefix="companion-scale-")
 
+    from companion.memory.db.store import Store
     from companion.memory.operations import LongTermMemory
-    from companion.memory.portability import LogLine, import_log
-    from companion.memory.store import Store
+    from companion.memory.portability.formats import LogLine
+    from companion.memory.portability.imports import import_log
     from companion.paths import get_paths
 
     paths = get_paths().ensure()

@@ -113,7 +113,7 @@ async def stream_once(home: Any, prompt: str, tokens: int, naive: bool) -> dict[
 
 
 def make_memories(home: Any, count: int) -> None:
-    from companion.memory.store import Store
+    from companion.memory.db.store import Store
     from companion.timeutil import now_iso as utcnow
 
     rng = random.Random(7)

@@ -16,8 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from companion import timeutil
+from companion.errors import StorageError
 from companion.llm.prompt import clean_reply
-from companion.memory.store import Message, Store
+from companion.memory.db.store import Store
+from companion.memory.records import Message
+from companion.memory.tables import messages as message_table
+from companion.memory.tables import sessions as session_table
 
 # Ids of messages kept in memory: negative, and never the same twice in a process, so nothing keyed by a
 # message id (the memory block a turn was sent with) can leak from one conversation into another.
@@ -106,6 +110,14 @@ class ConversationLog(ABC):
     def recall_excluded(self) -> list[int]:
         """Sessions whose messages recall must not bring back (this one, and those a branch continues)."""
 
+    @property
+    def persona(self) -> str:
+        """The persona the conversation is filed under ("" when it is not filed anywhere)."""
+        return ""
+
+    def switch_persona(self, name: str) -> None:  # noqa: B027 - a log that is not filed anywhere has none
+        """The conversation goes on with another persona."""
+
 
 class SavedLog(ConversationLog):
     saved = True
@@ -124,13 +136,20 @@ class SavedLog(ConversationLog):
         parent_id: int | None = None,
         branch_at: int | None = None,
     ) -> SavedLog:
-        session = store.new_session(
-            persona=persona, parent_id=parent_id, branch_at=branch_at, started_at=started_at
+        session = session_table.new(
+            store, persona=persona, parent_id=parent_id, branch_at=branch_at, started_at=started_at
         )
         return cls(store, session)
 
     def said(self) -> list[Message]:
-        return self.store.conversation(self.session_id)
+        return message_table.conversation(self.store, self.session_id)
+
+    @property
+    def persona(self) -> str:
+        return session_table.persona(self.store, self.session_id)
+
+    def switch_persona(self, name: str) -> None:
+        session_table.set_persona(self.store, self.session_id, name)
 
     def add(
         self,
@@ -144,7 +163,8 @@ class SavedLog(ConversationLog):
         created_at: str | None = None,
         reasoning: str | None = None,
     ) -> int:
-        return self.store.add_message(
+        return message_table.add(
+            self.store,
             self.session_id,
             role,
             text,
@@ -166,12 +186,18 @@ class SavedLog(ConversationLog):
         model: str | None = None,
         reasoning: str | None = None,
     ) -> None:
-        self.store.update_message(
-            message_id, text, incomplete=incomplete, token_count=token_count, model=model, reasoning=reasoning
+        message_table.update(
+            self.store,
+            message_id,
+            text,
+            incomplete=incomplete,
+            token_count=token_count,
+            model=model,
+            reasoning=reasoning,
         )
 
     def replace(self, message_id: int) -> None:
-        self.store.mark_replaced(message_id)
+        message_table.mark_replaced(self.store, message_id)
 
     def branch(self, at: Message, persona: str, started_at: str) -> ConversationLog:
         self.end()
@@ -179,10 +205,10 @@ class SavedLog(ConversationLog):
 
     def end(self) -> None:
         self.greeting = None
-        self.store.close_session(self.session_id)
+        session_table.close(self.store, self.session_id)
 
     def recall_excluded(self) -> list[int]:
-        return self.store.lineage(self.session_id)
+        return session_table.lineage(self.store, self.session_id)
 
 
 class MemoryLog(ConversationLog):
@@ -271,9 +297,10 @@ class Reply:
     on_saved: Callable[[int | None], None]
     names: list[str] = field(default_factory=list)  # the speakers, whose names are not part of a reply
     draft_id: int | None = None
-    keep_reasoning: bool = (
-        False  # a reasoning model's reasoning is kept beside the reply (model.keep_reasoning)
-    )
+    # A reasoning model's reasoning is kept beside the reply (`model.keep_reasoning`).
+    keep_reasoning: bool = False
+    # The file refused the reply (full disk, read-only, locked): the log the conversation goes on in, unsaved.
+    on_lost: Callable[[StorageError], ConversationLog] | None = None
 
     def clean(self, text: str) -> str:
         """What is kept of what the model said: no speaker name at its start, no name cut short at its end."""
@@ -289,7 +316,18 @@ class Reply:
             self.log.update(self.draft_id, text, incomplete=True)
 
     def save_reply(self, text: str, *, incomplete: bool, tokens: int, reasoning: str = "") -> int | None:
-        """Store the answer (never the reasoning as its text). Without an answer nothing is stored."""
+        """Store the answer (never the reasoning as its text). Without an answer nothing is stored. When the
+        file refuses it, the conversation goes on unsaved (`on_lost`) and the reply is kept there."""
+        try:
+            return self._save_reply(text, incomplete=incomplete, tokens=tokens, reasoning=reasoning)
+        except StorageError as error:
+            if self.on_lost is None or not self.log.saved:
+                raise
+            self.log = self.on_lost(error)
+            self.draft_id = None
+            return self._save_reply(text, incomplete=incomplete, tokens=tokens, reasoning=reasoning)
+
+    def _save_reply(self, text: str, *, incomplete: bool, tokens: int, reasoning: str) -> int | None:
         text = self.clean(text).strip()
         kept = reasoning.strip() if self.keep_reasoning and reasoning.strip() else None
         reply_id: int | None

@@ -185,6 +185,7 @@ def _keyring() -> Check:
 
 def _encryption() -> Check:
     from companion.memory import encryption
+    from companion.memory.db import cipher
 
     paths = get_paths().ensure()
     current = encryption.state(paths.database)
@@ -200,7 +201,7 @@ def _encryption() -> Check:
             "close every companion process and start companion once: it finishes or removes them",
         )
     if current.damaged:
-        return Check("encryption", False, encryption.damaged_sentence(paths.database), "")
+        return Check("encryption", False, cipher.damaged_sentence(paths.database), "")
     if not current.encrypted:
         return Check(
             "encryption",

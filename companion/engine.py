@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,19 +25,41 @@ from companion.errors import CompanionError, ModelError, StorageError
 from companion.llm.base import ChatModel, GenerationOptions
 from companion.llm.prompt import echo_stops
 from companion.memory import open_memory
-from companion.memory.retrieve import Hit
-from companion.memory.store import SQL_ERRORS, Message, Store
+from companion.memory.db.store import SQL_ERRORS, Store
+from companion.memory.records import Hit, Message
+from companion.memory.tables import memories as memory_table
+from companion.memory.tables import messages as message_table
 from companion.paths import Paths, get_paths
 from companion.prompt_builder import PromptBuilder, TokenCounter, speaker_name
 from companion.turn import Turn, TurnStats
 
 if TYPE_CHECKING:
-    from companion.memory.scheduler import Scheduler, UpkeepOptions
+    from companion.memory.upkeep.scheduler import Scheduler, UpkeepOptions
     from companion.persona.card import Card
 
-__all__ = ["Engine", "Turn", "TurnStats"]
+__all__ = ["ContextUsage", "Engine", "Turn", "TurnStats"]
 
 FILE_ERRORS: tuple[type[Exception], ...] = (StorageError, *SQL_ERRORS)
+
+
+@dataclass(frozen=True)
+class ContextUsage:
+    """How full the model's context is, in tokens, by part of the prompt."""
+
+    persona: int
+    profile: int
+    memory: int
+    history: int
+    n_ctx: int
+
+    @property
+    def used(self) -> int:
+        return self.persona + self.profile + self.memory + self.history
+
+    @property
+    def share(self) -> float:
+        """Of the context, how much is used (0 to 1)."""
+        return self.used / max(self.n_ctx, 1)
 
 
 class Engine:
@@ -149,6 +172,10 @@ class Engine:
         """Apply changed settings that live in loaded objects (the model is reloaded by `reload_model`)."""
         if any(k.startswith(("persona.", "user.")) for k in keys):
             self._persona = None
+        if "persona.name" in keys and self.log.saved and self.persona.name != self.log.persona:
+            # The conversation goes on with the new persona: it is filed under it, and what consolidation
+            # learns from it is that persona's.
+            self.log.switch_persona(self.persona.name)
         if "memory.tau_days" in keys:
             self.memory.tau_days = self.settings.memory.tau_days
             self.memory.reset_retriever()
@@ -179,7 +206,7 @@ class Engine:
     def upkeep_options(self) -> UpkeepOptions:
         """What the upkeep jobs need: the shared model (a chat turn goes first), who the user and the
         companion are, and the conversation going on now (not consolidated while it lasts)."""
-        from companion.memory.scheduler import UpkeepOptions
+        from companion.memory.upkeep.scheduler import UpkeepOptions
 
         return UpkeepOptions.from_settings(
             self.settings,
@@ -190,7 +217,7 @@ class Engine:
 
     def start_upkeep(self) -> None:
         """Run memory upkeep (forgetting, consolidation, digests, index) in the background while open."""
-        from companion.memory.scheduler import Scheduler
+        from companion.memory.upkeep.scheduler import Scheduler
 
         if self._upkeep is None:
             self._upkeep = Scheduler(self.memory, self.upkeep_options())
@@ -224,15 +251,15 @@ class Engine:
 
         Read once per conversation, so the prefix (and llama.cpp's KV cache) stays the same turn after turn."""
         if self._profile is None:
-            from companion.memory import profile
+            from companion.memory.tables import profile
 
             lines = profile.current(self.store).text()
-            due = self.store.threads("open", due_before=timeutil.iso(self.now()), limit=5)
+            due = memory_table.threads(self.store, "open", due_before=timeutil.iso(self.now()), limit=5)
             if due:
                 lines += (
                     "\n[Open threads: things that were coming up for the user; you may ask how they went:]\n"
                 )
-                lines += "\n".join(f"- {item.text} ({(item.event_time or '')[:10]})" for item in due)
+                lines += "\n".join(f"- {item.text} ({timeutil.day(item.event_time)})" for item in due)
             self._profile = lines.strip()
         return self._profile
 
@@ -262,7 +289,9 @@ class Engine:
         return SavedLog.open(self.store, self.persona.name, timeutil.iso(self.now()), parent_id, branch_at)
 
     def _new_builder(self) -> PromptBuilder:
-        return PromptBuilder(self.count, lambda message_id: self.store.neighbours(message_id, 1, 0))
+        return PromptBuilder(
+            self.count, lambda message_id: message_table.neighbours(self.store, message_id, 1, 0)
+        )
 
     def new_session(self, *, off_record: bool = False) -> int:
         """End this conversation (consolidation may take it) and start another. Off the record, nothing of the
@@ -294,6 +323,11 @@ class Engine:
             self._go_on_unsaved(error)
             return self.send(text, **options)
         return self._respond(text, user_id, conversation, **options)
+
+    def _reply_lost(self, error: StorageError) -> ConversationLog:
+        """The file refused a reply: the conversation goes on unsaved, in the log the reply is kept in."""
+        self._go_on_unsaved(error)
+        return self.log
 
     def _go_on_unsaved(self, error: StorageError) -> None:
         """The memory file cannot take a write (full disk, read-only, locked): the conversation goes on in
@@ -377,9 +411,10 @@ class Engine:
                 self.log,
                 self.persona.name,
                 model.name,
-                self._after_reply(user_id, built.hits),
+                self._after_reply(user_id, built.shown),
                 names,
                 keep_reasoning=self.settings.model.keep_reasoning,
+                on_lost=self._reply_lost,
             )
             self.last_turn = Turn(
                 self.turns,
@@ -400,7 +435,7 @@ class Engine:
 
     def _after_reply(self, user_id: int, hits: list[Hit]) -> Callable[[int | None], None]:
         """After the reply, off the time-to-first-token path: both turns become recallable and recall
-        strengthens what it used. Off the record nothing reaches long-term memory, not even that something
+        strengthens what the prompt held (not what the memory block left out). Off the record nothing reaches long-term memory, not even that something
         was recalled. When the embedder is not loaded yet (a first conversation), `memory.ready()` embeds
         them later."""
 
@@ -416,7 +451,7 @@ class Engine:
     def recall(self, text: str) -> list[Hit]:
         """Recalled memories for `text`; when the memory file or index fails, the chat goes on without them."""
         try:
-            if not self.store.has_recallable(self.session_id):
+            if not message_table.has_recallable(self.store, self.session_id):
                 return []
             return self.memory.search(
                 text,
@@ -434,26 +469,24 @@ class Engine:
             self.degraded = f"Recall is unavailable ({error}); replies go on without memories."
             return []
 
-    def context_usage(self) -> dict[str, int]:
+    def context_usage(self) -> ContextUsage | None:
         """How full the model's context is, by part (tokens): persona, profile, memories, history. From the
-        last turn's prompt, or the stable prefix alone before the first turn."""
+        last turn's prompt, or the stable prefix alone before the first turn; None before the model loads."""
         if not self.model_loaded:
-            return {}
+            return None
         profile_text = self.profile_text()
-        usage = {
-            "persona": self.count(self.persona_text()),
-            "profile": self.count(profile_text) if profile_text else 0,
-            "memory": 0,
-            "history": 0,
-            "n_ctx": self.model.n_ctx,
-        }
+        memory = history = 0
         if self.last_turn is not None:
             budget = self.last_turn.assembled.budget
-            usage["memory"] = budget.get("memory", 0)
-            usage["history"] = (
-                budget.get("history", 0) + budget.get("user", 0) + self.last_turn.stats.completion_tokens
-            )
-        return usage
+            memory = budget.memory
+            history = budget.history + budget.user + self.last_turn.stats.completion_tokens
+        return ContextUsage(
+            persona=self.count(self.persona_text()),
+            profile=self.count(profile_text) if profile_text else 0,
+            memory=memory,
+            history=history,
+            n_ctx=self.model.n_ctx,
+        )
 
     def ask(self, text: str, **options: Any) -> tuple[str, Turn]:
         turn = self.send(text, **options)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from companion import timeutil
 from companion.llm.base import ChatMessage, ChatModel
 from companion.llm.prompt import Assembled, MemoryItem, assemble, memory_block
-from companion.memory.retrieve import Hit
-from companion.memory.store import Message
+from companion.memory.records import Hit, Message
 from companion.persona.card import Card
 
 
@@ -50,14 +50,22 @@ class SentBlock:
     lore: set[str] = field(default_factory=set)
 
 
+RecallStatus = Literal["in", "shortened", "left out", "in view"]
+
+
 @dataclass(frozen=True)
 class Recalled:
     """One thing recall brought for a turn, and what became of it: in the prompt (whole or shortened), left
     out for lack of room, or already in view (in the conversation or an earlier turn's block)."""
 
     hit: Hit
-    status: str  # "in" | "shortened" | "left out" | "in view"
+    status: RecallStatus
     note: str = ""
+
+    @property
+    def in_prompt(self) -> bool:
+        """The prompt of this turn holds it (whole or shortened)."""
+        return self.status in ("in", "shortened")
 
 
 @dataclass
@@ -65,6 +73,11 @@ class Built:
     assembled: Assembled
     hits: list[Hit]  # what recall brought that was not already in view
     recall: list[Recalled] = field(default_factory=list)
+
+    @property
+    def shown(self) -> list[Hit]:
+        """What recall brought that the prompt holds (what the model was shown, and recall strengthens)."""
+        return [r.hit for r in self.recall if r.in_prompt]
 
 
 class PromptBuilder:
@@ -168,7 +181,7 @@ class PromptBuilder:
         if sent:
             self.blocks[user_id] = SentBlock(
                 block.text,
-                {(r.hit.kind, r.hit.id) for r in report if r.status in ("in", "shortened")},
+                {(r.hit.kind, r.hit.id) for r in report if r.in_prompt},
                 {p.item.text for p in block.placed if p.item.kind == "lore" and p.status != "left out"},
             )
         return Built(assembled, hits, report)

@@ -4,11 +4,15 @@ Every time in the memory file is stored in one normalised form, UTC with millise
 (`2023-05-08T13:56:00.000+00:00`). One form means a comparison of two stored times as text is a comparison of
 the times themselves, so SQL can filter and sort by time with plain `<` and `order by`; times read from
 outside (imports, `--before`, a model's "2023-05-30") are normalised on the way in.
+
+Days are people's: "today", "yesterday", "this morning", a daily digest, a day shown on screen are days of
+the local time zone (the system's, or `TZ`), never UTC days — at 9 pm in New York "this morning" is that
+morning, not the one five hours later.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 
 from companion.errors import CompanionError
 
@@ -55,14 +59,33 @@ def parse_user(value: str, what: str) -> datetime:
     return moment
 
 
+def local(moment: datetime) -> datetime:
+    """A time in the local time zone (a naive time is taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone()
+
+
+def local_midnight(day: date) -> datetime:
+    """The start of a local day, as an aware time."""
+    return datetime.combine(day, time()).astimezone()
+
+
+def day(value: str | None) -> str:
+    """The local day of a stored time, `2023-05-08` ("" for none)."""
+    moment = parse(value)
+    return local(moment).date().isoformat() if moment is not None else ""
+
+
 def day_text(when: datetime) -> str:
-    """`8 May 2023`."""
+    """`8 May 2023` (of the local day)."""
+    when = local(when)
     return f"{when.day} {when.strftime('%B %Y')}"
 
 
 def relative(when: datetime, now: datetime) -> str:
-    """How long ago, with the date: `3 days ago, on 8 May 2023`."""
-    days = (now.date() - when.date()).days
+    """How long ago, with the date: `3 days ago, on 8 May 2023` (in local days)."""
+    days = (local(now).date() - local(when).date()).days
     absolute = day_text(when)
     if days < 0:
         return f"on {absolute}"
@@ -80,5 +103,8 @@ def relative(when: datetime, now: datetime) -> str:
 
 
 def short(value: str | None, length: int = 16) -> str:
-    """A stored time for a table cell: `2023-05-08 13:56` (or its first `length` characters)."""
-    return (value or "")[:length].replace("T", " ")
+    """A stored time for a table cell, in local time: `2023-05-08 13:56` (or its first `length` characters)."""
+    moment = parse(value)
+    if moment is None:
+        return (value or "")[:length].replace("T", " ")
+    return local(moment).isoformat(sep=" ", timespec="minutes")[:length]

@@ -15,7 +15,7 @@ from companion.conversation import Reply
 from companion.errors import StorageError
 from companion.llm.base import Stream, no_hold
 from companion.llm.prompt import Assembled
-from companion.memory.retrieve import Hit
+from companion.memory.records import Hit
 from companion.prompt_builder import Recalled
 
 DRAFT_EVERY = 1.0  # seconds between saves of a reply being written

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def demo_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("demo") / "gemma-3-270m-q4_k_m.gguf"
     demo.assemble(output_path=target, overwrite=True)
     return target
+
+
+# People's days are local days (`timeutil`): the tests read them in UTC, so their dates hold on any machine.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,12 @@
-"""The command line as a user types it: real subprocesses, real files, one clear sentence on bad input."""
+"""The command line as a user types it: real files, one clear sentence on bad input. Commands run in this
+process through the same `main()` the `companion` script calls (its error handling included), which saves an
+interpreter's start per call; the entry point itself (`python -m companion`, what `--help` imports) runs in
+subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -13,10 +18,29 @@ import pytest
 from companion.paths import Paths
 
 
-def run(*args: str, stdin: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`companion ARGS` in this process: exit code, stdout and stderr as a subprocess would give them."""
+    from companion.cli import main
+
+    out, errors = io.StringIO(), io.StringIO()
+    argv, before = sys.argv, sys.stdin
+    sys.argv, sys.stdin = ["companion", *args], io.StringIO(stdin or "")
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(errors):
+            try:
+                main()
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    finally:
+        sys.argv, sys.stdin = argv, before
+    return subprocess.CompletedProcess(["companion", *args], code, out.getvalue(), errors.getvalue())
+
+
+def run_process(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`companion ARGS` as its own process (the real entry point)."""
     return subprocess.run(
         [sys.executable, "-m", "companion", *args],
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -34,8 +58,8 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], *phrases: str) 
 
 
 def test_version_and_help() -> None:
-    assert run("--version").stdout.startswith("companion ")
-    result = run("--help")
+    assert run_process("--version").stdout.startswith("companion ")
+    result = run_process("--help")
     assert result.returncode == 0
     for command in ("chat", "ask", "config", "model", "doctor"):
         assert command in result.stdout
@@ -54,7 +78,7 @@ def test_help_imports_no_heavy_modules() -> None:
 
 
 def test_engine_and_capabilities_do_not_import_textual() -> None:
-    code = "import sys, companion.engine, companion.memory.store, companion.llm.models; print('textual' in sys.modules)"
+    code = "import sys, companion.engine, companion.memory.db.store, companion.llm.models; print('textual' in sys.modules)"
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     )

@@ -11,7 +11,7 @@ import pytest
 from companion import config
 from companion.engine import Engine
 from companion.errors import CompanionError
-from companion.memory.portability import import_file
+from companion.memory.portability.imports import import_file
 from companion.paths import Paths
 from tests.memory.conftest import write_log
 from tests.reliability.test_faults import fill_the_disk
@@ -282,6 +282,9 @@ def test_background_jobs_pause_from_a_turns_recall_to_its_last_token(
         ('I remember.\n- (fact) 2 days ago: "Ana is allergic to cats."', "I remember."),
         ("Of course!\nAna: What should I avoid eating?\nSam: Chicken.", "Of course!"),
         ("Sure. Sam is a warm, curious and honest AI companion who remembers what people say", "Sure."),
+        ('Yes. "Ana: What should I avoid eating? / Sam: Chicken."', "Yes."),
+        ("Thank you for telling me. / Ana: I have a cat.", "Thank you for telling me."),
+        ('I remember \\"peanuts\\"', "I remember"),
     ],
 )
 def test_a_reply_that_writes_the_prompts_furniture_is_cut_where_it_starts(

@@ -1,11 +1,15 @@
-"""One chat turn end to end: real SQLite file, real demo model."""
+"""One chat turn end to end: real SQLite file, real demo model (one loaded model for the session, `demo_model`;
+a test that needs a model of its own settings, or closes one, loads its own)."""
 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from companion.engine import Engine
+from companion.memory.tables import messages as message_table
 from companion.paths import Paths
+from tests.rows import add_memory
 
 
 def rows(paths: Paths) -> list[tuple[str, str, int]]:
@@ -13,8 +17,8 @@ def rows(paths: Paths) -> list[tuple[str, str, int]]:
         return conn.execute("select role, text, incomplete from messages order by id").fetchall()
 
 
-def test_user_message_is_committed_before_generation(demo_home: Paths) -> None:
-    engine = Engine(paths=demo_home)
+def test_user_message_is_committed_before_generation(demo_home: Paths, demo_model: Any) -> None:
+    engine = Engine(paths=demo_home, model=demo_model)
     turn = engine.send("Hello there, I am Ana.", max_tokens=8, seed=1)
     # Read through a separate connection before the first token: the message is already on disk.
     assert rows(demo_home) == [("user", "Hello there, I am Ana.", 0)]
@@ -23,8 +27,8 @@ def test_user_message_is_committed_before_generation(demo_home: Paths) -> None:
     engine.close()
 
 
-def test_interrupted_reply_is_stored_and_marked(demo_home: Paths) -> None:
-    engine = Engine(paths=demo_home)
+def test_interrupted_reply_is_stored_and_marked(demo_home: Paths, demo_model: Any) -> None:
+    engine = Engine(paths=demo_home, model=demo_model)
     turn = engine.send("Tell me a long story about the sea.", max_tokens=200, seed=2, temperature=1.0)
     pieces = []
     for piece in turn:
@@ -38,8 +42,8 @@ def test_interrupted_reply_is_stored_and_marked(demo_home: Paths) -> None:
     engine.close()
 
 
-def test_second_turn_reuses_the_cache_and_reports_stats(demo_home: Paths) -> None:
-    engine = Engine(paths=demo_home)
+def test_second_turn_reuses_the_cache_and_reports_stats(demo_home: Paths, demo_model: Any) -> None:
+    engine = Engine(paths=demo_home, model=demo_model)
     for text in ("Hi! My name is Ana.", "What is my name?"):
         turn = engine.send(text, max_tokens=10, seed=3)
         "".join(turn)
@@ -79,11 +83,13 @@ def test_long_conversation_folds_instead_of_crashing(demo_home: Paths) -> None:
     engine.close()
 
 
-def test_chat_recalls_earlier_sessions_and_keeps_the_cache_warm(demo_home: Paths, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from companion.memory.portability import import_file
+def test_chat_recalls_earlier_sessions_and_keeps_the_cache_warm(
+    demo_home: Paths, demo_model: Any, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from companion.memory.portability.imports import import_file
     from tests.memory.conftest import write_log
 
-    engine = Engine(paths=demo_home)
+    engine = Engine(paths=demo_home, model=demo_model)
     engine.memory.ready()
     import_file(engine.memory, write_log(tmp_path / "log.jsonl"), "jsonl")
     engine.new_session()
@@ -106,12 +112,12 @@ def test_chat_recalls_earlier_sessions_and_keeps_the_cache_warm(demo_home: Paths
     engine.close()
 
 
-def test_profile_and_due_threads_sit_in_the_stable_prefix(demo_home: Paths) -> None:
+def test_profile_and_due_threads_sit_in_the_stable_prefix(demo_home: Paths, demo_model: Any) -> None:
     from datetime import UTC, datetime
 
-    from companion.memory.profile import save as save_profile
+    from companion.memory.tables.profile import save as save_profile
 
-    engine = Engine(paths=demo_home, now=lambda: datetime(2023, 6, 1, tzinfo=UTC))
+    engine = Engine(paths=demo_home, model=demo_model, now=lambda: datetime(2023, 6, 1, tzinfo=UTC))
     save_profile(
         engine.store,
         {"traits": ["curious"], "relationships": ["sister Marta"]},
@@ -119,10 +125,10 @@ def test_profile_and_due_threads_sit_in_the_stable_prefix(demo_home: Paths) -> N
         "test",
         datetime(2023, 5, 1, tzinfo=UTC),
     )
-    interview = engine.store.add_memory(
-        "fact", "Ana has a job interview at the library on 30 May 2023", event_time="2023-05-30"
+    interview = add_memory(
+        engine.store, "fact", "Ana has a job interview at the library on 30 May 2023", event_time="2023-05-30"
     )
-    later = engine.store.add_memory("fact", "Ana flies to Madeira on 20 June 2023", event_time="2023-06-20")
+    later = add_memory(engine.store, "fact", "Ana flies to Madeira on 20 June 2023", event_time="2023-06-20")
     with engine.store.transaction() as conn:
         conn.execute("update memories set thread = 'open' where id in (?, ?)", (interview, later))
     first = engine.send("Hello again!", max_tokens=6, seed=1)
@@ -137,8 +143,10 @@ def test_profile_and_due_threads_sit_in_the_stable_prefix(demo_home: Paths) -> N
     engine.close()
 
 
-def test_regenerate_answers_again_and_keeps_the_old_reply_out_of_the_conversation(demo_home: Paths) -> None:
-    engine = Engine(paths=demo_home)
+def test_regenerate_answers_again_and_keeps_the_old_reply_out_of_the_conversation(
+    demo_home: Paths, demo_model: Any
+) -> None:
+    engine = Engine(paths=demo_home, model=demo_model)
     first, _ = engine.ask("Say a colour.", max_tokens=6, seed=1)
     turn = engine.regenerate(max_tokens=6, seed=2, temperature=1.0)
     second = "".join(turn)
@@ -156,20 +164,20 @@ def test_regenerate_answers_again_and_keeps_the_old_reply_out_of_the_conversatio
     engine.close()
 
 
-def test_regenerate_needs_a_message_to_answer(demo_home: Paths) -> None:
+def test_regenerate_needs_a_message_to_answer(demo_home: Paths, demo_model: Any) -> None:
     import pytest
 
     from companion.errors import CompanionError
 
-    engine = Engine(paths=demo_home)
+    engine = Engine(paths=demo_home, model=demo_model)
     engine.greet()
     with pytest.raises(CompanionError, match="send a message first"):
         engine.regenerate()
     engine.close()
 
 
-def test_branching_keeps_the_old_branch_and_shares_the_start(demo_home: Paths) -> None:
-    engine = Engine(paths=demo_home)
+def test_branching_keeps_the_old_branch_and_shares_the_start(demo_home: Paths, demo_model: Any) -> None:
+    engine = Engine(paths=demo_home, model=demo_model)
     engine.ask("My name is Ana.", max_tokens=4, seed=1)
     engine.ask("I like tea.", max_tokens=4, seed=1)
     old = engine.session_id
@@ -178,7 +186,7 @@ def test_branching_keeps_the_old_branch_and_shares_the_start(demo_home: Paths) -
     conversation = [m.text for m in engine.messages() if m.role == "user"]
     assert conversation == ["My name is Ana.", "I like coffee."]
     assert engine.session_id != old
-    assert [m.text for m in engine.store.conversation(old) if m.role == "user"] == [
+    assert [m.text for m in message_table.conversation(engine.store, old) if m.role == "user"] == [
         "My name is Ana.",
         "I like tea.",
     ]
@@ -188,8 +196,8 @@ def test_branching_keeps_the_old_branch_and_shares_the_start(demo_home: Paths) -
     engine.close()
 
 
-def test_off_the_record_writes_nothing(demo_home: Paths) -> None:
-    engine = Engine(paths=demo_home, off_record=True)
+def test_off_the_record_writes_nothing(demo_home: Paths, demo_model: Any) -> None:
+    engine = Engine(paths=demo_home, model=demo_model, off_record=True)
     engine.greet()
     engine.ask("The code is plumquartz.", max_tokens=4, seed=1)
     "".join(engine.regenerate(max_tokens=4, seed=1))
@@ -203,8 +211,8 @@ def test_off_the_record_writes_nothing(demo_home: Paths) -> None:
             assert b"plumquartz" not in file.read_bytes()
 
 
-def test_an_unanswered_greeting_leaves_nothing_behind(demo_home: Paths) -> None:
-    engine = Engine(paths=demo_home)
+def test_an_unanswered_greeting_leaves_nothing_behind(demo_home: Paths, demo_model: Any) -> None:
+    engine = Engine(paths=demo_home, model=demo_model)
     assert engine.greet()
     engine.close()
     with sqlite3.connect(demo_home.database) as conn:

@@ -99,7 +99,7 @@ def main() -> None:
             err.print(f"Error: {usage_sentence(error)}", markup=False)
             sys.exit(getattr(error, "exit_code", 2) or 2)
         from companion.errors import storage_error
-        from companion.memory.store import SQL_ERRORS
+        from companion.memory.db.store import SQL_ERRORS
 
         if not isinstance(error, SQL_ERRORS):
             raise

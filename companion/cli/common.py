@@ -18,7 +18,8 @@ from companion.errors import CompanionError
 from companion.paths import get_paths
 
 if TYPE_CHECKING:
-    from companion.memory.operations import LongTermMemory, Ref
+    from companion.memory.operations import LongTermMemory
+    from companion.memory.records import Ref
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -25,7 +25,7 @@ def maintain(
 ) -> None:
     """Run memory upkeep once, headless (for cron or a systemd timer): forgetting, consolidation, digests, index."""
     from companion.background import lower_this_thread
-    from companion.memory import scheduler
+    from companion.memory.upkeep import scheduler
 
     moment = when(now, "--now")
     if not show_status:

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from companion import config as config_mod
+from companion import timeutil
 from companion.cli.common import MemoryContext, ask, err, memory_id, plural, progress, when
 from companion.errors import CompanionError
 from companion.paths import get_paths
@@ -56,21 +57,25 @@ def list_(
     limit: Annotated[int, typer.Option("--limit", min=1)] = 200,
 ) -> None:
     """List memories (or, with --session or --kind message, messages)."""
+    from companion.memory.tables import messages as message_table
+
     with MemoryContext() as memory:
         if session is not None or kind == "message":
-            for m in memory.store.messages_page(session, limit):
+            for m in message_table.page(memory.store, session, limit):
                 print(f"message:{m.id}\tsession {m.session_id}\t{m.created_at[:16]}\t{m.who}: {m.text}")
             return
         for item in memory.list_memories(kind, archived, limit):
             pin = " (pinned)" if item.pinned else ""
-            print(f"{item.id}\t{item.kind}{pin}\t{(item.event_time or item.created_at)[:10]}\t{item.text}")
+            print(
+                f"{item.id}\t{item.kind}{pin}\t{timeutil.day(item.event_time or item.created_at)}\t{item.text}"
+            )
 
 
 @app.command("show")
 def show(ref: Annotated[str, typer.Argument(help="A memory ID or message:ID.")]) -> None:
     """One memory (ID) or message (message:ID): text, provenance and full change history."""
     from companion import timeutil
-    from companion.memory.operations import Ref
+    from companion.memory.records import Ref
     from companion.memory.view import memory_view, message_view
 
     target = Ref.parse(ref)
@@ -122,8 +127,17 @@ def search(
     queries: Annotated[
         Path | None, typer.Option("--queries", help="One query per line; prints one JSON array per line.")
     ] = None,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="The whole ranking, each hit with its relevance and whether it passes the bar (without it: "
+            "only what the chat would recall, possibly nothing).",
+        ),
+    ] = False,
 ) -> None:
-    """Search memories and messages: keywords and meaning together, time-aware."""
+    """Search memories and messages: keywords and meaning together, time-aware. Prints what the chat would
+    recall for this text: nothing when nothing clears the relevance bar."""
     moment = when(now, "--now")
     if queries is None and (query is None or not query.strip()):
         raise CompanionError(
@@ -134,20 +148,30 @@ def search(
     with MemoryContext(ready=True) as memory:
         if queries is not None:
             for line in queries.read_text(encoding="utf-8").splitlines():
-                hits = memory.search(line, now=moment, limit=limit) if line.strip() else []
-                sys.stdout.write(json.dumps([h.as_json() for h in hits], ensure_ascii=False) + "\n")
+                hits = (
+                    memory.search(line, now=moment, limit=limit, everything=everything)
+                    if line.strip()
+                    else []
+                )
+                rows = [h.as_json(detail=everything) for h in hits]
+                sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
             return
         assert query is not None
-        hits = memory.search(query, now=moment, limit=limit)
+        hits = memory.search(query, now=moment, limit=limit, everything=everything)
     if as_json:
-        print(json.dumps([h.as_json() for h in hits], ensure_ascii=False, indent=2))
+        print(json.dumps([h.as_json(detail=everything) for h in hits], ensure_ascii=False, indent=2))
         return
     if not hits:
-        print("Nothing found.")
+        print("Nothing relevant remembered.")
     for hit in hits:
         ref = f"message:{hit.id}" if hit.kind == "message" else str(hit.id)
         who = f"{hit.speaker or hit.role}: " if hit.kind == "message" else f"({hit.kind}) "
-        print(f"{hit.score:6.2f}  {ref:<14} {hit.time[:10]}  {who}{hit.text}")
+        passes = ("  " if hit.relevant else "✗ ") if everything else ""
+        print(f"{passes}{hit.score:6.2f}  {ref:<14} {timeutil.day(hit.time)}  {who}{hit.text}")
+    if everything and hits and not any(hit.relevant for hit in hits):
+        print("(none of these clears the relevance bar: the chat would recall nothing)")
+    elif everything and not all(hit.relevant for hit in hits):
+        print("(✗: below the relevance bar, not recalled)")
 
 
 @app.command("add")
@@ -161,7 +185,7 @@ def add(text: str) -> None:
 @app.command("pin")
 def pin(ref: Annotated[str, typer.Argument(help="A memory ID.")]) -> None:
     """Pin a memory: it never fades and ranks higher in recall."""
-    from companion.memory.operations import Ref
+    from companion.memory.records import Ref
 
     with MemoryContext() as memory:
         memory.pin(memory_id(Ref.parse(ref)), True)
@@ -171,7 +195,7 @@ def pin(ref: Annotated[str, typer.Argument(help="A memory ID.")]) -> None:
 @app.command("unpin")
 def unpin(ref: Annotated[str, typer.Argument(help="A memory ID.")]) -> None:
     """Unpin a memory."""
-    from companion.memory.operations import Ref
+    from companion.memory.records import Ref
 
     with MemoryContext() as memory:
         memory.pin(memory_id(Ref.parse(ref)), False)
@@ -181,7 +205,7 @@ def unpin(ref: Annotated[str, typer.Argument(help="A memory ID.")]) -> None:
 @app.command("edit")
 def edit(ref: Annotated[str, typer.Argument(help="A memory ID.")], text: str) -> None:
     """Correct a memory's text (the old text stays in its history)."""
-    from companion.memory.operations import Ref
+    from companion.memory.records import Ref
 
     with MemoryContext(ready=True) as memory:
         memory.edit(memory_id(Ref.parse(ref)), text)
@@ -191,7 +215,7 @@ def edit(ref: Annotated[str, typer.Argument(help="A memory ID.")], text: str) ->
 @app.command("restore")
 def restore(ref: Annotated[str, typer.Argument(help="A memory ID or message:ID.")]) -> None:
     """Bring an archived memory (ID) or message (message:ID) back."""
-    from companion.memory.operations import Ref
+    from companion.memory.records import Ref
 
     target = Ref.parse(ref)
     with MemoryContext(ready=True) as memory:
@@ -215,7 +239,9 @@ def forget(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete for good: the text is removed from the file, the index and everything derived only from it."""
-    from companion.memory.operations import Ref
+    from companion.memory.records import Ref
+    from companion.memory.tables import messages as message_table
+    from companion.memory.tables import sessions as session_table
 
     if ref is None and session is None and before is None and matching is None:
         raise CompanionError(
@@ -229,13 +255,13 @@ def forget(
         if ref is not None:
             target = Ref.parse(ref)
             if target.kind == "message":
-                if memory.store.get_message(target.id) is None:
+                if message_table.get(memory.store, target.id) is None:
                     raise CompanionError(f"There is no message {target.id}.")
                 messages.append(target.id)
             else:
                 memories.append(memory.require_memory(target.id).id)
         if session is not None:
-            if not memory.store.session_exists(session):
+            if not session_table.exists(memory.store, session):
                 raise CompanionError(
                     f"There is no session {session}; see `companion memory list --kind message`."
                 )
@@ -284,7 +310,8 @@ def export(
     ] = False,
 ) -> None:
     """Export the memory: json (complete, re-importable), jsonl (the conversation log) or markdown (a journal)."""
-    from companion.memory import encryption, portability
+    from companion.memory import encryption
+    from companion.memory.portability import exports, sealed
     from companion.paths import atomic_path
 
     if fmt not in ("json", "jsonl", "markdown"):
@@ -294,11 +321,11 @@ def export(
     secret = encryption.passphrase(ask(), "Passphrase for the export: ", confirm=True) if encrypt else None
     with MemoryContext() as memory:
         if fmt == "json":
-            text = json.dumps(portability.export_json(memory), ensure_ascii=False, indent=1) + "\n"
+            text = json.dumps(exports.export_json(memory), ensure_ascii=False, indent=1) + "\n"
         elif fmt == "jsonl":
-            text = portability.export_jsonl(memory)
+            text = exports.export_jsonl(memory)
         else:
-            text = portability.export_markdown(memory)
+            text = exports.export_markdown(memory)
     plain = (
         "Warning: the export is plain text, readable by anyone who gets it; "
         "-o FILE --encrypt protects it with a passphrase."
@@ -309,7 +336,7 @@ def export(
         return
     with atomic_path(output.expanduser().resolve()) as tmp:
         tmp.write_bytes(
-            encryption.seal(text.encode("utf-8"), secret) if secret is not None else text.encode("utf-8")
+            sealed.seal(text.encode("utf-8"), secret) if secret is not None else text.encode("utf-8")
         )
     if secret is not None:
         err.print(
@@ -327,11 +354,11 @@ def import_(
     ] = None,
 ) -> None:
     """Import a companion json export, a JSON Lines conversation log, or a ChatGPT conversations.json."""
-    from companion.memory import portability
+    from companion.memory.portability import formats, imports
 
-    parsed = portability.read_import(file, fmt, ask())  # a bad file is reported before anything loads
+    parsed = formats.read_import(file, fmt, ask())  # a bad file is reported before anything loads
     with MemoryContext(ready=True) as memory, progress() as report:
-        result = portability.import_parsed(memory, parsed, report)
+        result = imports.import_parsed(memory, parsed, report)
     skipped = f", {result.skipped} already there" if result.skipped else ""
     extra = f", {plural(result.memories, 'memory', 'memories')}" if result.memories else ""
     repaired = (
@@ -387,15 +414,16 @@ def threads(
     closed: Annotated[bool, typer.Option("--closed", help="List closed threads instead.")] = False,
 ) -> None:
     """Open threads: things coming up in your life (an interview, a trip) the companion may ask about later."""
-    from companion.memory.operations import Ref
+    from companion.memory.records import Ref
+    from companion.memory.tables import memories as memory_table
 
     with MemoryContext() as memory:
         if close is not None:
             memory.close_thread(memory_id(Ref.parse(close)))
             print("Closed.")
             return
-        items = memory.store.threads("closed" if closed else "open")
+        items = memory_table.threads(memory.store, "closed" if closed else "open")
     if not items:
         print("No closed threads." if closed else "No open threads.")
     for item in items:
-        print(f"{item.id}\t{(item.event_time or '')[:10]}\t{item.text}")
+        print(f"{item.id}\t{timeutil.day(item.event_time)}\t{item.text}")

@@ -34,7 +34,8 @@ def add(
     name: Annotated[str | None, typer.Option("--name", help="A short name for it.")] = None,
 ) -> None:
     """Register a GGUF file you already have."""
-    from companion.llm.models import check_new_name, default_name_for, inspect_gguf
+    from companion.llm.gguf_header import inspect_gguf
+    from companion.llm.models import check_new_name, default_name_for
 
     settings = config_mod.load()
     info = inspect_gguf(path)
@@ -93,7 +94,8 @@ def info(
     name: Annotated[str | None, typer.Argument(help="A model name; default: the one in use.")] = None,
 ) -> None:
     """Show a model's file, architecture, size, quantization, context length and chat template."""
-    from companion.llm.models import DEMO_NOTE, inspect_gguf, resolve
+    from companion.llm.gguf_header import inspect_gguf
+    from companion.llm.models import DEMO_NOTE, resolve
 
     settings = config_mod.load()
     model_name, path = resolve(settings, get_paths().ensure(), name)

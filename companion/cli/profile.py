@@ -16,7 +16,7 @@ def show(ctx: typer.Context) -> None:
     """Show the current profile."""
     if ctx.invoked_subcommand is not None:
         return
-    from companion.memory import profile
+    from companion.memory.tables import profile
 
     with MemoryContext() as memory:
         current = profile.current(memory.store)
@@ -31,7 +31,7 @@ def show(ctx: typer.Context) -> None:
 @app.command("history")
 def history() -> None:
     """Every version of the profile with what changed."""
-    from companion.memory import profile
+    from companion.memory.tables import profile
 
     with MemoryContext() as memory:
         versions = profile.history(memory.store)
@@ -48,7 +48,7 @@ def history() -> None:
 @app.command("veto")
 def veto(line: str) -> None:
     """Remove a line from the profile and keep companion from inferring it again."""
-    from companion.memory import profile
+    from companion.memory.tables import profile
 
     with MemoryContext() as memory:
         version = profile.veto(memory.store, line)

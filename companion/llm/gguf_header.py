@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from companion.errors import ModelError
+
+GGUF_MAGIC = b"GGUF"
+
 _SCALARS: dict[int, tuple[str, int]] = {
     0: ("<B", 1),
     1: ("<b", 1),
@@ -135,3 +139,106 @@ def _parse(data: mmap.mmap, size: int) -> GgufHeader:
     start = (cursor.pos + alignment - 1) // alignment * alignment
     header.data_end = max((start + offset + nbytes for offset, nbytes in tensors), default=start)
     return header
+
+
+@dataclass(frozen=True)
+class GgufInfo:
+    path: Path
+    size_bytes: int
+    architecture: str
+    model_name: str
+    context_length: int
+    chat_template: str | None
+    file_type: str
+    tensor_count: int
+    parameters: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "architecture": self.architecture,
+            "model_name": self.model_name,
+            "context_length": self.context_length,
+            "chat_template": "from the GGUF file"
+            if self.chat_template
+            else "none in file (fallback by architecture)",
+            "file_type": self.file_type,
+            "tensors": self.tensor_count,
+            "parameters": self.parameters,
+        }
+
+
+def check_gguf_header(path: Path) -> None:
+    """Cheap checks before anything is parsed: the file exists, is readable and starts with GGUF's magic."""
+    if not path.exists():
+        raise ModelError(
+            f"The model file {path} does not exist; check the path or run `companion model list`."
+        )
+    if not path.is_file():
+        raise ModelError(f"{path} is not a file; give the path of a .gguf model file.")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as error:
+        raise ModelError(
+            f"The model file {path} cannot be read ({error.strerror}); check its permissions."
+        ) from None
+    if magic != GGUF_MAGIC:
+        raise ModelError(
+            f"{path} is not a GGUF model file; companion runs llama.cpp GGUF files (convert or download one)."
+        )
+
+
+def check_fits_in_memory(path: Path) -> None:
+    import psutil
+
+    size = path.stat().st_size
+    total = psutil.virtual_memory().total
+    if size > total * 0.9:
+        raise ModelError(
+            f"The model {path.name} needs about {size / 2**30:.1f} GiB but this machine has "
+            f"{total / 2**30:.1f} GiB of memory; choose a smaller or more quantized GGUF (e.g. a Q4_K_M of fewer parameters)."
+        )
+
+
+def inspect_gguf(path: Path) -> GgufInfo:
+    """Read a GGUF's metadata without loading it into llama.cpp; a damaged file gives a ModelError."""
+    path = path.expanduser().resolve()
+    check_gguf_header(path)
+    check_fits_in_memory(path)
+    try:
+        header = read_header(path)
+    except (GgufFormatError, OSError, ValueError) as error:
+        raise ModelError(
+            f"The model file {path} is truncated or damaged ({error}); download it again."
+        ) from None
+    size = path.stat().st_size
+    if header.data_end > size:
+        raise ModelError(
+            f"The model file {path} is truncated ({size} of {header.data_end} bytes); download it again."
+        )
+    meta = header.metadata
+    architecture = str(meta.get("general.architecture") or "unknown")
+    context = meta.get(f"{architecture}.context_length")
+    file_type = meta.get("general.file_type")
+    try:
+        from gguf import LlamaFileType
+
+        file_type_name = (
+            LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_") if file_type is not None else "?"
+        )
+    except (ValueError, ImportError):
+        file_type_name = str(file_type)
+    template = meta.get("tokenizer.chat_template")
+    return GgufInfo(
+        path=path,
+        size_bytes=size,
+        architecture=architecture,
+        model_name=str(meta.get("general.name") or path.stem),
+        context_length=int(context) if isinstance(context, int) else 0,
+        chat_template=str(template) if isinstance(template, str) and template else None,
+        file_type=file_type_name,
+        tensor_count=header.tensor_count,
+        parameters=header.parameters,
+    )

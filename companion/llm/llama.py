@@ -20,7 +20,7 @@ from typing import Any
 from companion.background import lower_this_thread
 from companion.errors import JobInterrupted, ModelError
 from companion.llm.base import ChatMessage, ChatTurns, GenerationOptions, Stream, StreamStats, Thinking
-from companion.llm.models import inspect_gguf
+from companion.llm.gguf_header import inspect_gguf
 from companion.llm.prompt import transcript
 from companion.llm.reasoning import HarmonyFormat, TagFormat
 from companion.llm.templates import TemplateRenderer

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from companion import timeutil
 from companion.errors import CompanionError
@@ -28,12 +29,24 @@ from companion.llm.base import ChatMessage
 MESSAGE_OVERHEAD = 8
 
 
+@dataclass(frozen=True)
+class Budget:
+    """Estimated tokens of each part of a prompt, and of the context it must fit."""
+
+    system: int = 0
+    history: int = 0
+    memory: int = 0
+    user: int = 0
+    reply: int = 0
+    n_ctx: int = 0
+
+
 @dataclass
 class Assembled:
     messages: list[ChatMessage]
     fold_start: int  # index of the first history message kept in the prompt
     folded: int  # how many history messages are folded away
-    budget: dict[str, int] = field(default_factory=dict)  # estimated tokens per part
+    budget: Budget = field(default_factory=Budget)
 
 
 @dataclass(frozen=True)
@@ -50,13 +63,16 @@ class MemoryItem:
     event: str = ""
 
 
+Placement = Literal["in", "shortened", "left out"]
+
+
 @dataclass(frozen=True)
 class Placed:
     """What became of one item: `in` the block whole, `shortened` (its context, or for the best item its own
     text, cut to fit), or `left out` — with the reason, for the recall panel."""
 
     item: MemoryItem
-    status: str  # "in" | "shortened" | "left out"
+    status: Placement
     note: str = ""
 
 
@@ -231,14 +247,14 @@ def assemble(
         messages=messages,
         fold_start=fold_start,
         folded=fold_start,
-        budget={
-            "system": count(system) + MESSAGE_OVERHEAD,
-            "history": sum(costs[fold_start:]),
-            "memory": memory_cost,
-            "user": user_cost,
-            "reply": reply_tokens,
-            "n_ctx": n_ctx,
-        },
+        budget=Budget(
+            system=count(system) + MESSAGE_OVERHEAD,
+            history=sum(costs[fold_start:]),
+            memory=memory_cost,
+            user=user_cost,
+            reply=reply_tokens,
+            n_ctx=n_ctx,
+        ),
     )
 
 
@@ -284,6 +300,8 @@ def echo_stops(persona: str, *names: str) -> list[str]:
     stops = speaker_stops(*names)
     stops += [MEMORY_HEADER[:20], PROFILE_HEADER[:20], fold_marker(1)[:22], "[Open threads"]
     stops += [f"- ({kind}) " for kind in MEMORY_KINDS]
+    # A quoted note's own shape: `"Ana: … / Sam: …"`, with its escaped quotes (`\"`).
+    stops += [f'"{name}:' for name in names if name] + [f" / {name}:" for name in names if name] + ['\\"']
     for sentence in re.split(r"(?<=[.!?])\s+|\n", persona):
         sentence = sentence.strip()
         if len(sentence) >= ECHO_SENTENCE:

@@ -22,8 +22,8 @@ def open_memory(
     memory. An encrypted file's FAISS index (the embeddings in the clear) is kept in memory only, rebuilt at
     start. Close it with `LongTermMemory.close()`."""
     from companion.memory import encryption
+    from companion.memory.db.store import Store
     from companion.memory.operations import LongTermMemory
-    from companion.memory.store import Store
 
     encryption.recover(
         paths

@@ -1,17 +1,16 @@
 """Long-term memory as the app and the user act on it: embed, recall, pin, edit, forget, stats.
 
-One object (`LongTermMemory`) over the store, the embedder and the FAISS index. The faces (CLI, TUI) and the
-engine all call these functions: there is one `search`, one `forget`.
+One object (`LongTermMemory`) over the memory file, the embedder and the FAISS index — the thin front the faces
+(CLI, TUI) and the engine call: there is one `search`, one `forget`. What changes the file is a function of the
+tables room, in a transaction opened by `write()`, which applies what the write did to the vectors to the index
+once it has committed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
-import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,43 +19,25 @@ import numpy as np
 
 from companion import timeutil
 from companion.errors import CompanionError
-from companion.memory.embed import DEFAULT_MODEL, Embedder
-from companion.memory.forgetting import DEFAULT_TAU_DAYS, DEFAULT_THRESHOLD, Sweep, sweep, sweep_messages
-from companion.memory.index import (
+from companion.memory.db.store import Store
+from companion.memory.recall.embed import DEFAULT_MODEL, Embedder
+from companion.memory.recall.index import VectorIndex, describe_saved
+from companion.memory.recall.retention import DEFAULT_TAU_DAYS
+from companion.memory.recall.retrieve import DEFAULT_WEIGHTS, Bar, Retriever, Weights
+from companion.memory.records import (
     VARIANT_MEMORY,
     VARIANT_MESSAGE,
     VARIANT_MESSAGE_CONTEXT,
-    VectorIndex,
-    describe_saved,
-    split_key,
+    Hit,
+    Memory,
+    MessageText,
+    VectorChange,
     vector_key,
 )
-from companion.memory.retrieve import DEFAULT_WEIGHTS, Hit, Retriever, Weights
-from companion.memory.store import ACTIVE, MEMORY_KINDS, SQL_OPERATIONAL_ERRORS, Memory, Store, context_text
+from companion.memory.tables import Write, forget, memories, messages, scrub, vectors
+from companion.memory.tables import write as write_tables
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
-
-
-@dataclass(frozen=True)
-class Ref:
-    """What a memory command points at: a derived memory (`45`) or a message (`message:123`)."""
-
-    kind: str  # "memory" | "message"
-    id: int
-
-    @classmethod
-    def parse(cls, text: str) -> Ref:
-        raw = text.strip().lower()
-        kind = "memory"
-        for prefix, name in (("message:", "message"), ("msg:", "message"), ("memory:", "memory")):
-            if raw.startswith(prefix):
-                kind, raw = name, raw[len(prefix) :]
-        if not raw.isdigit():
-            raise CompanionError(
-                f"'{text}' is not a memory id; use a number (a memory) or message:NUMBER (a message), as shown by "
-                "`companion memory search` or `list`."
-            )
-        return cls(kind, int(raw))
 
 
 def progress_counter(progress: Progress | None, what: str, total: int) -> Callable[[int], None]:
@@ -88,6 +69,24 @@ class LongTermMemory:
         self._index: VectorIndex | None = None
         self._retriever: Retriever | None = None
         self._ready_lock = threading.Lock()  # the UI's loader and a first turn may both ask
+
+    # -- writing --------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Write]:
+        """One transaction of table functions; once it commits, the index follows what it did to the vectors
+        and is saved."""
+        with write_tables(self.store) as w:
+            yield w
+        self.apply(w.change)
+
+    def apply(self, change: VectorChange) -> None:
+        """A committed write's change of the vectors, followed by the open index (a closed one catches up
+        from the file when it opens)."""
+        if change and self._index is not None:
+            self._index.apply(change)
+            self._index.save()
+        if change.removed and self._retriever is not None:
+            self._retriever.forget_caches()
 
     # -- embeddings and index -------------------------------------------------------------------------------
     @property
@@ -126,130 +125,88 @@ class LongTermMemory:
         another process left behind): at a million messages that is microseconds against seconds for the whole
         table, which the index job still looks through (a gap an embedding error left in the middle)."""
         model = self.embed_model
-        after = 0
-        if not everything:
-            newest = self.store.scalar(
-                "select max(item_id) from vectors where kind = 'message' and model = ?", (model,)
-            )
-            after = int(newest or 0)
-        message_ids = [
-            r[0]
-            for r in self.store.conn.execute(
-                "select id from messages m where id > ? and archived = 0 and not exists (select 1 from vectors v"
-                " where v.kind = 'message' and v.item_id = m.id and v.model = ?) order by id",
-                (after, model),
-            )
-        ]
-        memory_ids = [
-            r[0]
-            for r in self.store.conn.execute(
-                f"select id from memories m where {ACTIVE} and not exists (select 1 from vectors v where"
-                " v.kind = 'memory' and v.item_id = m.id and v.model = ?) order by id",
-                (model,),
-            )
-        ]
+        after = 0 if everything else vectors.newest_message(self.store, model)
+        message_ids = vectors.messages_without(self.store, model, after)
+        memory_ids = vectors.memories_without(self.store, model)
         total = len(message_ids) + len(memory_ids)
-        stale = self.store.scalar(  # vectors of a model no longer in use (counted by triggers: no scan)
-            "select 1 from vector_fingerprints where model != ? and count > 0", (model,)
-        )
+        stale = vectors.other_models(self.store, model)
         if not total and not stale:
             return 0
         tick = progress_counter(progress, "Embedding memories", total)
         for start in range(0, len(message_ids), 2048):
-            self.embed_messages(message_ids[start : start + 2048], tick, add_to_index=False)
+            self.embed_messages(message_ids[start : start + 2048], tick)
         for start in range(0, len(memory_ids), 2048):
-            self.embed_memories(memory_ids[start : start + 2048], tick, add_to_index=False)
+            self.embed_memories(memory_ids[start : start + 2048], tick)
         if stale:
-            with self.store.transaction() as conn:
-                conn.execute("delete from vectors where model != ?", (model,))
+            with self.write() as w:
+                vectors.remove_other_models(w, model)
         return total
 
     def message_vectors(
         self,
-        rows: list[tuple[int, int, str]],
+        rows: list[MessageText],
         tick: Callable[[int], None] | None = None,
-        previous: dict[int, tuple[int, np.ndarray | None]] | None = None,
+        previous: dict[int, np.ndarray | None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """rows: (message id, session id, text), in conversation order -> (keys, vectors).
+        """Messages, in conversation order -> (keys, vectors).
 
         Each message gets two vectors: its text alone, and its text read with the turn before it. The second is
         the normalized sum of the two turns' vectors rather than a second encoding of the joined text: on LoCoMo
         both give the same recall (R@10 0.740 against 0.741) and it halves the embedding work of an import.
-        `previous` maps a session to its last message already stored (id, vector) for rows that continue it.
+        `previous` maps a session to the plain vector of its last message already stored, for rows that
+        continue it.
         """
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.embedder.dim), dtype=np.float32)
-        plain = self.embedder.encode([r[2] for r in rows], progress=tick)
-        last: dict[int, np.ndarray | None] = {}
-        if previous:
-            last.update({session: vector for session, (_, vector) in previous.items()})
+        plain = self.embedder.encode([r.text for r in rows], progress=tick)
+        last: dict[int, np.ndarray | None] = dict(previous or {})
         context = np.empty_like(plain)
-        for position, (_, session_id, _) in enumerate(rows):
-            before = last.get(session_id)
+        for position, row in enumerate(rows):
+            before = last.get(row.session_id)
             joined = plain[position] if before is None else plain[position] + before
             context[position] = joined / max(float(np.linalg.norm(joined)), 1e-12)
-            last[session_id] = plain[position]
-        keys = [vector_key(r[0], VARIANT_MESSAGE) for r in rows] + [
-            vector_key(r[0], VARIANT_MESSAGE_CONTEXT) for r in rows
+            last[row.session_id] = plain[position]
+        keys = [vector_key(r.id, VARIANT_MESSAGE) for r in rows] + [
+            vector_key(r.id, VARIANT_MESSAGE_CONTEXT) for r in rows
         ]
         return np.asarray(keys, dtype=np.int64), np.concatenate([plain, context])
 
-    def previous_vectors(self, first_ids: dict[int, int]) -> dict[int, tuple[int, np.ndarray | None]]:
-        """For each session, the stored message just before `first_ids[session]` and its plain vector."""
-        out: dict[int, tuple[int, np.ndarray | None]] = {}
+    def previous_vectors(self, first_ids: dict[int, int]) -> dict[int, np.ndarray | None]:
+        """For each session, the plain vector of its stored message just before `first_ids[session]` (the
+        conversation's turn before: a replaced reply is not one)."""
+        out: dict[int, np.ndarray | None] = {}
         for session_id, first in first_ids.items():
-            row = self.store.conn.execute(
-                "select m.id, v.vector from messages m left join vectors v on v.key = m.id * 4 + ? and v.model = ?"
-                " where m.session_id = ? and m.id < ? order by m.id desc limit 1",
-                (VARIANT_MESSAGE, self.embed_model, session_id, first),
-            ).fetchone()
-            if row:
-                vector = np.frombuffer(row[1], dtype=np.float32) if row[1] is not None else None
-                if vector is None:  # not embedded yet: embed it on the way
-                    text = self.store.scalar("select text from messages where id = ?", (row[0],))
-                    vector = self.embedder.encode_one(text)
-                out[session_id] = (row[0], vector)
+            before = vectors.before_in_session(self.store, self.embed_model, session_id, first)
+            if before is not None:  # not embedded yet: embedded on the way
+                out[session_id] = (
+                    before.vector if before.vector is not None else self.embedder.encode_one(before.text)
+                )
         return out
 
-    def embed_messages(
-        self, ids: list[int], tick: Callable[[int], None] | None = None, add_to_index: bool = True
-    ) -> None:
+    def embed_messages(self, ids: list[int], tick: Callable[[int], None] | None = None) -> None:
+        """Messages enter recall: their two vectors, in the file and (when open) the index."""
         if not ids:
             return
-        marks = ",".join("?" * len(ids))
-        rows = self.store.conn.execute(
-            f"select id, session_id, text from messages where id in ({marks}) order by session_id, id", ids
-        ).fetchall()
+        rows = messages.texts(self.store, ids)
         firsts: dict[int, int] = {}
-        for message_id, session_id, _ in rows:
-            firsts.setdefault(session_id, message_id)
-        keys, vectors = self.message_vectors([tuple(r) for r in rows], tick, self.previous_vectors(firsts))
-        self._write_vectors("message", keys, vectors, add_to_index)
+        for row in rows:
+            firsts.setdefault(row.session_id, row.id)
+        keys, found = self.message_vectors(rows, tick, self.previous_vectors(firsts))
+        with self.write() as w:
+            vectors.put(w, "message", keys.tolist(), found, self.embed_model)
 
-    def embed_memories(
-        self, ids: list[int], tick: Callable[[int], None] | None = None, add_to_index: bool = True
-    ) -> None:
+    def embed_memories(self, ids: list[int], tick: Callable[[int], None] | None = None) -> None:
         if not ids:
             return
-        marks = ",".join("?" * len(ids))
-        rows = self.store.conn.execute(
-            f"select id, text from memories where id in ({marks}) order by id", ids
-        ).fetchall()
-        vectors = self.embedder.encode([r[1] for r in rows], progress=tick)
-        keys = np.asarray([vector_key(r[0], VARIANT_MEMORY) for r in rows], dtype=np.int64)
-        self._write_vectors("memory", keys, vectors, add_to_index)
+        by_id = memories.texts(self.store, ids)
+        order = sorted(by_id)
+        found = self.embedder.encode([by_id[i] for i in order], progress=tick)
+        with self.write() as w:
+            vectors.put(w, "memory", [vector_key(i, VARIANT_MEMORY) for i in order], found, self.embed_model)
 
-    def _write_vectors(self, kind: str, keys: np.ndarray, vectors: np.ndarray, add_to_index: bool) -> None:
-        with self.store.transaction() as conn:
-            self.store.put_vectors(
-                conn,
-                [
-                    (int(k), kind, split_key(int(k))[0], split_key(int(k))[1], self.embed_model, v.tobytes())
-                    for k, v in zip(keys, vectors, strict=True)
-                ],
-            )
-        if add_to_index and self._index is not None:
-            self._index.add(keys, vectors)
+    def vector_of(self, text: str) -> np.ndarray:
+        """The vector a memory's text gets (for a write that puts it in recall)."""
+        return self.embedder.encode_one(text)
 
     # -- recall ---------------------------------------------------------------------------------------------
     def search(
@@ -264,10 +221,14 @@ class LongTermMemory:
         persona: str | None = None,
         separate: bool = False,
         weights: Weights = DEFAULT_WEIGHTS,
+        bar: Bar | None = None,
+        everything: bool = False,
     ) -> list[Hit]:
+        """What recall brings for `query`: the hits that clear the relevance bar (possibly none), best first;
+        with `everything`, the whole ranking, each hit marked relevant or not."""
         if not query.strip():
             raise CompanionError("The search is empty; give some words to look for.")
-        return self.retriever.search(
+        hits = self.retriever.search(
             query,
             now=now,
             limit=limit,
@@ -277,49 +238,46 @@ class LongTermMemory:
             persona=persona,
             separate=separate,
             weights=weights,
+            bar=bar,
         )
+        return hits if everything else [hit for hit in hits if hit.relevant]
 
     def reinforce(self, hits: Iterable[Hit], now: datetime | None = None) -> None:
         """Recalling a memory strengthens it (spaced repetition): strength +1, last recalled = now."""
         ids = [h.id for h in hits if h.kind != "message"]
-        if not ids:
-            return
-        stamp = timeutil.iso(now or timeutil.now())
-        with self.store.transaction() as conn:
-            conn.executemany(
-                "update memories set strength = strength + 1, recall_count = recall_count + 1,"
-                " last_recalled_at = ? where id = ?",
-                [(stamp, i) for i in ids],
-            )
+        if ids:
+            memories.reinforce(self.store, ids, timeutil.iso(now or timeutil.now()))
 
     # -- the user's operations ------------------------------------------------------------------------------
     def require_memory(self, memory_id: int) -> Memory:
-        memory = self.store.get_memory(memory_id)
+        memory = memories.get(self.store, memory_id)
         if memory is None:
             raise CompanionError(f"There is no memory {memory_id}; see `companion memory list`.")
         return memory
 
     def add_note(self, text: str, sources: list[int] | None = None) -> int:
+        """A note the user adds: pinned (what a person tells you to remember does not fade)."""
         text = text.strip()
         if not text:
             raise CompanionError("The note is empty; give the text to remember.")
-        memory_id = self.store.add_memory(
-            "note", text, sources=sources, importance=0.8, reason="added by the user"
-        )
-        self.embed_memories([memory_id], add_to_index=self._index is not None)
-        self._save()
-        return memory_id
+        vector = self.vector_of(text)
+        with self.write() as w:
+            return memories.add(
+                w,
+                "note",
+                text,
+                sources=sources,
+                importance=0.8,
+                reason="added by the user",
+                pinned=True,
+                vector=vector,
+                model=self.embed_model,
+            )
 
     def pin(self, memory_id: int, pinned: bool = True) -> None:
-        memory = self.require_memory(memory_id)
-        with self.store.transaction() as conn:
-            conn.execute(
-                "update memories set pinned = ?, updated_at = ? where id = ?",
-                (int(pinned), timeutil.now_iso(), memory_id),
-            )
-            self.store.audit(
-                conn, "pin" if pinned else "unpin", "memory", memory_id, memory.text, memory.text, "user"
-            )
+        self.require_memory(memory_id)
+        with self.write() as w:
+            memories.pin(w, memory_id, pinned)
 
     def edit(self, memory_id: int, text: str) -> None:
         memory = self.require_memory(memory_id)
@@ -328,105 +286,44 @@ class LongTermMemory:
             raise CompanionError(
                 "The new text is empty; to remove a memory use `companion memory forget ID`."
             )
-        with self.store.transaction() as conn:
-            conn.execute(
-                "update memories set text = ?, updated_at = ? where id = ?",
-                (text, timeutil.now_iso(), memory_id),
+        vector = self.vector_of(text) if memory.active else None
+        with self.write() as w:
+            memories.update_text(
+                w, memory_id, text, "edited by the user", vector=vector, model=self.embed_model
             )
-            self.store.audit(conn, "update", "memory", memory_id, memory.text, text, "edited by the user")
-        if not memory.archived:
-            self.embed_memories([memory_id], add_to_index=self._index is not None)
-        self._save()
-
-    def archive_faded(
-        self, now: datetime | None = None, threshold: float = DEFAULT_THRESHOLD, messages: bool = False
-    ) -> Sweep:
-        """The forgetting sweep: archive what has faded below `threshold`, and take it out of the index.
-        Messages too only when `messages` (the `memory.archive_messages` option)."""
-        now = now or timeutil.now()
-        result = sweep(self.store, now, tau_days=self.tau_days, threshold=threshold)
-        keys = [vector_key(i, VARIANT_MEMORY) for i in result.archived]
-        if messages:
-            result.messages = sweep_messages(self.store, now, tau_days=self.tau_days, threshold=threshold)
-            keys += [
-                vector_key(i, v) for i in result.messages for v in (VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT)
-            ]
-        if keys and self._index is not None:
-            self._index.remove(keys)
-            self._save()
-        return result
 
     def restore_message(self, message_id: int) -> None:
-        row = self.store.conn.execute("select archived from messages where id = ?", (message_id,)).fetchone()
-        if row is None:
+        state = messages.archived(self.store, message_id)
+        if state is None:
             raise CompanionError(f"There is no message {message_id}.")
-        if not row[0]:
+        if not state:
             raise CompanionError(f"Message {message_id} is not archived.")
-        with self.store.transaction() as conn:
-            conn.execute("update messages set archived = 0 where id = ?", (message_id,))
-            self.store.audit(conn, "restore", "message", message_id, None, None, "restored by the user")
-        self.embed_messages([message_id], add_to_index=self._index is not None)
-        self._save()
+        with self.write() as w:
+            messages.restore(w, message_id)
+        self.embed_messages([message_id])
 
     def close_thread(self, memory_id: int) -> None:
         memory = self.require_memory(memory_id)
         if memory.thread != "open":
             raise CompanionError(f"Memory {memory_id} is not an open thread; see `companion memory threads`.")
-        with self.store.transaction() as conn:
-            conn.execute(
-                "update memories set thread = 'closed', updated_at = ? where id = ?",
-                (timeutil.now_iso(), memory_id),
-            )
-            self.store.audit(conn, "update", "memory", memory_id, memory.text, memory.text, "thread closed")
+        with self.write() as w:
+            memories.close_thread(w, memory_id, "thread closed")
 
     def restore(self, memory_id: int) -> None:
         memory = self.require_memory(memory_id)
         if not memory.archived:
             raise CompanionError(f"Memory {memory_id} is not archived.")
-        with self.store.transaction() as conn:
-            conn.execute(
-                "update memories set archived = 0, strength = max(strength, 1.0), last_recalled_at = ?,"
-                " updated_at = ? where id = ?",
-                (timeutil.now_iso(), timeutil.now_iso(), memory_id),
-            )
-            self.store.audit(conn, "restore", "memory", memory_id, None, memory.text, "restored by the user")
-        self.embed_memories([memory_id], add_to_index=self._index is not None)
-        self._save()
+        vector = self.vector_of(memory.text)
+        with self.write() as w:
+            memories.restore(w, memory_id, vector, self.embed_model)
 
     def select_messages(
         self, *, session: int | None = None, before: datetime | None = None, matching: str | None = None
     ) -> list[int]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if session is not None:
-            clauses.append("session_id = ?")
-            params.append(session)
-        if before is not None:
-            clauses.append("created_at < ?")
-            params.append(timeutil.iso(before))
-        if matching:  # a kept reasoning is part of what the user forgets
-            clauses.append("instr(lower(text || ' ' || coalesce(reasoning, '')), lower(?)) > 0")
-            params.append(matching)
-        if not clauses:
-            return []
-        sql = f"select id from messages where {' and '.join(clauses)} order by id"
-        return [r[0] for r in self.store.conn.execute(sql, params)]
+        return forget.select_messages(self.store, session=session, before=before, matching=matching)
 
     def select_memories(self, *, before: datetime | None = None, matching: str | None = None) -> list[int]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if before is not None:
-            clauses.append("created_at < ?")
-            params.append(timeutil.iso(before))
-        if matching:
-            clauses.append("instr(lower(text), lower(?)) > 0")
-            params.append(matching)
-        if not clauses:
-            return []
-        return [
-            r[0]
-            for r in self.store.conn.execute(f"select id from memories where {' and '.join(clauses)}", params)
-        ]
+        return forget.select_memories(self.store, before=before, matching=matching)
 
     def forget(
         self,
@@ -442,118 +339,24 @@ class LongTermMemory:
         `words` (what `forget --matching` was given) is also removed from every string that keeps it anywhere
         else: the change history of memories that stay, session titles, external ids, persona cards and their
         lorebooks, the profile and its vetoes."""
-        message_ids = sorted(set(messages))
-        memory_ids = set(memories)
-        session_ids = sorted(set(sessions))
-        if session_ids:
-            marks = ",".join("?" * len(session_ids))
-            message_ids = sorted(
-                set(message_ids)
-                | {
-                    r[0]
-                    for r in self.store.conn.execute(
-                        f"select id from messages where session_id in ({marks})", session_ids
-                    )
-                }
+        with self.write() as w:
+            done = forget.forget(
+                w,
+                messages=sorted(set(messages)),
+                memories=sorted(set(memories)),
+                sessions=sorted(set(sessions)),
+                words=words,
             )
-        removed_keys: list[int] = []
-        rebuilt_context: list[int] = []
-        with self.store.transaction() as conn:
-            if message_ids:
-                for chunk in _chunks(message_ids):
-                    marks = ",".join("?" * len(chunk))
-                    linked = conn.execute(
-                        f"select distinct memory_id from memory_sources where message_id in ({marks})", chunk
-                    ).fetchall()
-                    for (memory_id,) in linked:
-                        others = conn.execute(
-                            "select count(*) from memory_sources where memory_id = ? and message_id not in"
-                            f" ({marks})",
-                            (memory_id, *chunk),
-                        ).fetchone()[0]
-                        if others == 0:
-                            memory_ids.add(memory_id)
-                        else:
-                            self.store.audit(
-                                conn, "relink", "memory", memory_id, None, None, "a source was forgotten"
-                            )
-                    conn.execute(f"delete from memory_sources where message_id in ({marks})", chunk)
-            for chunk in _chunks(sorted(memory_ids)):
-                marks = ",".join("?" * len(chunk))
-                conn.execute(f"delete from memory_sources where memory_id in ({marks})", chunk)
-                conn.execute(
-                    f"update memories set superseded_by = null where superseded_by in ({marks})", chunk
-                )
-                conn.execute(f"delete from memories where id in ({marks})", chunk)
-                conn.execute(
-                    f"update audit set old_text = null, new_text = null where target = 'memory' and target_id in ({marks})",
-                    chunk,
-                )
-                removed_keys += [vector_key(i, VARIANT_MEMORY) for i in chunk]
-                for memory_id in chunk:
-                    self.store.audit(conn, "forget", "memory", memory_id, None, None, "forgotten by the user")
-            forgotten = set(message_ids)
-            for chunk in _chunks(message_ids):
-                marks = ",".join("?" * len(chunk))
-                # The turn after a forgotten one carries it in its context: rebuild that context without it.
-                followers = conn.execute(
-                    f"select n.id, n.session_id, n.text from messages n where n.id in (select (select min(id) from"
-                    f" messages x where x.session_id = m.session_id and x.id > m.id) from messages m where m.id in ({marks}))",
-                    chunk,
-                ).fetchall()
-                conn.execute(f"delete from vectors where kind = 'message' and item_id in ({marks})", chunk)
-                conn.execute(f"delete from messages where id in ({marks})", chunk)
-                removed_keys += [
-                    vector_key(i, v) for i in chunk for v in (VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT)
-                ]
-                for follower_id, session_id, text in followers:
-                    if follower_id in forgotten:
-                        continue
-                    previous = conn.execute(
-                        "select text from messages where session_id = ? and id < ? order by id desc limit 1",
-                        (session_id, follower_id),
-                    ).fetchone()
-                    conn.execute(
-                        "update messages set context = ? where id = ?",
-                        (context_text(previous[0] if previous else None, text), follower_id),
-                    )
-                    rebuilt_context.append(follower_id)
-            if message_ids:
-                self.store.audit(
-                    conn,
-                    "forget",
-                    "messages",
-                    None,
-                    None,
-                    None,
-                    f"{len(message_ids)} messages forgotten by the user",
-                )
-            for chunk in _chunks(session_ids):
-                marks = ",".join("?" * len(chunk))
-                conn.execute(f"delete from sessions where id in ({marks})", chunk)
-            conn.execute(
-                "delete from vectors where kind = 'memory' and item_id not in (select id from memories)"
-            )
-            if words:
-                scrub_words(self.store, conn, words)
-        self.scrub()
-        if self._index is not None:
-            self._index.remove(removed_keys)
-        if rebuilt_context:
-            self.embed_messages(rebuilt_context, add_to_index=self._index is not None)
+        scrub.pages(self.store)
+        if done.rebuilt and self._index is not None:
+            self.embed_messages(done.rebuilt)
         if self._retriever is not None:
             self._retriever.forget_caches()
-        self._save()
-        return {"messages": len(message_ids), "memories": len(memory_ids), "sessions": len(session_ids)}
+        return {"messages": done.messages, "memories": done.memories, "sessions": done.sessions}
 
     def scrub(self) -> None:
-        """Make deleted text unrecoverable from the files: merge the FTS indexes (old segments are freed and
-        zeroed by secure_delete) and checkpoint the WAL into the database, truncating it."""
-        with self.store.transaction() as conn:
-            conn.execute("insert into messages_fts(messages_fts) values ('optimize')")
-            conn.execute("insert into memories_fts(memories_fts) values ('optimize')")
-        with contextlib.suppress(*SQL_OPERATIONAL_ERRORS):
-            self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Make deleted text unrecoverable from the files (see `tables.scrub.pages`)."""
+        scrub.pages(self.store)
 
     # -- reading --------------------------------------------------------------------------------------------
     def list_memories(
@@ -565,41 +368,15 @@ class LongTermMemory:
         matching: str | None = None,
     ) -> list[Memory]:
         """One page of memories, oldest first; `matching` keeps those whose words start with the given ones."""
-        where, params = self._memory_filter(kind, archived, matching)
-        rows = self.store.db.query(
-            f"select * from memories where {where} order by id limit ? offset ?", [*params, limit, offset]
-        )
-        return [Memory.from_row(r) for r in rows]
+        return memories.filtered(self.store, kind, archived, matching, limit, offset)
 
     def count_memories(
         self, kind: str | None = None, archived: bool = False, matching: str | None = None
     ) -> int:
-        where, params = self._memory_filter(kind, archived, matching)
-        return int(self.store.scalar(f"select count(*) from memories where {where}", tuple(params)))
-
-    @staticmethod
-    def _memory_filter(kind: str | None, archived: bool, matching: str | None) -> tuple[str, list[Any]]:
-        if kind and kind not in MEMORY_KINDS:
-            raise CompanionError(
-                f"'{kind}' is not a memory kind; use one of: message, {', '.join(MEMORY_KINDS)}."
-            )
-        clauses = ["archived = ?"]
-        params: list[Any] = [int(archived)]
-        if kind:
-            clauses.append("kind = ?")
-            params.append(kind)
-        words = re.findall(r"\w+", matching or "")
-        if words:  # each word quoted for FTS5 (so no query syntax can break it), matched as a prefix
-            clauses.append("id in (select rowid from memories_fts where memories_fts match ?)")
-            params.append(" ".join(f'"{word}"*' for word in words))
-        return " and ".join(clauses), params
+        return memories.count_filtered(self.store, kind, archived, matching)
 
     def stats(self) -> dict[str, Any]:
         s = self.store
-        kinds = {
-            k: n
-            for k, n in s.conn.execute("select kind, count(*) from memories where archived = 0 group by kind")
-        }
         times = s.conn.execute("select min(created_at), max(created_at) from messages").fetchone()
         db_size = sum(p.stat().st_size for p in (s.path, Path(f"{s.path}-wal")) if p.exists())
         index_file = self.index_path
@@ -610,11 +387,8 @@ class LongTermMemory:
         return {
             "messages": s.count("messages"),
             "sessions": s.count("sessions"),
-            "memories": kinds,
-            "archived": s.scalar("select count(*) from memories where archived = 1"),
-            "superseded": s.scalar("select count(*) from memories where valid_to is not null"),
-            "pinned": s.scalar("select count(*) from memories where pinned = 1"),
-            "vectors": s.scalar("select count(*) from vectors where model = ?", (self.embed_model,)),
+            **memories.counts(s),
+            "vectors": vectors.count(s, self.embed_model),
             "embedding_model": self.embed_model,
             "file": str(s.path),
             "file_bytes": db_size,
@@ -625,12 +399,6 @@ class LongTermMemory:
             "oldest": times[0],
             "newest": times[1],
         }
-
-    def add_vectors(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        """Vectors already written to SQLite (an import) join the open index, which is saved."""
-        if self._index is not None and len(keys):
-            self._index.add(keys, vectors)
-            self._index.save()
 
     def reopen_index(self) -> None:
         """Bring an open index in line with SQLite after many rows changed at once (a json import)."""
@@ -645,39 +413,3 @@ class LongTermMemory:
         """Save the index and close the memory file."""
         self._save()
         self.store.close()
-
-
-def redact(text: str, words: str) -> str:
-    """`words` taken out of `text`, whatever their case."""
-    return re.sub(re.escape(words), "[forgotten]", text, flags=re.IGNORECASE)
-
-
-def scrub_words(store: Store, conn: sqlite3.Connection, words: str) -> None:
-    """Remove `words` from every string that could still hold them once the messages and memories that say
-    them are gone (inside the forget's transaction)."""
-    from companion.memory import personas, profile
-
-    contains = "instr(lower({0}), lower(?)) > 0"
-    for column in ("old_text", "new_text"):
-        conn.execute(f"update audit set {column} = null where {contains.format(column)}", (words,))
-    conn.execute(f"update audit set reason = '' where {contains.format('reason')}", (words,))
-    for session_id, title in conn.execute(
-        f"select id, title from sessions where {contains.format('title')}", (words,)
-    ).fetchall():
-        conn.execute("update sessions set title = ? where id = ?", (redact(title, words), session_id))
-    conn.execute(
-        f"update sessions set external_id = 'forgotten-' || id where {contains.format('external_id')}",
-        (words,),
-    )
-    conn.execute(f"update messages set source_id = null where {contains.format('source_id')}", (words,))
-    for key, value in conn.execute(
-        f"select key, value from meta where {contains.format('value')}", (words,)
-    ).fetchall():
-        conn.execute("update meta set value = ? where key = ?", (redact(value, words), key))
-    personas.scrub(store, conn, words)
-    profile.scrub(store, conn, words)
-
-
-def _chunks(items: list[int], size: int = 500) -> Iterable[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -7,17 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from companion import timeutil
-from companion.memory.forgetting import retention
-from companion.memory.store import Memory, Message, Store
-
-
-@dataclass(frozen=True)
-class Change:
-    at: str
-    action: str
-    old_text: str | None
-    new_text: str | None
-    reason: str
+from companion.memory.db.store import Store
+from companion.memory.recall.retention import retention
+from companion.memory.records import Memory, Message
+from companion.memory.tables import audit, memories, messages
+from companion.memory.tables.audit import Change
 
 
 @dataclass(frozen=True)
@@ -36,20 +30,20 @@ class MessageView:
 
 
 def memory_view(store: Store, memory_id: int, now: datetime, tau_days: float) -> MemoryView | None:
-    memory = store.get_memory(memory_id)
+    memory = memories.get(store, memory_id)
     if memory is None:
         return None
     last = timeutil.parse(memory.last_recalled_at or memory.created_at)
     kept = 1.0 if memory.pinned else retention(memory.strength, last, now, tau_days)
-    changes = [
-        Change(row["at"], row["action"], row["old_text"], row["new_text"], row["reason"] or "")
-        for row in store.history("memory", memory_id)
-    ]
-    return MemoryView(memory, kept, store.memory_sources(memory_id), changes)
+    return MemoryView(
+        memory, kept, memories.sources(store, memory_id), audit.history(store, "memory", memory_id)
+    )
 
 
 def message_view(store: Store, message_id: int) -> MessageView | None:
-    message = store.get_message(message_id)
+    message = messages.get(store, message_id)
     if message is None:
         return None
-    return MessageView(message, store.neighbours(message_id, 1, 1), store.derived_from(message_id))
+    return MessageView(
+        message, messages.neighbours(store, message_id, 1, 1), messages.derived_from(store, message_id)
+    )

@@ -12,8 +12,8 @@ import json
 import re
 
 from companion.errors import CompanionError
-from companion.memory import personas
-from companion.memory.store import Store
+from companion.memory.db.store import Store
+from companion.memory.tables import personas
 from companion.paths import assets_dir
 from companion.persona.card import LIST_FIELDS, TEXT_FIELDS, Card, card_from_json, read_card
 

@@ -22,6 +22,7 @@ from companion import config as config_mod
 from companion.config import Settings
 from companion.english import plural
 from companion.errors import CompanionError
+from companion.memory.tables import memories as memory_table
 from companion.paths import Paths, get_paths
 from companion.tui.commands import system_commands
 from companion.tui.messages import EngineReady, MemoryChanged, ModelLoading, SessionStarted
@@ -286,7 +287,7 @@ class CompanionApp(App[None]):
 
     def edit_memory(self, memory_id: int, then: Callable[[str], None] | None = None) -> None:
         """The memory's text in a dialog; saved (as `companion memory edit`) when it changed."""
-        item = self.engine.store.get_memory(memory_id)
+        item = memory_table.get(self.engine.store, memory_id)
         if item is None:
             return
 
@@ -402,7 +403,7 @@ class CompanionApp(App[None]):
         if event.state != WorkerState.ERROR or event.worker.error is None:
             return
         from companion.errors import storage_error
-        from companion.memory.store import SQL_ERRORS
+        from companion.memory.db.store import SQL_ERRORS
 
         error = event.worker.error
         if isinstance(error, SQL_ERRORS):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
 from textual.message import Message
 
-from companion.memory.store import Message as StoredMessage
+from companion.engine import ContextUsage
+from companion.memory.records import Message as StoredMessage
+from companion.memory.records import SessionOverview
+from companion.memory.tables.profile import Version
+from companion.memory.upkeep.scheduler import JobStatus
 from companion.prompt_builder import Recalled
 
 
@@ -28,6 +33,10 @@ class Greeted(Message):
     text: str | None
 
 
+# What a reply answers: a new message, the last message again, or an edited earlier message (a branch).
+ReplyKind = Literal["send", "regenerate", "branch"]
+
+
 @dataclass
 class ReplyStarted(Message):
     """The user's message is stored (`user_id`) and the reply is streaming; `recall` is what was recalled and
@@ -35,7 +44,7 @@ class ReplyStarted(Message):
 
     user_id: int
     recall: list[Recalled]
-    usage: dict[str, int]
+    usage: ContextUsage | None
 
 
 @dataclass
@@ -44,10 +53,10 @@ class ReplyFinished(Message):
     part of it), which replaces what streamed when the two differ."""
 
     incomplete: bool
-    tok_s: float
-    error: str
+    tok_s: float = 0.0
+    error: str = ""
     reply_id: int | None = None
-    usage: dict[str, int] = field(default_factory=dict)
+    usage: ContextUsage | None = None
     text: str | None = None
     unanswered: str = ""  # why the reply has no answer (stopped while thinking…): nothing was stored
 
@@ -70,3 +79,62 @@ class MemoryChanged(Message):
 @dataclass
 class SessionStarted(Message):
     off_record: bool
+
+
+@dataclass
+class SessionsLoaded(Message):
+    """The sessions screen's page of past conversations, and which one is going on."""
+
+    rows: list[SessionOverview]
+    current: int
+
+
+@dataclass
+class TranscriptLoaded(Message):
+    """One past conversation, read whole, as Markdown."""
+
+    text: str
+
+
+@dataclass
+class SettingsLoaded(Message):
+    personas: list[str]
+    jobs: list[JobStatus]
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    """One memory as the memories screen lists it."""
+
+    id: int
+    kind: str
+    text: str
+    day: str
+    kept: float  # its retention (1.0 for a pinned memory)
+    pinned: bool
+
+
+@dataclass
+class MemoriesLoaded(Message):
+    rows: list[MemoryRow]
+    total: int
+    page: int
+
+
+@dataclass
+class ProfileLoaded(Message):
+    version: int | None
+    lines: list[str]
+    history: list[Version]
+
+
+@dataclass
+class PersonasLoaded(Message):
+    names: list[str]
+
+
+@dataclass
+class DetailLoaded(Message):
+    """One memory or message seen whole, as Markdown (None: it is gone)."""
+
+    text: str | None

@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from companion.errors import ModelError
-from companion.llm.gguf_header import GgufFormatError, read_header
-from companion.llm.models import inspect_gguf
+from companion.llm.gguf_header import GgufFormatError, inspect_gguf, read_header
 from tests.conftest import tiny_gguf
 
 

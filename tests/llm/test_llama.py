@@ -12,8 +12,8 @@ import pytest
 
 from companion.errors import ModelError
 from companion.llm.base import ChatMessage, GenerationOptions
+from companion.llm.gguf_header import inspect_gguf
 from companion.llm.llama import LlamaModel
-from companion.llm.models import inspect_gguf
 
 CHAT = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Name three colours.")]
 

@@ -17,6 +17,7 @@ from companion.engine import Engine
 from companion.errors import ModelError
 from companion.llm.base import ChatMessage, GenerationOptions
 from companion.llm.remote import RemoteModel
+from companion.memory.tables import messages as message_table
 from companion.paths import Paths
 from tests.conftest import free_port
 
@@ -174,7 +175,7 @@ def test_server_gone_mid_stream_keeps_the_partial_reply(demo_gguf: Path, paths: 
                 if len(pieces) == 3:
                     process.kill()
         assert len(pieces) >= 3
-        message = engine.store.get_message(turn.reply_id or 0)
+        message = message_table.get(engine.store, turn.reply_id or 0)
         assert message is not None and message.incomplete
         assert message.text == "".join(pieces).strip()
         engine.close()

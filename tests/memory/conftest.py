@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from companion.memory.db.store import Store
 from companion.memory.operations import LongTermMemory
-from companion.memory.portability import import_file
-from companion.memory.store import Store
+from companion.memory.portability.imports import import_file
 from companion.paths import Paths
 
 LOG = [

@@ -12,14 +12,22 @@ import pytest
 
 from companion.errors import CompanionError, StorageError
 from companion.llm.remote import RemoteModel
-from companion.memory import profile, scheduler
-from companion.memory.consolidate import SAME, SIMILAR, Consolidator, Report
-from companion.memory.index import VARIANT_MEMORY, vector_key
+from companion.memory.db.store import Store
 from companion.memory.operations import LongTermMemory
-from companion.memory.scheduler import UpkeepOptions
-from companion.memory.store import Store
+from companion.memory.records import VARIANT_MEMORY, vector_key
+from companion.memory.tables import audit as audit_table
+from companion.memory.tables import memories as memory_table
+from companion.memory.tables import messages as message_table
+from companion.memory.tables import meta as meta_table
+from companion.memory.tables import profile
+from companion.memory.tables import sessions as session_table
+from companion.memory.tables import vectors as vector_table
+from companion.memory.upkeep import scheduler
+from companion.memory.upkeep.consolidate import SAME, SIMILAR, Consolidator, Report
+from companion.memory.upkeep.scheduler import UpkeepOptions
 from companion.paths import Paths
 from tests.conftest import free_port
+from tests.rows import add_memory
 from tests.scripted import ScriptedModel
 
 NOW = datetime(2023, 7, 1, 12, 0, tzinfo=UTC)
@@ -27,7 +35,7 @@ IDLE = timedelta(minutes=30)
 
 
 def session_messages(memory: LongTermMemory, session_id: int) -> list[int]:
-    return [m.id for m in memory.store.conversation(session_id)]
+    return [m.id for m in message_table.conversation(memory.store, session_id)]
 
 
 def facts(*items: dict[str, Any]) -> dict[str, Any]:
@@ -81,11 +89,11 @@ def test_a_session_becomes_a_summary_and_facts_with_their_turns(memory: LongTerm
     assert (report.sessions, report.summaries, report.facts_added) == (1, 1, 1)
     owned = session_messages(memory, 1)
     summary_id = memory.store.scalar("select id from memories where kind = 'summary' and session_id = 1")
-    assert [m.id for m in memory.store.memory_sources(summary_id)] == owned
+    assert [m.id for m in memory_table.sources(memory.store, summary_id)] == owned
     ((fact_id, text),) = active_facts(memory)
     assert text == "Ana adopted a grey cat called Bolacha."
-    assert [m.id for m in memory.store.memory_sources(fact_id)] == [owned[0]]  # the turn it came from
-    assert memory.store.get_memory(fact_id).importance == pytest.approx(0.8)
+    assert [m.id for m in memory_table.sources(memory.store, fact_id)] == [owned[0]]  # the turn it came from
+    assert memory_table.get(memory.store, fact_id).importance == pytest.approx(0.8)
     # The transcript the model read numbers the turns and names the speakers.
     transcript = model.asked("facts")[0]
     assert "[1] Ana: Hi! I just adopted a grey cat called Bolacha." in transcript
@@ -101,8 +109,8 @@ def test_a_session_that_goes_on_is_summarized_anew(memory: LongTermMemory) -> No
     both = "Ana adopted Bolacha, a grey cat who hides under the sofa and now sleeps on her bed."
     model = ScriptedModel(answers={"summary": [summary(first), summary(both)], "facts": [facts()]})
     consolidate(memory, model, 1)
-    memory.store.add_message(
-        1, "user", "Bolacha finally sleeps on my bed now.", created_at="2023-05-01T11:00:00"
+    message_table.add(
+        memory.store, 1, "user", "Bolacha finally sleeps on my bed now.", created_at="2023-05-01T11:00:00"
     )
     consolidate(memory, model, 1)
     rows = memory.store.conn.execute(
@@ -112,17 +120,17 @@ def test_a_session_that_goes_on_is_summarized_anew(memory: LongTermMemory) -> No
     assert rows[0][2] is not None and rows[1][2] is None
     # The superseded summary left recall with its vector, so the saved index still matches the file.
     assert memory.index.reconstruct(vector_key(rows[0][0], VARIANT_MEMORY)) is None
-    assert memory.index.size == memory.store.vector_fingerprint(memory.embed_model)[0]
+    assert memory.index.size == vector_table.fingerprint(memory.store, memory.embed_model)[0]
 
 
 def session(memory: LongTermMemory, day: str, *said: str) -> int:
     """A conversation of `said` (the user's turns), ended on `day`."""
-    session_id = memory.store.new_session(started_at=f"{day}T09:00:00")
+    session_id = session_table.new(memory.store, started_at=f"{day}T09:00:00")
     for number, text in enumerate(said):
-        memory.store.add_message(
-            session_id, "user", text, speaker="Ana", created_at=f"{day}T09:00:{number:02d}"
+        message_table.add(
+            memory.store, session_id, "user", text, speaker="Ana", created_at=f"{day}T09:00:{number:02d}"
         )
-    memory.store.close_session(session_id)
+    session_table.close(memory.store, session_id)
     return session_id
 
 
@@ -135,7 +143,7 @@ def test_the_same_fact_again_only_gains_a_source(memory: LongTermMemory) -> None
     assert (report.facts_added, report.facts_unchanged) == (0, 1)
     assert not model.asked("action")  # the same fact needs no decision
     ((fact_id, _),) = active_facts(memory)
-    sources = [m.id for m in memory.store.memory_sources(fact_id)]
+    sources = [m.id for m in memory_table.sources(memory.store, fact_id)]
     assert sources == [session_messages(memory, 1)[0], session_messages(memory, again)[0]]
 
 
@@ -159,9 +167,9 @@ def test_more_detail_updates_the_fact_and_keeps_the_old_text_in_its_history(memo
     assert f"1. {old}" in model.asked("action")[0] and more in model.asked("action")[0]
     ((fact_id, text),) = active_facts(memory)
     assert text == merged
-    history = memory.store.history("memory", fact_id)
-    assert [h["action"] for h in history] == ["add", "update"] and history[1]["old_text"] == old
-    assert session_messages(memory, later)[0] in [m.id for m in memory.store.memory_sources(fact_id)]
+    history = audit_table.history(memory.store, "memory", fact_id)
+    assert [h.action for h in history] == ["add", "update"] and history[1].old_text == old
+    assert session_messages(memory, later)[0] in [m.id for m in memory_table.sources(memory.store, fact_id)]
 
 
 def test_a_contradiction_supersedes_and_the_old_fact_stays_in_history(memory: LongTermMemory) -> None:
@@ -180,9 +188,9 @@ def test_a_contradiction_supersedes_and_the_old_fact_stays_in_history(memory: Lo
     assert report.facts_superseded == 1
     ((new_id, text),) = active_facts(memory)
     assert text == new and new_id != old_id
-    before = memory.store.get_memory(old_id)
+    before = memory_table.get(memory.store, old_id)
     assert before is not None and before.valid_to is not None and before.superseded_by == new_id
-    assert [h["action"] for h in memory.store.history("memory", old_id)] == ["add", "supersede"]
+    assert [h.action for h in audit_table.history(memory.store, "memory", old_id)] == ["add", "supersede"]
     # Out of recall: its vector is gone, and a search finds the new fact only.
     assert memory.index.reconstruct(vector_key(old_id, VARIANT_MEMORY)) is None
     assert [h.id for h in memory.search("where does Ana live", kinds={"fact"})] == [new_id]
@@ -226,16 +234,16 @@ def test_a_future_event_is_an_open_thread_until_a_week_after_its_date(memory: Lo
     report = Report()
     consolidator = Consolidator(memory, model, user="Ana")
     consolidator.consolidate_session(interview, NOW, report)  # said on 1 May: the interview is ahead
-    (thread,) = memory.store.threads("open")
+    (thread,) = memory_table.threads(memory.store, "open")
     assert thread.event_time is not None and thread.event_time.startswith("2023-05-30")
-    assert memory.store.threads("open", due_before="2023-05-29T00:00:00") == []
-    assert [t.id for t in memory.store.threads("open", due_before="2023-05-31")] == [thread.id]
+    assert memory_table.threads(memory.store, "open", due_before="2023-05-29T00:00:00") == []
+    assert [t.id for t in memory_table.threads(memory.store, "open", due_before="2023-05-31")] == [thread.id]
     consolidator.close_past_threads(datetime(2023, 6, 5, tzinfo=UTC), report)
-    assert memory.store.threads("open") != []  # six days after: the companion may still ask
+    assert memory_table.threads(memory.store, "open") != []  # six days after: the companion may still ask
     consolidator.close_past_threads(datetime(2023, 6, 7, tzinfo=UTC), report)
-    assert memory.store.threads("open") == [] and [t.id for t in memory.store.threads("closed")] == [
-        thread.id
-    ]
+    assert memory_table.threads(memory.store, "open") == [] and [
+        t.id for t in memory_table.threads(memory.store, "closed")
+    ] == [thread.id]
     assert report.threads_closed == 1
 
 
@@ -250,7 +258,7 @@ def test_a_past_event_is_not_a_thread(memory: LongTermMemory) -> None:
         }
     )
     consolidate(memory, model, moved)
-    assert memory.store.threads("open") == [] and len(active_facts(memory)) == 1
+    assert memory_table.threads(memory.store, "open") == [] and len(active_facts(memory)) == 1
 
 
 def test_profile_versions_and_a_vetoed_line_is_never_inferred_again(memory: LongTermMemory) -> None:
@@ -263,9 +271,9 @@ def test_profile_versions_and_a_vetoed_line_is_never_inferred_again(memory: Long
         "style": [],
     }
     model = ScriptedModel(answers={"traits": [answer]})
-    store.add_memory("fact", "Ana drinks tea every morning", importance=0.8)
-    store.add_memory("fact", "Ana is curious about everything", importance=0.7)
-    store.add_memory("fact", "Ana's sister Marta lives in Porto", importance=0.7)
+    add_memory(store, "fact", "Ana drinks tea every morning", importance=0.8)
+    add_memory(store, "fact", "Ana is curious about everything", importance=0.7)
+    add_memory(store, "fact", "Ana's sister Marta lives in Porto", importance=0.7)
     report = Report()
     consolidator = Consolidator(memory, model, user="Ana")
     consolidator.update_profile(NOW, report)
@@ -278,7 +286,7 @@ def test_profile_versions_and_a_vetoed_line_is_never_inferred_again(memory: Long
     with pytest.raises(CompanionError, match="not a line of the profile"):
         profile.veto(store, "likes jazz", NOW)
     # The model, told about new facts, offers the vetoed line again: it is dropped, and the prompt said so.
-    store.add_memory("fact", "Ana ordered a green tea at the cafe", importance=0.6)
+    add_memory(store, "fact", "Ana ordered a green tea at the cafe", importance=0.6)
     consolidator.update_profile(NOW + timedelta(days=1), Report())
     assert "tea in the morning" in model.asked("traits")[-1]  # listed as vetoed
     assert not any("tea in the morning" in line for line in profile.current(store).lines)
@@ -299,16 +307,15 @@ def test_a_veto_and_its_profile_version_are_one_transaction(memory: LongTermMemo
 
 
 def test_daily_and_weekly_digests_are_told_apart_by_their_period(memory: LongTermMemory) -> None:
-    with memory.store.transaction() as conn:
-        for session_id, day in ((1, "2023-05-01"), (2, "2023-05-02"), (3, "2023-06-20")):
-            memory.store.add_memory(
-                "summary",
-                f"Ana stayed home to rest and read on {day}.",
-                sources=session_messages(memory, session_id),
-                event_time=f"{day}T10:00:00",
-                session_id=session_id,
-                conn=conn,
-            )
+    for session_id, day in ((1, "2023-05-01"), (2, "2023-05-02"), (3, "2023-06-20")):
+        add_memory(
+            memory.store,
+            "summary",
+            f"Ana stayed home to rest and read on {day}.",
+            sources=session_messages(memory, session_id),
+            event_time=f"{day}T10:00:00",
+            session_id=session_id,
+        )
     # A daily digest whose text happens to start like a weekly one is still a daily digest.
     model = ScriptedModel(answers={"digest": [{"digest": "Week of rest: Ana stayed home."}]})
     report = Report()
@@ -370,7 +377,7 @@ def test_a_failing_model_leaves_the_memory_as_it_was_and_the_job_resumes(memory:
     )
     assert outcome["consolidate"].startswith("failed (ModelUnavailable")
     assert memory.store.count("memories") == before
-    assert not memory.store.get_meta("consolidated.session.1")
+    assert not meta_table.get(memory.store, "consolidated.session.1")
     state = scheduler.load_state(memory, "consolidate")
     assert state.failures == 1 and state.retry_at is not None
     # Later, with a working model, it resumes and does each session once.
@@ -393,10 +400,14 @@ def test_the_demo_model_consolidates_a_session(memory: LongTermMemory, demo_mode
     Consolidator(memory, demo_model, user="Ana", mode="model").consolidate_session(1, NOW, report)
     assert report.sessions == 1 and report.by_model == 1
     owned = set(session_messages(memory, 1))
-    for (memory_id,) in memory.store.conn.execute(
-        "select id from memories where kind in ('summary', 'fact')"
-    ):
-        sources = {m.id for m in memory.store.memory_sources(memory_id)}
+    written = [
+        r[0] for r in memory.store.conn.execute("select id from memories where kind in ('summary', 'fact')")
+    ]
+    # What the base model writes depends on what it ran before (the test order): a summary it wrote is kept
+    # only when grounded, so either something was written or what it wrote was counted as dropped.
+    assert written or report.dropped
+    for memory_id in written:
+        sources = {m.id for m in memory_table.sources(memory.store, memory_id)}
         assert sources and sources <= owned
 
 
@@ -451,7 +462,7 @@ def test_a_base_model_is_consolidated_without_being_asked(memory: LongTermMemory
     the_next_day = datetime(2023, 5, 9, tzinfo=UTC)
     outcome = scheduler.run_jobs(memory, the_next_day, only="consolidate", options=options)["consolidate"]
     assert "via extractive (no model)" in outcome and model.questions == []
-    summary_text = memory.store.session_summary(said)
+    summary_text = session_table.summary(memory.store, said)
     assert (
         summary_text is not None and summary_text.count("Ana: ") >= 2
     )  # sentences as said, with who said them
@@ -460,10 +471,10 @@ def test_a_base_model_is_consolidated_without_being_asked(memory: LongTermMemory
     assert 'Ana said: "My sister Marta is visiting me in Lisbon this week."' in facts_said
     assert not any("weather" in text for text in facts_said)
     allergy = facts_said['Ana said: "I\'m allergic to peanuts, so I never eat satay."']
-    assert [m.text for m in memory.store.memory_sources(allergy)] == [
+    assert [m.text for m in memory_table.sources(memory.store, allergy)] == [
         "I'm allergic to peanuts, so I never eat satay."
     ]
-    (trip,) = memory.store.threads("open")
+    (trip,) = memory_table.threads(memory.store, "open")
     assert "Madeira" in trip.text and (trip.event_time or "").startswith("2023-05-12")
     assert (
         "extractive" in scheduler.status(memory, the_next_day)[1].last_result

@@ -11,11 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from companion.memory import scheduler
-from companion.memory.forgetting import retention, sweep
+from companion.memory.db.store import Store
 from companion.memory.operations import LongTermMemory
-from companion.memory.store import Store
+from companion.memory.recall.retention import retention
+from companion.memory.tables import audit as audit_table
+from companion.memory.tables import memories as memory_table
+from companion.memory.upkeep import scheduler
+from companion.memory.upkeep.forgetting import sweep
 from companion.paths import Paths
+from tests.rows import add_memory
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 days = st.floats(min_value=0, max_value=3650, allow_nan=False)
@@ -52,7 +56,7 @@ def store(paths: Paths) -> Store:
 
 
 def add(store: Store, text: str, importance: float, made: datetime, pinned: bool = False) -> int:
-    memory_id = store.add_memory("fact", text, importance=importance)
+    memory_id = add_memory(store, "fact", text, importance=importance)
     with store.transaction() as conn:
         conn.execute(
             "update memories set created_at = ?, pinned = ? where id = ?",
@@ -67,12 +71,12 @@ def test_recalled_memory_outlives_a_forgotten_one(store: Store) -> None:
     loved = add(store, "Ana's sister is Marta", 0.3, T0)
     hit = type("H", (), {"kind": "fact", "id": loved})()
     memory.reinforce([hit, hit], T0 + timedelta(days=1))  # it came up twice
-    result = sweep(store, T0 + timedelta(days=6))
+    result = sweep(memory, T0 + timedelta(days=6))
     assert result.archived == [trivia]
-    archived = store.get_memory(trivia)
+    archived = memory_table.get(store, trivia)
     assert archived is not None and archived.archived
-    assert [h["action"] for h in store.history("memory", trivia)] == ["add", "archive"]
-    kept = store.get_memory(loved)
+    assert [h.action for h in audit_table.history(store, "memory", trivia)] == ["add", "archive"]
+    kept = memory_table.get(store, loved)
     assert kept is not None and not kept.archived and kept.strength == pytest.approx(2.3)
 
 
@@ -95,15 +99,15 @@ def test_pinned_never_archived_and_archive_restore_is_lossless(store: Store, row
         add(store, f"memory {i}", importance, T0 + timedelta(days=age), pinned)
         for i, (importance, age, pinned) in enumerate(rows)
     ]
-    before = {i: store.get_memory(i) for i in ids}
-    result = sweep(store, T0 + timedelta(days=later))
+    before = {i: memory_table.get(store, i) for i in ids}
+    result = sweep(LongTermMemory(store), T0 + timedelta(days=later))
     for memory_id, (_, _, pinned) in zip(ids, rows, strict=True):
         if pinned:
             assert memory_id not in result.archived
     memory = LongTermMemory(store)
     for memory_id in result.archived:
         memory.restore(memory_id)
-        back = store.get_memory(memory_id)
+        back = memory_table.get(store, memory_id)
         old = before[memory_id]
         assert back is not None and old is not None and not back.archived
         same = (
@@ -162,9 +166,9 @@ def test_maintain_command(paths: Paths, store: Store) -> None:
 
 def test_archiving_messages_is_an_option(memory: LongTermMemory) -> None:  # the imported 2023 conversation
     now = datetime(2023, 7, 1, tzinfo=UTC)
-    assert memory.archive_faded(now).messages == []  # off by default: messages stay
+    assert sweep(memory, now, tau_days=memory.tau_days).messages == []  # off by default: messages stay
     assert memory.search("grey cat", now=now, limit=3)
-    result = memory.archive_faded(now, messages=True)
+    result = sweep(memory, now, tau_days=memory.tau_days, messages=True)
     # exp(-days / 5) < 0.05 after 15 days: May's two conversations fade, June 20th's does not.
     old = {r[0] for r in memory.store.conn.execute("select id from messages where created_at < '2023-06-16'")}
     assert set(result.messages) == old and len(old) == 6

@@ -41,6 +41,15 @@ def test_import_search_show_export(log_file: Path, tmp_path: Path, home: Path) -
     text = run("search", "surfing", "--now", "2023-06-27").stdout
     assert "message:" in text and "surfing lessons" in text
 
+    # What the chat would recall: nothing for a word no message holds; --all shows the ranking anyway.
+    assert run("search", "quokkazanzibar").stdout.strip() == "Nothing relevant remembered."
+    assert json.loads(run("search", "quokkazanzibar", "--json").stdout) == []
+    ranking = json.loads(run("search", "quokkazanzibar", "--json", "--all").stdout)
+    assert ranking and not any(h["relevant"] for h in ranking)
+    assert {"cosine", "cover", "unknown", "stranger"} <= set(ranking[0]["features"]) and ranking[0]["why"]
+    listed = run("search", "quokkazanzibar", "--all").stdout
+    assert listed.count("✗") == len(ranking) and "the chat would recall nothing" in listed
+
     stats = run("stats").stdout
     assert "11 messages in 3 sessions" in stats and "exact (flat)" in stats
 

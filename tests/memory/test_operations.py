@@ -10,10 +10,17 @@ from pathlib import Path
 import pytest
 
 from companion.errors import CompanionError
-from companion.memory.operations import LongTermMemory, Ref
-from companion.memory.portability import export_json, export_jsonl, export_markdown, import_file
-from companion.memory.store import Store
+from companion.memory.db.store import Store
+from companion.memory.operations import LongTermMemory
+from companion.memory.portability.exports import export_json, export_jsonl, export_markdown
+from companion.memory.portability.imports import import_file
+from companion.memory.records import Ref
+from companion.memory.tables import audit as audit_table
+from companion.memory.tables import memories as memory_table
+from companion.memory.tables import messages as message_table
+from companion.memory.tables import sessions as session_table
 from companion.paths import Paths
+from tests.rows import add_memory
 
 SECRET = "hunter2-zebra-quasar"
 
@@ -33,9 +40,9 @@ def raw_bytes(paths: Paths) -> bytes:
 
 def test_forgotten_text_is_found_nowhere(paths: Paths, memory: LongTermMemory) -> None:
     secret_id = message_id(memory, "D3:4")
-    only = memory.store.add_memory("fact", f"Ana's password is {SECRET}", sources=[secret_id])
-    shared = memory.store.add_memory(
-        "fact", "Ana surfs and shares secrets", sources=[secret_id, message_id(memory, "D3:1")]
+    only = add_memory(memory.store, "fact", f"Ana's password is {SECRET}", sources=[secret_id])
+    shared = add_memory(
+        memory.store, "fact", "Ana surfs and shares secrets", sources=[secret_id, message_id(memory, "D3:1")]
     )
     memory.embed_memories([only, shared])
     assert SECRET.encode() in raw_bytes(paths)
@@ -49,8 +56,8 @@ def test_forgotten_text_is_found_nowhere(paths: Paths, memory: LongTermMemory) -
         for table in ("messages", "memories", "audit", "messages_fts", "memories_fts"):
             for row in conn.execute(f"select * from {table}"):
                 assert SECRET not in " ".join(map(str, row)), table
-    assert memory.store.get_memory(only) is None  # derived only from it: gone
-    kept = memory.store.memory_sources(shared)  # derived also from another message: re-linked
+    assert memory_table.get(memory.store, only) is None  # derived only from it: gone
+    kept = memory_table.sources(memory.store, shared)  # derived also from another message: re-linked
     assert [m.source_id for m in kept] == ["D3:1"]
     assert SECRET not in json.dumps(export_json(memory))
     assert not [h for h in memory.search("secret password zebra", limit=20) if SECRET in h.text]
@@ -74,9 +81,9 @@ def test_pin_edit_restore_and_history(memory: LongTermMemory) -> None:
     note = memory.add_note("Ana prefers tea to coffee")
     memory.pin(note)
     memory.edit(note, "Ana prefers green tea to coffee")
-    item = memory.store.get_memory(note)
+    item = memory_table.get(memory.store, note)
     assert item is not None and item.pinned and item.text == "Ana prefers green tea to coffee"
-    actions = [h["action"] for h in memory.store.history("memory", note)]
+    actions = [h.action for h in audit_table.history(memory.store, "memory", note)]
     assert actions == ["add", "pin", "update"]
     assert memory.search("what does Ana like to drink", limit=1)[0].text == "Ana prefers green tea to coffee"
     with pytest.raises(CompanionError, match="not archived"):
@@ -90,7 +97,7 @@ def test_json_round_trip_is_lossless(
 ) -> None:
     note = memory.add_note("Ana's birthday is the 14th of June")
     memory.pin(note)
-    memory.store.add_memory("fact", "Ana has a cat", sources=[message_id(memory, "D1:1")])
+    add_memory(memory.store, "fact", "Ana has a cat", sources=[message_id(memory, "D1:1")])
     first = export_json(memory)
     file = tmp_path / "export.json"
     file.write_text(json.dumps(first))
@@ -240,8 +247,8 @@ def test_a_start_embeds_what_came_after_the_newest_vector_and_the_index_job_fill
     gap = message_id(memory, "D2:1")
     with memory.store.transaction() as conn:
         conn.execute("delete from vectors where kind = 'message' and item_id = ?", (gap,))
-    session = memory.store.new_session()
-    newest = memory.store.add_message(session, "user", "I painted the kitchen yellow today.")
+    session = session_table.new(memory.store)
+    newest = message_table.add(memory.store, session, "user", "I painted the kitchen yellow today.")
 
     def embedded(item: int) -> bool:
         return bool(

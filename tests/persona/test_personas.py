@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from companion.errors import CompanionError
-from companion.memory.store import Store
+from companion.memory.db.store import Store
+from companion.memory.tables import messages as message_table
+from companion.memory.tables import sessions as session_table
 from companion.paths import Paths
 from companion.persona import library
 from companion.persona.card import card_from_json, read_card
@@ -134,10 +136,10 @@ def test_separate_memories_per_persona(paths: Paths) -> None:
     store = Store(paths.database)
     library.ensure_default(store)
     library.add(store, card_from_json(V2))
-    mine = store.new_session(persona="Luz")
-    store.add_message(mine, "user", "I keep my grandmother's compass in the drawer.")
-    other = store.new_session(persona="Sam")
-    store.add_message(other, "user", "My compass points to the old mill.")
+    mine = session_table.new(store, persona="Luz")
+    message_table.add(store, mine, "user", "I keep my grandmother's compass in the drawer.")
+    other = session_table.new(store, persona="Sam")
+    message_table.add(store, other, "user", "My compass points to the old mill.")
     memory = LongTermMemory(store, paths.index_file)
     memory.ready()
     now = datetime(2030, 1, 1, tzinfo=UTC)

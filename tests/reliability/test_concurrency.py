@@ -132,7 +132,7 @@ def test_many_opens_of_a_brand_new_file_at_the_same_moment(tmp_path: Path) -> No
     import threading
 
     from companion.errors import CompanionError
-    from companion.memory.store import Store
+    from companion.memory.db.store import Store
 
     failures: list[str] = []
     for round_ in range(40):
@@ -185,7 +185,7 @@ def test_imports_a_chat_upkeep_and_an_encrypt_at_once(demo_home: Paths, tmp_path
     code, out, err = finish(companion("memory", "encrypt", "--passphrase", env=env))
     assert code == 0, err
     key = "PRAGMA key = 'correct horse battery'"
-    from companion.memory.encryption import cipher_module
+    from companion.memory.db.cipher import cipher_module
 
     conn = cipher_module().connect(str(demo_home.database))
     conn.execute(key)

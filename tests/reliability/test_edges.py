@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from companion.memory.tables import memories as memory_table
+from companion.memory.tables import messages as message_table
 from companion.paths import Paths
 from tests.test_cli import assert_clean_error, run
 
@@ -73,8 +75,8 @@ def test_forget_before_compares_times_as_times(paths: Paths, tmp_path: Path) -> 
 def test_an_older_file_is_migrated_to_utc_times(paths: Paths) -> None:
     import sqlite_utils
 
-    from companion.memory.schema import MIGRATIONS
-    from companion.memory.store import Store
+    from companion.memory.db.schema import MIGRATIONS
+    from companion.memory.db.store import Store
 
     db = sqlite_utils.Database(paths.database)
     for migration in MIGRATIONS[:6]:
@@ -91,8 +93,8 @@ def test_an_older_file_is_migrated_to_utc_times(paths: Paths) -> None:
     db.close()
     store = Store(paths.database)
     assert store.version == len(MIGRATIONS)
-    assert store.conversation(1)[0].created_at == "2023-12-31T21:00:00.000+00:00"
-    memory_row = store.get_memory(1)
+    assert message_table.conversation(store, 1)[0].created_at == "2023-12-31T21:00:00.000+00:00"
+    memory_row = memory_table.get(store, 1)
     assert memory_row is not None and memory_row.event_time == "2023-05-30T00:00:00.000+00:00"
     store.close()
 
@@ -231,7 +233,8 @@ def test_an_interrupted_decrypt_leaves_nothing_in_the_clear(
     code = (
         "import os, sys\n"
         "from companion.memory import encryption\n"
-        "encryption._verify = lambda *a, **k: os._exit(9)\n"
+        "from companion.memory.db import cipher\n"
+        "cipher.verify_copy = lambda *a, **k: os._exit(9)\n"
         "from companion.cli import main\n"
         "sys.argv = ['companion', 'memory', 'decrypt', '--yes']\n"
         "main()\n"
@@ -245,7 +248,7 @@ def test_an_interrupted_decrypt_leaves_nothing_in_the_clear(
     assert memory("stats").returncode == 0
     assert not left.exists() and "encrypted with SQLCipher" in run("doctor").stdout
     # A decrypt that dies after the verified copy was noted, before the swap: the next start finishes it.
-    code = code.replace("encryption._verify", "encryption._swap")
+    code = code.replace("cipher.verify_copy", "encryption._swap")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 9
     assert left.exists()
     assert memory("stats").returncode == 0

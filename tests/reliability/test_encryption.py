@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from companion.paths import Paths
-from tests.test_cli import assert_clean_error, run
+from tests.test_cli import assert_clean_error, run, run_process
 
 SECRETS = ["zephyrine", "quollberry", "marmalux"]
 PASSPHRASE = "correct horse battery"
@@ -51,8 +52,8 @@ def data_bytes(paths: Paths) -> bytes:
     return b"".join(p.read_bytes() for p in paths.data_dir.rglob("*") if p.is_file() and p.suffix != ".gguf")
 
 
-def export(paths: Paths) -> dict[str, object]:
-    result = run("memory", "export")
+def export(paths: Paths, runner: Any = run) -> dict[str, object]:
+    result = runner("memory", "export")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     data.pop("exported_at")
@@ -110,24 +111,25 @@ def test_a_short_passphrase_is_refused_and_nothing_changes(
 def test_keyring_key_unlocks_without_a_passphrase(
     paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The keyring backend is chosen when a process starts: these commands run as processes of their own.
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyring_backend.FileKeyring")
     monkeypatch.setenv("COMPANION_TEST_KEYRING", str(tmp_path / "keyring.json"))
     monkeypatch.setenv(
         "PYTHONPATH", str(Path(__file__).resolve().parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", "")
     )
     remember(paths, tmp_path)
-    before = export(paths)
-    result = run("memory", "encrypt")
+    before = export(paths, run_process)
+    result = run_process("memory", "encrypt")
     assert result.returncode == 0 and "OS keyring" in result.stdout, result.stderr
     stored = json.loads((tmp_path / "keyring.json").read_text())
     (key,) = stored.values()
     assert len(key) == 64 and key.encode() not in data_bytes(paths)  # the key is in the keyring, not on disk
     assert not any(s.encode() in data_bytes(paths) for s in SECRETS)
-    assert export(paths) == before
+    assert export(paths, run_process) == before
     (tmp_path / "keyring.json").write_text("{}")  # the keyring lost the key: a clear message
-    assert_clean_error(run("memory", "list"), "not in the OS keyring")
+    assert_clean_error(run_process("memory", "list"), "not in the OS keyring")
     (tmp_path / "keyring.json").write_text(json.dumps(stored))
-    assert run("memory", "decrypt", "--yes").returncode == 0
+    assert run_process("memory", "decrypt", "--yes").returncode == 0
     assert json.loads((tmp_path / "keyring.json").read_text()) == {}
 
 

@@ -12,10 +12,14 @@ import pytest
 
 from companion.engine import Engine
 from companion.errors import StorageError
+from companion.memory.db.store import Store
 from companion.memory.operations import LongTermMemory
-from companion.memory.portability import import_file
-from companion.memory.store import Store
+from companion.memory.portability.imports import import_file
+from companion.memory.tables import memories as memory_table
+from companion.memory.tables import messages as message_table
+from companion.memory.tables import sessions as session_table
 from companion.paths import Paths
+from tests.rows import add_memory
 from tests.test_cli import assert_clean_error, run
 from tests.tui.conftest import settle
 
@@ -47,7 +51,7 @@ def log_file(tmp_path: Path, lines: int = 400) -> Path:
 def test_a_full_disk_during_an_import_imports_nothing(paths: Paths, tmp_path: Path) -> None:
     store = Store(paths.database)
     memory = LongTermMemory(store, None)
-    store.add_message(store.new_session(), "user", "Kept from before.")
+    message_table.add(store, session_table.new(store), "user", "Kept from before.")
     fill_the_disk(store)
     with pytest.raises(StorageError, match="disk is full"):
         import_file(memory, log_file(tmp_path), "jsonl")
@@ -79,24 +83,24 @@ def test_a_full_disk_mid_conversation_keeps_the_chat_going_unsaved(demo_home: Pa
 def test_a_read_only_memory_file_says_so_and_changes_nothing(paths: Paths) -> None:
     store = Store(paths.database)
     memory = LongTermMemory(store, None)
-    note = store.add_memory("note", "The user likes tea.")
+    note = add_memory(store, "note", "The user likes tea.")
     store.conn.execute("pragma query_only = 1")  # the file refuses writes, like a read-only disk
     with pytest.raises(StorageError, match="read-only"):
         memory.pin(note)
-    assert not store.get_memory(note).pinned  # type: ignore[union-attr]
+    assert not memory_table.get(store, note).pinned  # type: ignore[union-attr]
     store.close()
 
 
 def test_a_locked_memory_file_is_reported_as_busy(paths: Paths) -> None:
     store = Store(paths.database, busy_timeout=0.3)
-    session = store.new_session()
+    session = session_table.new(store)
     other = sqlite3.connect(paths.database)
     other.execute("begin exclusive")
     with pytest.raises(StorageError, match="busy"):
-        store.add_message(session, "user", "Hello?")
+        message_table.add(store, session, "user", "Hello?")
     other.rollback()
     other.close()
-    store.add_message(session, "user", "Hello again.")  # once the other program lets go, all is well
+    message_table.add(store, session, "user", "Hello again.")  # once the other program lets go, all is well
     assert store.count("messages") == 1
     store.close()
 

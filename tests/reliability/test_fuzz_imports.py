@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from companion.errors import CompanionError
+from companion.memory.db.store import Store
 from companion.memory.operations import LongTermMemory
-from companion.memory.portability import import_file
-from companion.memory.store import Store
+from companion.memory.portability.imports import import_file
 
 TABLES = ("sessions", "messages", "memories", "memory_sources", "vectors", "audit", "profile_versions")
 FUZZ = settings(

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from companion.memory.tables import messages as message_table
+from companion.memory.tables import sessions as session_table
 from companion.paths import Paths
 
 KILLS = 3  # per operation: bounded in count and time
@@ -112,8 +114,8 @@ IMPORT = """
 from pathlib import Path
 from companion import config
 from companion.memory.operations import LongTermMemory
-from companion.memory.portability import import_file
-from companion.memory.store import Store
+from companion.memory.portability.imports import import_file
+from companion.memory.db.store import Store
 from companion.paths import get_paths
 paths = get_paths().ensure()
 store = Store(paths.database)
@@ -143,7 +145,7 @@ def test_kill_during_an_import_leaves_all_or_nothing(paths: Paths, tmp_path: Pat
                 + "\n"
             )
     code = IMPORT.replace('"LOG"', repr(str(log)))
-    from companion.memory.store import Store
+    from companion.memory.db.store import Store
 
     Store(paths.database).close()
     _, full = child(code, None)
@@ -171,9 +173,9 @@ def test_kill_during_an_import_leaves_all_or_nothing(paths: Paths, tmp_path: Pat
 CONSOLIDATE = """
 import time
 from datetime import UTC, datetime, timedelta
-from companion.memory import scheduler
+from companion.memory.upkeep import scheduler
 from companion.memory.operations import LongTermMemory
-from companion.memory.store import Store
+from companion.memory.db.store import Store
 from companion.paths import get_paths
 from tests.scripted import ScriptedModel
 
@@ -202,17 +204,17 @@ memory.close()
 
 def test_kill_during_consolidation_loses_nothing_and_resumes(paths: Paths, tmp_path: Path) -> None:
     demo_home = paths  # the model is scripted (and slow on purpose): what is tested is the file
-    from companion.memory.store import Store
+    from companion.memory.db.store import Store
 
     rng = random.Random(SEED + 2)
     store = Store(demo_home.database)
     for s in range(4):
-        session = store.new_session()
+        session = session_table.new(store)
         for i, text in enumerate(
             ["I adopted a cat called Miso.", "She sleeps on my desk all day.", "I work as a nurse in Porto."]
         ):
-            store.add_message(session, "user" if i % 2 == 0 else "assistant", f"{text} ({s})")
-        store.close_session(session)
+            message_table.add(store, session, "user" if i % 2 == 0 else "assistant", f"{text} ({s})")
+        session_table.close(store, session)
     store.close()
     messages = check(demo_home.database).execute("select id, text from messages order by id").fetchall()
     killed = 0
@@ -240,7 +242,7 @@ def test_kill_during_consolidation_loses_nothing_and_resumes(paths: Paths, tmp_p
 
 
 MIGRATE = """
-from companion.memory.store import Store
+from companion.memory.db.store import Store
 from companion.paths import get_paths
 print("READY", flush=True)
 Store(get_paths().ensure().database).close()
@@ -250,7 +252,7 @@ Store(get_paths().ensure().database).close()
 def test_kill_during_a_migration_leaves_the_old_or_the_new_schema(paths: Paths) -> None:
     import sqlite_utils
 
-    from companion.memory.schema import MIGRATIONS
+    from companion.memory.db.schema import MIGRATIONS
 
     rng = random.Random(SEED + 3)
     db = sqlite_utils.Database(paths.database)

@@ -48,9 +48,9 @@ stage = {"chat": list(events)}
 
 # 2. Consolidation of the ended sessions with the model (summary, facts, profile).
 from companion.llm.models import open_model
-from companion.memory import scheduler
+from companion.memory.upkeep import scheduler
 from companion.memory.operations import LongTermMemory
-from companion.memory.store import Store
+from companion.memory.db.store import Store
 
 store = Store(paths.database)
 memory = LongTermMemory(store, paths.index_file, settings.memory.embedding_model)

@@ -4,28 +4,36 @@ from __future__ import annotations
 
 import json
 
-from companion.memory.store import Store
+from companion.memory.db.store import Store
+from companion.memory.tables import messages as message_table
+from companion.memory.tables import sessions as session_table
 from companion.paths import Paths
+from tests.rows import add_memory
 
 
 def seed(home: Paths, facts: int = 6) -> dict[str, int]:
     store = Store(home.database)
     ids: dict[str, int] = {}
-    first = store.new_session(persona="Sam")
+    first = session_table.new(store, persona="Sam")
     ids["session"] = first
-    ids["message"] = store.add_message(
-        first, "user", "I started learning the cello last month.", created_at="2026-11-01T18:00:00.000+00:00"
+    ids["message"] = message_table.add(
+        store,
+        first,
+        "user",
+        "I started learning the cello last month.",
+        created_at="2026-11-01T18:00:00.000+00:00",
     )
-    store.add_message(
+    message_table.add(
+        store,
         first,
         "assistant",
         "That is wonderful! How are the lessons going?",
         speaker="Sam",
         created_at="2026-11-01T18:00:05.000+00:00",
     )
-    store.close_session(first)
-    ids["summary"] = store.add_memory(
-        "summary", "Talked about starting cello lessons.", sources=[ids["message"]], session_id=first
+    session_table.close(store, first)
+    ids["summary"] = add_memory(
+        store, "summary", "Talked about starting cello lessons.", sources=[ids["message"]], session_id=first
     )
     texts = [
         "The user plays the cello.",
@@ -37,7 +45,9 @@ def seed(home: Paths, facts: int = 6) -> dict[str, int]:
     ]
     for n in range(facts):
         text = texts[n] if n < len(texts) else f"Synthetic fact number {n} about tea and books."
-        memory_id = store.add_memory("fact", text, sources=[ids["message"]] if n == 0 else [], importance=0.6)
+        memory_id = add_memory(
+            store, "fact", text, sources=[ids["message"]] if n == 0 else [], importance=0.6
+        )
         ids.setdefault("fact", memory_id)
     with store.transaction() as conn:
         conn.execute(

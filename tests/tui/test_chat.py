@@ -1,5 +1,6 @@
-"""The chat flow with the real demo model: send, stream, stop, regenerate, edit-and-branch, off the record,
-the recall panel and earlier sessions."""
+"""The chat flow: send, stream, stop, regenerate, edit-and-branch, off the record, the recall panel and earlier
+sessions — with a scripted model where what the model says does not matter, the real demo model where it does
+(a reply streamed at the model's speed)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from companion.memory.tables import messages as message_table
+from companion.memory.tables import sessions as session_table
 from companion.paths import Paths
 from companion.tui.widgets.chat_message import ChatMessage
 from companion.tui.widgets.composer import Composer
 from companion.tui.widgets.recall_panel import HitItem, RecallPanel
+from tests.rows import add_memory
 from tests.tui.conftest import say, send, settle
 
 
@@ -59,8 +63,8 @@ async def test_send_streams_a_reply_and_shows_model_speed_and_context(
     ]
 
 
-async def test_ctrl_j_inserts_a_newline_and_enter_sends(make_app: Any, demo_home: Paths) -> None:
-    app = make_app()
+async def test_ctrl_j_inserts_a_newline_and_enter_sends(make_scripted_app: Any, paths: Paths) -> None:
+    app = make_scripted_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         composer = app.chat.query_one(Composer)
@@ -70,7 +74,7 @@ async def test_ctrl_j_inserts_a_newline_and_enter_sends(make_app: Any, demo_home
         await pilot.press("enter")
         await settle(app, pilot)
         assert composer.text == ""
-    assert rows(demo_home, "select text from messages where role = 'user'") == [("a\nb",)]
+    assert rows(paths, "select text from messages where role = 'user'") == [("a\nb",)]
 
 
 async def test_escape_stops_the_reply_and_keeps_it_marked(make_scripted_app: Any, paths: Paths) -> None:
@@ -86,8 +90,12 @@ async def test_escape_stops_the_reply_and_keeps_it_marked(make_scripted_app: Any
     assert incomplete == 1 and 0 < tokens < 400
 
 
-async def test_regenerate_replaces_the_reply_and_keeps_the_old_one(make_app: Any, demo_home: Paths) -> None:
-    app = make_app(chat__temperature=1.0)
+async def test_regenerate_replaces_the_reply_and_keeps_the_old_one(
+    make_scripted_app: Any, paths: Paths
+) -> None:
+    app = make_scripted_app(
+        replies=["First try.", "Second try."],
+    )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await say(app, pilot, "Give me a word.")
@@ -95,12 +103,14 @@ async def test_regenerate_replaces_the_reply_and_keeps_the_old_one(make_app: Any
         await settle(app, pilot)
         assert len(mine(app, "assistant")) == 2  # greeting + the new reply, the old one is off screen
         assert [m.role for m in app.engine.messages()] == ["assistant", "user", "assistant"]
-    kept = rows(demo_home, "select id, replaced, archived from messages where role = 'assistant' order by id")
+    kept = rows(paths, "select id, replaced, archived from messages where role = 'assistant' order by id")
     assert [(r[1], r[2]) for r in kept] == [(0, 0), (1, 1), (0, 0)]
 
 
-async def test_editing_a_message_branches_and_keeps_the_old_branch(make_app: Any, demo_home: Paths) -> None:
-    app = make_app()
+async def test_editing_a_message_branches_and_keeps_the_old_branch(
+    make_scripted_app: Any, paths: Paths
+) -> None:
+    app = make_scripted_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await say(app, pilot, "I like tea.")
@@ -116,14 +126,14 @@ async def test_editing_a_message_branches_and_keeps_the_old_branch(make_app: Any
         old, new = app.engine.session_id - 1, app.engine.session_id
         assert [m.text for m in app.engine.messages() if m.role == "user"] == ["I like coffee."]
         assert len(app.engine.messages()) == 3  # the shared greeting, the edit, its reply
-    assert rows(demo_home, f"select text from messages where session_id = {old} and role = 'user'") == [
+    assert rows(paths, f"select text from messages where session_id = {old} and role = 'user'") == [
         ("I like tea.",)
     ]
-    assert rows(demo_home, f"select parent_id, branch_at from sessions where id = {new}") == [(old, 2)]
+    assert rows(paths, f"select parent_id, branch_at from sessions where id = {new}") == [(old, 2)]
 
 
-async def test_an_earlier_message_can_be_edited_from_the_log(make_app: Any, demo_home: Paths) -> None:
-    app = make_app()
+async def test_an_earlier_message_can_be_edited_from_the_log(make_scripted_app: Any, paths: Paths) -> None:
+    app = make_scripted_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await say(app, pilot, "First.")
@@ -140,13 +150,15 @@ async def test_an_earlier_message_can_be_edited_from_the_log(make_app: Any, demo
         assert [m.text for m in app.engine.messages() if m.role == "user"] == ["First, edited."]
 
 
-async def test_off_the_record_leaves_no_trace_in_the_memory_file(make_app: Any, demo_home: Paths) -> None:
-    app = make_app()
+async def test_off_the_record_leaves_no_trace_in_the_memory_file(
+    make_scripted_app: Any, paths: Paths
+) -> None:
+    app = make_scripted_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         before = (
-            rows(demo_home, "select count(*) from messages")[0][0],
-            rows(demo_home, "select count(*) from sessions")[0][0],
+            rows(paths, "select count(*) from messages")[0][0],
+            rows(paths, "select count(*) from sessions")[0][0],
         )
         await pilot.press("ctrl+o")
         await settle(app, pilot)
@@ -159,26 +171,28 @@ async def test_off_the_record_leaves_no_trace_in_the_memory_file(make_app: Any, 
         await settle(app, pilot)
         assert not app.engine.off_record
         after = (
-            rows(demo_home, "select count(*) from messages")[0][0],
-            rows(demo_home, "select count(*) from sessions")[0][0],
+            rows(paths, "select count(*) from messages")[0][0],
+            rows(paths, "select count(*) from sessions")[0][0],
         )
     app.engine.close()
     assert after == before  # the unanswered greetings and the empty session leave nothing either
-    for file in Path(demo_home.database).parent.iterdir():
+    for file in Path(paths.database).parent.iterdir():
         if file.is_file():
             assert b"zanzibarquux" not in file.read_bytes(), file
 
 
-async def test_recall_panel_shows_what_was_recalled_and_pins_from_it(make_app: Any, demo_home: Paths) -> None:
-    from companion.memory.store import Store
+async def test_recall_panel_shows_what_was_recalled_and_pins_from_it(
+    make_scripted_app: Any, paths: Paths
+) -> None:
+    from companion.memory.db.store import Store
 
-    store = Store(demo_home.database)
-    earlier = store.new_session()
-    store.add_message(earlier, "user", "My sister Ana lives in Lisbon and teaches piano.")
-    fact = store.add_memory("fact", "The user's sister Ana lives in Lisbon.", importance=0.8)
-    store.close_session(earlier)
+    store = Store(paths.database)
+    earlier = session_table.new(store)
+    message_table.add(store, earlier, "user", "My sister Ana lives in Lisbon and teaches piano.")
+    fact = add_memory(store, "fact", "The user's sister Ana lives in Lisbon.", importance=0.8)
+    session_table.close(store, earlier)
     store.close()
-    app = make_app()
+    app = make_scripted_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
         assert any(
@@ -198,7 +212,7 @@ async def test_recall_panel_shows_what_was_recalled_and_pins_from_it(make_app: A
         await pilot.press("enter")  # opens the memory with its provenance
         await settle(app, pilot)
         assert "Where it came from" in str(app.screen.query_one("#detail").source)
-    assert rows(demo_home, f"select pinned from memories where id = {fact}") == [(1,)]
+    assert rows(paths, f"select pinned from memories where id = {fact}") == [(1,)]
 
 
 async def test_quitting_during_a_reply_is_clean_and_keeps_what_was_said(
@@ -213,3 +227,31 @@ async def test_quitting_during_a_reply_is_clean_and_keeps_what_was_said(
     roles = rows(paths, "select role, incomplete from messages order by id")
     assert roles == [("assistant", 0), ("user", 0), ("assistant", 1)]
     assert rows(paths, "pragma integrity_check") == [("ok",)]
+
+
+async def test_a_question_about_someone_never_heard_of_recalls_nothing(
+    make_scripted_app: Any, paths: Paths
+) -> None:
+    """The memory block is empty and the recall panel says so, rather than offering the nearest unrelated
+    lines as "what you remember"."""
+    from companion.memory.db.store import Store
+
+    store = Store(paths.database)
+    earlier = session_table.new(store)
+    message_table.add(store, earlier, "user", "My sister Ana lives in Lisbon and teaches piano.")
+    message_table.add(store, earlier, "user", "I went surfing in Ericeira on Saturday.")
+    session_table.close(store, earlier)
+    store.close()
+    app = make_scripted_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await say(app, pilot, "What did Oyelaran say about the quokkazanzibar?")
+        turn = app.engine.last_turn
+        assert turn is not None and turn.hits == [] and turn.recall == []
+        assert not turn.assembled.messages[-1].context  # no memory block at all
+        await pilot.press("ctrl+b")
+        panel = app.chat.query_one(RecallPanel)
+        assert not list(panel.query(HitItem))
+        assert "Nothing relevant remembered" in str(panel.query_one("ListView Label").render())
+        await say(app, pilot, "Where does my sister Ana live?")
+        assert any(h.text.startswith("My sister Ana") for h in app.engine.last_turn.hits)

@@ -1,5 +1,7 @@
 """Every screen under Pilot: memories, a memory's detail, profile, sessions, settings, welcome, help, the command
-palette, remapped keys and themes. Operations go through the same functions as `companion memory …`."""
+palette, remapped keys and themes. Operations go through the same functions as `companion memory …`. The
+screens never need what a model says: a scripted model answers (the one test that reloads the model loads the
+real one)."""
 
 from __future__ import annotations
 
@@ -30,9 +32,9 @@ def table_texts(table: DataTable[Any]) -> list[str]:
     return [str(table.get_row_at(n)[2]) for n in range(table.row_count)]
 
 
-async def test_memories_screen_pages_searches_and_acts(make_app: Any, demo_home: Paths) -> None:
-    ids = seed(demo_home, facts=PAGE + 30)
-    app = make_app()
+async def test_memories_screen_pages_searches_and_acts(make_scripted_app: Any, paths: Paths) -> None:
+    ids = seed(paths, facts=PAGE + 30)
+    app = make_scripted_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await pilot.press("f2")
@@ -51,14 +53,14 @@ async def test_memories_screen_pages_searches_and_acts(make_app: Any, demo_home:
         table.move_cursor(row=1)
         await pilot.press("p")
         await settle(app, pilot)
-        assert one(demo_home, f"select pinned from memories where id = {ids['fact']}") == (1,)
+        assert one(paths, f"select pinned from memories where id = {ids['fact']}") == (1,)
         await pilot.press("e")
         await settle(app, pilot)
         assert isinstance(app.screen, TextDialog)
         app.screen.query_one("#text").text = "The user plays the cello in an orchestra."
         await pilot.press("ctrl+s")
         await settle(app, pilot)
-        assert one(demo_home, f"select text from memories where id = {ids['fact']}") == (
+        assert one(paths, f"select text from memories where id = {ids['fact']}") == (
             "The user plays the cello in an orchestra.",
         )
         await pilot.press("enter")  # the detail: provenance and history
@@ -72,15 +74,15 @@ async def test_memories_screen_pages_searches_and_acts(make_app: Any, demo_home:
         table.move_cursor(row=0)
         await pilot.press("f", "y")  # forget the summary for good
         await settle(app, pilot)
-        assert one(demo_home, f"select count(*) from memories where id = {ids['summary']}") == (0,)
+        assert one(paths, f"select count(*) from memories where id = {ids['summary']}") == (0,)
         assert [t[:20] for t in table_texts(table)] == ["The user plays the c"]
 
 
-async def test_archived_view_restores(make_app: Any, demo_home: Paths) -> None:
-    ids = seed(demo_home)
-    with sqlite3.connect(demo_home.database) as conn:
+async def test_archived_view_restores(make_scripted_app: Any, paths: Paths) -> None:
+    ids = seed(paths)
+    with sqlite3.connect(paths.database) as conn:
         conn.execute(f"update memories set archived = 1 where id = {ids['fact']}")
-    app = make_app()
+    app = make_scripted_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await pilot.press("f2")
@@ -92,12 +94,12 @@ async def test_archived_view_restores(make_app: Any, demo_home: Paths) -> None:
         await pilot.press("r")
         await settle(app, pilot)
         assert table.row_count == 0
-    assert one(demo_home, f"select archived from memories where id = {ids['fact']}") == (0,)
+    assert one(paths, f"select archived from memories where id = {ids['fact']}") == (0,)
 
 
-async def test_profile_screen_shows_versions_and_vetoes_a_line(make_app: Any, demo_home: Paths) -> None:
-    seed(demo_home)
-    app = make_app()
+async def test_profile_screen_shows_versions_and_vetoes_a_line(make_scripted_app: Any, paths: Paths) -> None:
+    seed(paths)
+    app = make_scripted_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await pilot.press("f3")
@@ -118,14 +120,14 @@ async def test_profile_screen_shows_versions_and_vetoes_a_line(make_app: Any, de
         await settle(app, pilot)
         assert len(screen.query_one("#lines", ListView).children) == 3
         assert len(screen.query_one("#versions", ListView).children) == 2
-    assert one(demo_home, "select line from profile_vetoes") == ("green tea",)
+    assert one(paths, "select line from profile_vetoes") == ("green tea",)
 
 
 async def test_sessions_screen_reads_a_past_session_and_starts_new_ones(
-    make_app: Any, demo_home: Paths
+    make_scripted_app: Any, paths: Paths
 ) -> None:
-    ids = seed(demo_home)
-    app = make_app()
+    ids = seed(paths)
+    app = make_scripted_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await pilot.press("f4")
@@ -151,16 +153,16 @@ async def test_sessions_screen_reads_a_past_session_and_starts_new_ones(
         await pilot.press("f4", "n")
         await settle(app, pilot)
         assert not app.engine.off_record and app.engine.session_id
-        assert one(demo_home, f"select count(*) from sessions where id = {app.engine.session_id}") == (1,)
-        assert one(demo_home, f"select count(*) from sessions where id = {current}") == (
+        assert one(paths, f"select count(*) from sessions where id = {app.engine.session_id}") == (1,)
+        assert one(paths, f"select count(*) from sessions where id = {current}") == (
             int(current == app.engine.session_id),
         )
 
 
 async def test_settings_screen_writes_the_config_file_and_refuses_bad_values(
-    make_app: Any, demo_home: Paths
+    make_scripted_app: Any, paths: Paths
 ) -> None:
-    app = make_app()
+    app = make_scripted_app()
     async with app.run_test(size=(80, 40)) as pilot:
         await settle(app, pilot)
         await pilot.press("f5")
@@ -172,13 +174,13 @@ async def test_settings_screen_writes_the_config_file_and_refuses_bad_values(
         screen.query_one("#field-model-n_ctx", Input).value = "lots"
         await pilot.press("ctrl+s")
         await settle(app, pilot)
-        assert not demo_home.config_file.exists()  # nothing half-written
+        assert not paths.config_file.exists()  # nothing half-written
         screen.query_one("#field-model-n_ctx", Input).value = "2048"
         screen.query_one("#field-chat-temperature", Input).value = "0.3"
         screen.query_one("#field-memory-tau_days", Input).value = "9"
         await pilot.press("ctrl+s")
         await settle(app, pilot)
-        saved = tomllib.loads(demo_home.config_file.read_text())
+        saved = tomllib.loads(paths.config_file.read_text())
         assert saved["chat"]["temperature"] == 0.3 and saved["memory"]["tau_days"] == 9.0
         assert app.engine.settings.chat.temperature == 0.3 and app.engine.memory.tau_days == 9.0
 
@@ -203,8 +205,8 @@ async def test_switching_the_model_in_settings_reloads_it(make_app: Any, demo_ho
         assert app.engine.last_turn is not None and app.engine.last_turn.reply_id is not None
 
 
-async def test_welcome_asks_the_name_and_persona_then_greets(make_app: Any, demo_home: Paths) -> None:
-    app = make_app(welcome=True)
+async def test_welcome_asks_the_name_and_persona_then_greets(make_scripted_app: Any, paths: Paths) -> None:
+    app = make_scripted_app(welcome=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         from companion.tui.screens.welcome import WelcomeScreen
@@ -217,12 +219,12 @@ async def test_welcome_asks_the_name_and_persona_then_greets(make_app: Any, demo
         assert app.screen is app.chat
         greeting = [w.text for w in app.chat.query("ChatMessage") if w.role == "assistant"]
         assert greeting and "Rita" in greeting[0]
-    saved = tomllib.loads(demo_home.config_file.read_text())
+    saved = tomllib.loads(paths.config_file.read_text())
     assert saved["user"]["name"] == "Rita" and saved["ui"]["welcomed"] is True
 
 
-async def test_help_lists_keys_as_remapped_and_the_remap_works(make_app: Any, demo_home: Paths) -> None:
-    app = make_app()
+async def test_help_lists_keys_as_remapped_and_the_remap_works(make_scripted_app: Any, paths: Paths) -> None:
+    app = make_scripted_app()
     app.settings.keys = {"regenerate": "ctrl+g", "nonsense": "x"}
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -242,22 +244,22 @@ async def test_help_lists_keys_as_remapped_and_the_remap_works(make_app: Any, de
         await pilot.press("ctrl+g")
         await settle(app, pilot)
         assert app.engine.last_turn.reply_id != first
-        assert one(demo_home, f"select replaced from messages where id = {first}") == (1,)
+        assert one(paths, f"select replaced from messages where id = {first}") == (1,)
 
 
-async def test_theme_toggles_and_is_saved(make_app: Any, demo_home: Paths) -> None:
-    app = make_app()
+async def test_theme_toggles_and_is_saved(make_scripted_app: Any, paths: Paths) -> None:
+    app = make_scripted_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         assert app.theme == "textual-dark"
         await pilot.press("ctrl+t")
         await settle(app, pilot)
         assert app.theme == "textual-light"
-    assert tomllib.loads(demo_home.config_file.read_text())["ui"]["theme"] == "light"
+    assert tomllib.loads(paths.config_file.read_text())["ui"]["theme"] == "light"
 
 
-async def test_command_palette_reaches_every_screen(make_app: Any, demo_home: Paths) -> None:
-    app = make_app()
+async def test_command_palette_reaches_every_screen(make_scripted_app: Any, paths: Paths) -> None:
+    app = make_scripted_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await pilot.press("ctrl+p")
@@ -270,13 +272,13 @@ async def test_command_palette_reaches_every_screen(make_app: Any, demo_home: Pa
 
 
 async def test_welcome_can_encrypt_the_memory_file_with_a_passphrase(
-    make_app: Any, demo_home: Paths, monkeypatch: Any
+    make_scripted_app: Any, paths: Paths, monkeypatch: Any
 ) -> None:
     from textual.widgets import Checkbox
 
-    from companion.memory.encryption import state
+    from companion.memory.db.cipher import state
 
-    app = make_app(welcome=True)
+    app = make_scripted_app(welcome=True)
     async with app.run_test(size=(80, 40)) as pilot:
         await settle(app, pilot)
         screen = app.screen
@@ -288,15 +290,15 @@ async def test_welcome_can_encrypt_the_memory_file_with_a_passphrase(
         screen.query_one("#again", Input).value = "a long passphrase"
         screen.query_one("#start").press()
         await settle(app, pilot)
-        assert state(demo_home.database).encrypted
+        assert state(paths.database).encrypted
         composer = app.chat.query_one("#composer")
         composer.text = "I keep bees on the roof: quillibee."  # type: ignore[attr-defined]
         composer.focus()
         await pilot.press("enter")
         await settle(app, pilot)
     app.engine.close()
-    assert b"quillibee" not in demo_home.database.read_bytes()
-    assert not demo_home.index_file.exists()
+    assert b"quillibee" not in paths.database.read_bytes()
+    assert not paths.index_file.exists()
     monkeypatch.setenv("COMPANION_PASSPHRASE", "a long passphrase")
     from tests.test_cli import run
 

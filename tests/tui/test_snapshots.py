@@ -13,6 +13,7 @@ import pytest
 from textual.pilot import Pilot
 
 from companion.paths import Paths
+from tests.rows import add_memory
 from tests.tui.conftest import NOW, settle
 from tests.tui.seed import seed
 
@@ -23,7 +24,7 @@ SIZE = (80, 24)
 def same_vectors_on_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """The recall panel shows scores: embeddings in float32 on every machine, so a CPU with native bfloat16
     (where the embedder uses it) draws the same picture as one without."""
-    monkeypatch.setattr("companion.memory.embed._cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("companion.memory.recall.embed._cpu_has_native_bf16", lambda: False)
 
 
 def prepare(*keys: str) -> Any:
@@ -89,12 +90,12 @@ LONG_FACT = (
 
 def long_content(home: Paths) -> None:
     """A profile with lines longer than the screen and a memory longer than its column."""
-    from companion.memory import profile
-    from companion.memory.store import Store
+    from companion.memory.db.store import Store
+    from companion.memory.tables import profile
 
     seed(home)
     store = Store(home.database)
-    long_id = store.add_memory("fact", LONG_FACT, importance=0.9)
+    long_id = add_memory(store, "fact", LONG_FACT, importance=0.9)
     with store.transaction() as conn:  # the fixed clock's day, so the picture is the same every day
         conn.execute(
             "update memories set created_at = ?, updated_at = ?, valid_from = ? where id = ?",

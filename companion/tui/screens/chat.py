@@ -18,9 +18,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, Static
 
+from companion import timeutil
+from companion.engine import ContextUsage
 from companion.errors import CompanionError
+from companion.memory.tables import messages as message_table
 from companion.tui.access import companion
-from companion.tui.messages import EarlierLoaded, Greeted, ReplyFinished, ReplyStarted
+from companion.tui.messages import EarlierLoaded, Greeted, ReplyFinished, ReplyKind, ReplyStarted
 from companion.tui.widgets.chat_message import ChatMessage
 from companion.tui.widgets.composer import Composer
 from companion.tui.widgets.recall_panel import RecallPanel
@@ -29,14 +32,12 @@ from companion.tui.widgets.thought import Thought
 EARLIER_PAGE = 40
 
 
-def usage_text(usage: dict[str, int]) -> str:
-    if not usage:
+def usage_text(usage: ContextUsage | None) -> str:
+    if usage is None:
         return ""
-    used = usage["persona"] + usage["profile"] + usage["memory"] + usage["history"]
-    share = 100 * used / max(usage["n_ctx"], 1)
     return (
-        f"ctx {share:.0f}% (persona {usage['persona']} profile {usage['profile']} "
-        f"memories {usage['memory']} history {usage['history']})"
+        f"ctx {100 * usage.share:.0f}% (persona {usage.persona} profile {usage.profile} "
+        f"memories {usage.memory} history {usage.history})"
     )
 
 
@@ -71,7 +72,7 @@ class ChatScreen(Screen[None]):
         self._queued: str | None = None  # typed while the model was still loading
         self.model_name = ""
         self.tok_s = 0.0
-        self.usage: dict[str, int] = {}
+        self.usage: ContextUsage | None = None
         self.earlier_before: int | None = None  # load earlier messages with ids below this
         self.earlier_more = False
         self._loading_earlier = False
@@ -166,7 +167,7 @@ class ChatScreen(Screen[None]):
         before = self.earlier_before
         if before is None:
             before = min((m.id for m in engine.messages() if m.id > 0), default=None)
-        page = engine.store.earlier_messages(engine.session_id, before, EARLIER_PAGE + 1)
+        page = message_table.earlier(engine.store, engine.session_id, before, EARLIER_PAGE + 1)
         more = len(page) > EARLIER_PAGE
         self.post_message(EarlierLoaded(page[1:] if more else page, more))
 
@@ -185,7 +186,9 @@ class ChatScreen(Screen[None]):
             if said.session_id != session:
                 session = said.session_id
                 widgets.append(
-                    ChatMessage(f"— conversation of {said.created_at[:10]} —", "divider", classes="earlier")
+                    ChatMessage(
+                        f"— conversation of {timeutil.day(said.created_at)} —", "divider", classes="earlier"
+                    )
                 )
             who = said.speaker or (user if said.role == "user" else "companion")
             widgets.append(ChatMessage(f"**{who}:** {said.text}", said.role, said.id, classes="earlier"))
@@ -265,7 +268,7 @@ class ChatScreen(Screen[None]):
         self._status("thinking…")
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="reply")
-    def generate(self, kind: str, text: str, message_id: int | None) -> None:
+    def generate(self, kind: ReplyKind, text: str, message_id: int | None) -> None:
         engine = companion(self).engine
         try:
             if kind == "regenerate":
@@ -280,19 +283,20 @@ class ChatScreen(Screen[None]):
                     self._pending.append((time.perf_counter(), piece))
             self.post_message(
                 ReplyFinished(
-                    turn.incomplete,
-                    turn.stats.gen_tok_s,
-                    "",
-                    turn.reply_id,
-                    engine.context_usage(),
-                    turn.reply_text,
-                    turn.unanswered_note() if turn.unanswered else "",
+                    incomplete=turn.incomplete,
+                    tok_s=turn.stats.gen_tok_s,
+                    reply_id=turn.reply_id,
+                    usage=engine.context_usage(),
+                    text=turn.reply_text,
+                    unanswered=turn.unanswered_note() if turn.unanswered else "",
                 )
             )
         except CompanionError as error:
-            self.post_message(ReplyFinished(True, 0.0, str(error)))
+            self.post_message(ReplyFinished(incomplete=True, error=str(error)))
         except Exception as error:  # the model died mid-reply: say so, keep the app running
-            self.post_message(ReplyFinished(True, 0.0, f"The model stopped with an error ({error})."))
+            self.post_message(
+                ReplyFinished(incomplete=True, error=f"The model stopped with an error ({error}).")
+            )
 
     def on_reply_started(self, message: ReplyStarted) -> None:
         engine = companion(self).engine
@@ -438,7 +442,7 @@ class ChatScreen(Screen[None]):
         for child in self.query_one("#log", VerticalScroll).children:
             child.add_class("earlier")
         self.query_one(RecallPanel).show_hits([], companion(self).now())
-        self.usage = {}
+        self.usage = None
         if off_record:
             self.add(
                 "notice",
@@ -484,7 +488,7 @@ class ChatScreen(Screen[None]):
             parts.append(self.model_name or "no model")
             if self.tok_s:
                 parts.append(f"{self.tok_s:.1f} tok/s")
-            usage = self.usage or (engine.context_usage() if engine is not None and self.ready else {})
+            usage = self.usage or (engine.context_usage() if engine is not None and self.ready else None)
             if usage:
                 parts.append(usage_text(usage))
         self.query_one("#status", Static).update(" · ".join(parts))

@@ -19,8 +19,9 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 
 from companion import timeutil
 from companion.english import plural
-from companion.memory.store import MEMORY_KINDS
+from companion.memory.records import MEMORY_KINDS
 from companion.tui.access import companion
+from companion.tui.messages import MemoriesLoaded, MemoryRow
 from companion.tui.screens.memory_detail import MemoryDetail
 from companion.tui.text import shorten
 from companion.tui.widgets.dialogs import TextDialog
@@ -90,7 +91,7 @@ class MemoriesScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="memories")
     def load(self) -> None:
-        from companion.memory.forgetting import retention
+        from companion.memory.recall.retention import retention
 
         app = companion(self)
         memory = app.engine.memory
@@ -101,27 +102,36 @@ class MemoriesScreen(Screen[None]):
         items = memory.list_memories(
             self.kind, self.archived, limit=PAGE, offset=page * PAGE, matching=self.matching
         )
-        rows = []
-        for m in items:
-            kept = retention(m.strength, timeutil.parse(m.last_recalled_at or m.created_at), now, tau)
-            rows.append(
-                (
-                    str(m.id),
-                    m.kind,
-                    shorten(m.text, self.text_width),
-                    (m.event_time or m.created_at)[:10],
-                    retention_bar(1.0 if m.pinned else kept),
-                    "yes" if m.pinned else "",
-                )
+        rows = [
+            MemoryRow(
+                m.id,
+                m.kind,
+                m.text,
+                timeutil.day(m.event_time or m.created_at),
+                1.0
+                if m.pinned
+                else retention(m.strength, timeutil.parse(m.last_recalled_at or m.created_at), now, tau),
+                m.pinned,
             )
-        self.app.call_from_thread(self._show, rows, total, page)
+            for m in items
+        ]
+        self.post_message(MemoriesLoaded(rows, total, page))
 
-    def _show(self, rows: list[tuple[Any, ...]], total: int, page: int) -> None:
+    def on_memories_loaded(self, message: MemoriesLoaded) -> None:
+        rows, total, page = message.rows, message.total, message.page
         table = self.query_one(DataTable)
         cursor = table.cursor_row
         table.clear()
         for row in rows:
-            table.add_row(*row, key=row[0])
+            table.add_row(
+                str(row.id),
+                row.kind,
+                shorten(row.text, self.text_width),
+                row.day,
+                retention_bar(row.kept),
+                "yes" if row.pinned else "",
+                key=str(row.id),
+            )
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
         self.total, self.page = total, page

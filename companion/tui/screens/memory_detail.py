@@ -15,6 +15,7 @@ from textual.widgets import Footer, Markdown
 
 from companion import timeutil
 from companion.tui.access import companion
+from companion.tui.messages import DetailLoaded
 
 if TYPE_CHECKING:
     from companion.tui.app import CompanionApp
@@ -105,9 +106,10 @@ class MemoryDetail(ModalScreen[None]):
     def refresh_detail(self) -> None:
         app = companion(self)
         text = describe(app, self.kind, self.item_id, app.now())
-        self.app.call_from_thread(self._show, text)
+        self.post_message(DetailLoaded(text))
 
-    def _show(self, text: str | None) -> None:
+    def on_detail_loaded(self, message: DetailLoaded) -> None:
+        text = message.text
         if text is None:
             self.dismiss(None)
             return

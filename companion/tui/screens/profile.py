@@ -11,8 +11,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ListItem, ListView, Static
 
-from companion.memory.profile import Version
+from companion.memory.tables.profile import Version
 from companion.tui.access import companion
+from companion.tui.messages import ProfileLoaded
 from companion.tui.widgets.dialogs import ConfirmDialog
 
 
@@ -66,13 +67,14 @@ class ProfileScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="profile")
     def load(self) -> None:
-        from companion.memory import profile
+        from companion.memory.tables import profile
 
         store = companion(self).engine.store
         current = profile.current(store)
-        self.app.call_from_thread(self._show, current.version, current.lines, profile.history(store))
+        self.post_message(ProfileLoaded(current.version, current.lines, profile.history(store)))
 
-    def _show(self, version: int | None, lines: list[str], history: list[Version]) -> None:
+    def on_profile_loaded(self, message: ProfileLoaded) -> None:
+        version, lines, history = message.version, message.lines, message.history
         listing = self.query_one("#lines", ListView)
         listing.clear()
         if version is None:
@@ -122,7 +124,7 @@ class ProfileScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="profile-veto")
     def veto(self, line: str) -> None:
         from companion.errors import CompanionError
-        from companion.memory.profile import veto
+        from companion.memory.tables.profile import veto
 
         app = companion(self)
         try:

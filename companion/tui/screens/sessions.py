@@ -13,8 +13,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Markdown
 
 from companion import timeutil
-from companion.memory.store import SessionOverview
+from companion.memory.tables import messages as message_table
+from companion.memory.tables import sessions as session_table
 from companion.tui.access import companion
+from companion.tui.messages import SessionsLoaded, TranscriptLoaded
 from companion.tui.text import shorten
 
 PAGE = 200
@@ -52,10 +54,11 @@ class SessionsScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, exclusive=True, group="sessions")
     def load(self) -> None:
         engine = companion(self).engine
-        rows = engine.store.sessions_overview(PAGE)
-        self.app.call_from_thread(self._show, rows, engine.session_id)
+        rows = session_table.overview(engine.store, PAGE)
+        self.post_message(SessionsLoaded(rows, engine.session_id))
 
-    def _show(self, rows: list[SessionOverview], current: int) -> None:
+    def on_sessions_loaded(self, message: SessionsLoaded) -> None:
+        rows, current = message.rows, message.current
         table: DataTable[Any] = self.query_one(DataTable)
         table.clear()
         for row in rows:
@@ -112,12 +115,15 @@ class TranscriptScreen(Screen[None]):
     def load(self) -> None:
         engine = companion(self).engine
         user = engine.settings.user.name or "you"
-        summary = engine.store.session_summary(self.session_id)
+        summary = session_table.summary(engine.store, self.session_id)
         lines = [f"*Summary:* {summary}", ""] if summary else []
-        for m in engine.store.conversation(self.session_id):
+        for m in message_table.conversation(engine.store, self.session_id):
             who = m.speaker or (user if m.role == "user" else "companion")
             mark = " *(stopped)*" if m.incomplete else ""
             lines += [f"**{who}** · {timeutil.short(m.created_at)}", "", m.text + mark, ""]
         if not lines:
             lines = ["(nothing was said in this session)"]
-        self.app.call_from_thread(self.query_one("#transcript", Markdown).update, "\n".join(lines))
+        self.post_message(TranscriptLoaded("\n".join(lines)))
+
+    def on_transcript_loaded(self, message: TranscriptLoaded) -> None:
+        self.query_one("#transcript", Markdown).update(message.text)

@@ -16,8 +16,8 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 
 from companion import config as config_mod
 from companion.errors import CompanionError
-from companion.memory.scheduler import JobStatus
 from companion.tui.access import companion
+from companion.tui.messages import SettingsLoaded
 
 # (key, label, help) of the fields typed as text.
 TEXT_FIELDS = [
@@ -97,16 +97,17 @@ class SettingsScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, group="settings")
     def load(self) -> None:
-        from companion.memory import scheduler
+        from companion.memory.upkeep import scheduler
         from companion.persona import library
 
         engine = companion(self).engine
         library.ensure_default(engine.store)
         personas = library.names(engine.store)
         jobs = scheduler.status(engine.memory, engine.now())
-        self.app.call_from_thread(self._show, personas, jobs)
+        self.post_message(SettingsLoaded(personas, jobs))
 
-    def _show(self, personas: list[str], jobs: list[JobStatus]) -> None:
+    def on_settings_loaded(self, message: SettingsLoaded) -> None:
+        personas, jobs = message.personas, message.jobs
         app = companion(self)
         select = self.query_one("#field-persona-name", Select)
         select.set_options([(n, n) for n in personas])

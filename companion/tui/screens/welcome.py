@@ -10,6 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Input, Label, Markdown, Select
 
 from companion.tui.access import companion
+from companion.tui.messages import PersonasLoaded
 
 WELCOME = """\
 # Welcome to companion
@@ -69,9 +70,10 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
         store = companion(self).engine.store
         library.ensure_default(store)
         names = library.names(store)
-        self.app.call_from_thread(self._personas, names)
+        self.post_message(PersonasLoaded(names))
 
-    def _personas(self, names: list[str]) -> None:
+    def on_personas_loaded(self, message: PersonasLoaded) -> None:
+        names = message.names
         app = companion(self)
         select = self.query_one("#persona", Select)
         select.set_options([(n, n) for n in names])

@@ -12,7 +12,7 @@ from textual.widgets import Label, ListItem, ListView
 
 from companion import timeutil
 from companion.english import plural
-from companion.memory.retrieve import Hit
+from companion.memory.records import Hit
 from companion.prompt_builder import Recalled
 from companion.tui.access import companion
 from companion.tui.text import shorten
@@ -77,7 +77,7 @@ class RecallPanel(Vertical):
         listing = self.query_one(ListView)
         listing.clear()
         if not recall:
-            listing.append(ListItem(Label("Nothing was recalled for this reply.")))
+            listing.append(ListItem(Label("Nothing relevant remembered for this reply.")))
             return
         listing.extend(HitItem(recalled, now) for recalled in recall)
 

@@ -25,30 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from companion.memory.store import Store
+from companion.memory.db.store import Store
+from companion.memory.records import VectorChange
+from companion.memory.tables import vectors as vector_table
 from companion.paths import FILE_MODE, atomic_path
 
 IVF_THRESHOLD = 50_000
 NPROBE = 16
-
-# FAISS ids: one int64 key per vector, from the item and which text of it was embedded (a message alone, a
-# message read with the turn before it, a derived memory).
-VARIANT_MESSAGE, VARIANT_MESSAGE_CONTEXT, VARIANT_MEMORY = 0, 1, 2
-
-
-def vector_key(item_id: int, variant: int) -> int:
-    return item_id * 4 + variant
-
-
-def split_key(key: int) -> tuple[int, int]:
-    """(item id, variant) of a vector key."""
-    return key // 4, key % 4
-
-
-def base_key(key: int) -> int:
-    """The key a hit is scored under: a message's two vectors count as one message."""
-    item, variant = split_key(key)
-    return vector_key(item, VARIANT_MEMORY if variant == VARIANT_MEMORY else VARIANT_MESSAGE)
 
 
 def sidecar_of(path: Path) -> Path:
@@ -64,7 +47,7 @@ def describe_saved(store: Store, model: str, path: Path | None) -> tuple[str, st
     except (OSError, ValueError):
         return "none yet", "not built yet: it is built from the memory file at the first search"
     kind = meta.get("kind") or ("IVF" if int(meta.get("count") or 0) >= IVF_THRESHOLD else "exact (flat)")
-    count, checksum = store.vector_fingerprint(model)
+    count, checksum = vector_table.fingerprint(store, model)
     if meta.get("model") != model:
         return kind, "saved for another embedding model: rebuilt at the next search"
     if meta.get("count") == count and meta.get("checksum") == checksum:
@@ -126,7 +109,7 @@ class VectorIndex:
         """Open the saved index if it matches the database (memory-mapped when it is large), else rebuild.
         Returns how it was opened."""
         with self._lock:
-            count, checksum = self.store.vector_fingerprint(self.model)
+            count, checksum = vector_table.fingerprint(self.store, self.model)
             if self._open_saved():
                 self._tune()
                 meta = json.loads(self.sidecar.read_text()) if self.sidecar else {}
@@ -225,21 +208,15 @@ class VectorIndex:
         if self.index is None and self.mapped is None:
             return ""
         held = self._keys()
-        query = self.store.conn.execute("select key from vectors where model = ?", (self.model,))
-        keys = np.fromiter((r[0] for r in query), dtype=np.int64)
+        keys = vector_table.keys(self.store, self.model)
         missing = np.setdiff1d(keys, held, assume_unique=True)
         extra = np.setdiff1d(held, keys, assume_unique=True)
         if len(extra):
             self._remove(extra)
         for start in range(0, len(missing), 10_000):
             chunk = [int(k) for k in missing[start : start + 10_000]]
-            rows = self.store.conn.execute(
-                f"select key, vector from vectors where key in ({','.join('?' * len(chunk))})", chunk
-            ).fetchall()
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
-                len(rows), self.dim
-            )
-            self._add(np.asarray([r[0] for r in rows], dtype=np.int64), vectors)
+            found, stored = vector_table.of_keys(self.store, chunk, self.dim)
+            self._add(found, stored)
         self.dirty = self.dirty or bool(len(missing) or len(extra))
         self.save()
         return f"(+{len(missing)} -{len(extra)})"
@@ -258,12 +235,7 @@ class VectorIndex:
             self.save()
 
     def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.store.conn.execute(
-            "select key, vector from vectors where model = ? order by key", (self.model,)
-        ).fetchall()
-        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-        return keys, np.ascontiguousarray(vectors)
+        return vector_table.every(self.store, self.model, self.dim)
 
     def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Add (or replace) vectors in whichever form the index is open (lock held)."""
@@ -295,6 +267,14 @@ class VectorIndex:
                 self.open()
                 return  # open() rebuilt from the database, which already holds these vectors
             self._add(keys, vectors)
+
+    def apply(self, change: VectorChange) -> None:
+        """Follow one committed write of the vectors table: its removed keys go, its added vectors join."""
+        if change.removed:
+            self.remove(sorted(change.removed))
+        if change.added:
+            keys = np.fromiter(change.added, dtype=np.int64, count=len(change.added))
+            self.add(keys, np.vstack([np.asarray(v, np.float32) for v in change.added.values()]))
 
     def remove(self, keys: list[int]) -> None:
         if not keys:
@@ -371,7 +351,7 @@ class VectorIndex:
         with self._lock:
             if not self.dirty or self.path is None or (self.index is None and self.mapped is None):
                 return
-            count, checksum = self.store.vector_fingerprint(self.model)
+            count, checksum = vector_table.fingerprint(self.store, self.model)
             if count != self.size:
                 return  # a writer is mid-way; the next save (or the next open) settles it
             meta: dict[str, Any] = {

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 from companion import timeutil
 from companion.config import Settings
 from companion.errors import CompanionError
+from companion.memory.db.store import SQL_ERRORS
 from companion.memory.operations import LongTermMemory
-from companion.memory.store import SQL_ERRORS
+from companion.memory.tables import meta
+from companion.memory.upkeep import forgetting
 
 if TYPE_CHECKING:
     from companion.llm.base import ChatModel
-    from companion.memory.consolidate import Consolidator
+    from companion.memory.upkeep.consolidate import Consolidator
 
 log = logging.getLogger("companion.scheduler")
 CHECK_EVERY = timedelta(minutes=5)
@@ -79,7 +81,13 @@ class Job:
 
 
 def _forget(memory: LongTermMemory, now: datetime, options: UpkeepOptions) -> str:
-    result = memory.archive_faded(now, threshold=options.archive_below, messages=options.archive_messages)
+    result = forgetting.sweep(
+        memory,
+        now,
+        tau_days=memory.tau_days,
+        threshold=options.archive_below,
+        messages=options.archive_messages,
+    )
     extra = f", {len(result.messages)} messages archived" if result.messages else ""
     return f"checked {result.checked}, archived {len(result.archived)}{extra}"
 
@@ -88,12 +96,12 @@ def _index(memory: LongTermMemory, now: datetime, options: UpkeepOptions) -> str
     embedded = memory.embed_missing()
     state = memory.index.refresh()  # kept when it holds every vector, else loaded or rebuilt from SQLite
     memory.scrub()  # FTS merge + WAL checkpoint
-    memory.store.conn.execute("PRAGMA optimize")
+    memory.store.optimize()
     return f"embedded {embedded}, index {state}"
 
 
 def _consolidator(memory: LongTermMemory, options: UpkeepOptions) -> Consolidator:
-    from companion.memory.consolidate import Consolidator
+    from companion.memory.upkeep.consolidate import Consolidator
 
     if options.model is None:
         raise CompanionError("No language model is available for consolidation.")
@@ -108,7 +116,7 @@ def _consolidator(memory: LongTermMemory, options: UpkeepOptions) -> Consolidato
 
 
 def _consolidate(memory: LongTermMemory, now: datetime, options: UpkeepOptions) -> str:
-    from companion.memory.consolidate import Report
+    from companion.memory.upkeep.consolidate import Report
 
     consolidator = _consolidator(memory, options)
     idle = timedelta(minutes=options.idle_minutes)
@@ -126,7 +134,7 @@ def _consolidate(memory: LongTermMemory, now: datetime, options: UpkeepOptions) 
 
 
 def _digest(memory: LongTermMemory, now: datetime, options: UpkeepOptions) -> str:
-    from companion.memory.consolidate import Report
+    from companion.memory.upkeep.consolidate import Report
 
     report = Report()
     _consolidator(memory, options).make_digests(now, report)
@@ -177,7 +185,7 @@ class JobState:
 
 
 def load_state(memory: LongTermMemory, name: str) -> JobState:
-    raw = memory.store.get_meta(f"job.{name}")
+    raw = meta.get(memory.store, f"job.{name}")
     if not raw:
         return JobState()
     data = json.loads(raw)
@@ -195,7 +203,8 @@ def _save_state(memory: LongTermMemory, name: str, state: JobState) -> None:
     def iso(value: datetime | None) -> str | None:
         return value.isoformat(timespec="seconds") if value else None
 
-    memory.store.set_meta(
+    meta.put(
+        memory.store,
         f"job.{name}",
         json.dumps(
             {

@@ -18,8 +18,8 @@ from datetime import date
 import numpy as np
 
 from companion import timeutil
-from companion.memory.embed import Embedder
-from companion.memory.timewords import find_window
+from companion.memory.recall.embed import Embedder
+from companion.memory.recall.timewords import find_window
 
 SUMMARY_SENTENCES = 3
 FIRST_PERSON = re.compile(

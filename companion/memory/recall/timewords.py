@@ -84,6 +84,7 @@ def find_window(query: str, now: datetime, ahead: bool = False) -> TimeWindow | 
     ("tomorrow", "next week", "in two weeks", "next Friday") are understood too; with `ahead` (a statement
     about plans), a bare weekday ("on Friday") is the coming one rather than the last."""
     text = query.lower()
+    now = timeutil.local(now)  # people's days: the local time zone's
     today = _day(now)
     tz = now.tzinfo
 

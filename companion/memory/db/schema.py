@@ -246,7 +246,7 @@ def m007_times_in_utc_and_identities(db: sqlite_utils.Database) -> None:
 def m008_event_times(db: sqlite_utils.Database) -> None:
     # The day a message speaks of ("last Saturday", "next month"), resolved against when it was said: recall
     # uses it for questions about when something happened.
-    from companion.memory.timewords import event_time
+    from companion.memory.recall.timewords import event_time
 
     db.conn.create_function("event_time", 2, event_time, deterministic=True)
     db.execute("alter table messages add column event_time text")

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from companion import timeutil
 from companion.errors import CompanionError
-from companion.memory.store import Store
+from companion.memory.db.store import Store
 
 SECTIONS = ("traits", "preferences", "relationships", "concerns", "style")
 
@@ -132,7 +132,7 @@ def veto(store: Store, line: str, now: datetime | None = None) -> int:
     return version
 
 
-def scrub(store: Store, conn: sqlite3.Connection, words: str) -> None:
+def scrub(conn: sqlite3.Connection, words: str) -> None:
     """Take `words` out of the profile: every version's lines that hold them, its diff, and vetoes."""
     lowered = words.lower()
     rows = conn.execute(

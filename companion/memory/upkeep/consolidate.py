@@ -17,9 +17,7 @@ its marker, so a job cut off by exit leaves nothing half-written and resumes nex
 
 from __future__ import annotations
 
-import json
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -31,10 +29,20 @@ from companion import timeutil
 from companion.english import plural
 from companion.errors import JobInterrupted, ModelError, ModelUnavailable
 from companion.llm.base import ChatMessage, ChatModel, GenerationOptions
-from companion.memory import extractive, grounding, profile
-from companion.memory.index import VARIANT_MEMORY, split_key, vector_key
 from companion.memory.operations import LongTermMemory
-from companion.memory.store import ACTIVE
+from companion.memory.records import (
+    VARIANT_MEMORY,
+    Action,
+    Decision,
+    DigestPlan,
+    Fact,
+    Said,
+    SessionPlan,
+    split_key,
+)
+from companion.memory.tables import memories, meta, plans, profile, sessions
+from companion.memory.tables import messages as message_table
+from companion.memory.upkeep import extractive, grounding
 from companion.paths import assets_dir
 
 PROFILE_SECTIONS = profile.SECTIONS
@@ -110,28 +118,17 @@ def clean(text: Any, limit: int) -> str:
     return re.sub(r"\s+", " ", str(text)).strip()[:limit] if isinstance(text, str) else ""
 
 
-@dataclass
-class Fact:
-    text: str
-    sources: list[int]
-    importance: float
-    when: str | None
-    future: bool
-
-
 @dataclass(frozen=True)
-class Decision:
-    """What a new fact does to what is known: ADD it, UPDATE `target` with `text`, SUPERSEDE `target`, or
-    NOOP (`target`, when there is one, gains the fact's turns as sources)."""
+class Known:
+    """A known fact close to a new one, and how close."""
 
-    action: str
-    fact: Fact
-    target: int | None
+    id: int
+    score: float
     text: str
 
 
 def content_words(text: str) -> set[str]:
-    from companion.memory.retrieve import query_terms
+    from companion.memory.recall.retrieve import query_terms
 
     return set(query_terms(text))
 
@@ -224,15 +221,13 @@ class Consolidator:
             raise ModelError("The model's answer was not a JSON object.")
         return answer
 
-    def transcript_chunks(
-        self, rows: list[tuple[int, str, str, str]], reserve: int
-    ) -> list[list[tuple[int, str, str, str]]]:
-        """Split (id, who, text, time) turns into chunks whose numbered transcript fits the context."""
+    def transcript_chunks(self, rows: list[Said], reserve: int) -> list[list[Said]]:
+        """Split turns into chunks whose numbered transcript fits the context."""
         budget = max(self.model.n_ctx - reserve, 256)
-        chunks: list[list[tuple[int, str, str, str]]] = [[]]
+        chunks: list[list[Said]] = [[]]
         used = 0
         for row in rows:
-            cost = self.model.count_tokens(f"[{len(chunks[-1]) + 1}] {row[1]}: {row[2]}") + 2
+            cost = self.model.count_tokens(f"[{len(chunks[-1]) + 1}] {row.who}: {row.text}") + 2
             if chunks[-1] and (used + cost > budget or len(chunks[-1]) >= MAX_TURNS):
                 chunks.append([])
                 used = 0
@@ -241,70 +236,56 @@ class Consolidator:
         return [c for c in chunks if c]
 
     @staticmethod
-    def numbered(chunk: list[tuple[int, str, str, str]]) -> str:
-        return "\n".join(f"[{i}] {who}: {text}" for i, (_, who, text, _) in enumerate(chunk, start=1))
+    def numbered(chunk: list[Said]) -> str:
+        return "\n".join(f"[{i}] {row.who}: {row.text}" for i, row in enumerate(chunk, start=1))
 
     # -- sessions -------------------------------------------------------------------------------------------
     def pending_sessions(self, now: datetime, idle: timedelta, exclude: int | None = None) -> list[int]:
         """Sessions that have ended (closed, or idle for `idle`) and hold messages not yet consolidated."""
-        rows = self.store.conn.execute(
-            "select s.id, s.ended_at, max(m.created_at), max(m.id) from sessions s join messages m"
-            " on m.session_id = s.id where s.off_record = 0 group by s.id order by s.id"
-        ).fetchall()
         pending = []
-        for session_id, ended, last_time, last_id in rows:
-            if session_id == exclude:
+        for session in sessions.with_messages(self.store):
+            if (
+                session.id == exclude
+                or plans.consolidated_up_to(self.store, session.id) >= session.last_message
+            ):
                 continue
-            marker = self.store.get_meta(f"consolidated.session.{session_id}")
-            if marker and json.loads(marker).get("last_message", 0) >= last_id:
-                continue
-            last = timeutil.parse(last_time)
-            if ended or (last is not None and now - last >= idle):
-                pending.append(session_id)
+            last = timeutil.parse(session.last_time)
+            if session.ended_at or (last is not None and now - last >= idle):
+                pending.append(session.id)
         return pending
 
     def consolidate_session(self, session_id: int, now: datetime, report: Report) -> None:
-        marker = self.store.get_meta(f"consolidated.session.{session_id}")
-        after = json.loads(marker).get("last_message", 0) if marker else 0
-        # The companion in this session is the persona it was held with (the speaker of its replies).
-        char = self.store.session_persona(session_id) or self.char
-        every = self.store.conn.execute(
-            "select id, speaker, role, text, created_at from messages where session_id = ? order by id",
-            (session_id,),
-        ).fetchall()
-        raw = [r for r in every if r[0] > after]  # what was said since the last consolidation
-        if not raw:
+        after = plans.consolidated_up_to(self.store, session_id)
+        # The companion in this session is the persona it was held with (the speaker of its replies). What
+        # the user threw away (a regenerated reply, the turns a branch replaced) is not part of it.
+        char = sessions.persona(self.store, session_id) or self.char
+        whole = message_table.said(self.store, session_id, char)
+        rows = [row for row in whole if row.id > after]  # what was said since the last consolidation
+        if not rows:
             return
         # The summary covers the whole session (a session that goes on is summarized anew); facts come from
         # what is new.
-        whole = [(r[0], r[1] or ("You" if r[2] == "user" else char), r[3], r[4]) for r in every]
-        rows = [row for row in whole if row[0] > after]
         if self.model_writes:
             try:
-                summaries, plan = self._by_model(whole, rows, char, now, report)
+                summaries, decisions = self._by_model(whole, rows, char, now, report)
                 report.by_model += 1
-                self.write_session(session_id, whole, rows, summaries, plan, now, report)
+                self.write_session(session_id, whole, rows, summaries, decisions, report)
                 return
             except (JobInterrupted, ModelUnavailable):
                 raise  # gave way to a chat turn, or the model is out of reach: it runs again later, with it
             except ModelError:
                 if self.mode != "auto":
                     raise
-        summaries, plan = self._extractive(every, raw, char)
+        summaries, decisions = self._extractive(whole, rows, char)
         report.extractive += 1
-        self.write_session(session_id, whole, rows, summaries, plan, now, report)
+        self.write_session(session_id, whole, rows, summaries, decisions, report)
 
     def _by_model(
-        self,
-        whole: list[tuple[int, str, str, str]],
-        rows: list[tuple[int, str, str, str]],
-        char: str,
-        now: datetime,
-        report: Report,
+        self, whole: list[Said], rows: list[Said], char: str, now: datetime, report: Report
     ) -> tuple[list[str], list[Decision]]:
         """The session's summary and the new turns' facts, written by the model; each kept only when its
         sources say it."""
-        day = (timeutil.parse(whole[0][3]) or now).date()
+        day = timeutil.local(timeutil.parse(whole[0].time) or now).date()
         when = f"{day.day} {day.strftime('%B %Y')}"
         speakers = [self.user, char, "You"]
         summaries: list[str] = []
@@ -315,7 +296,7 @@ class Consolidator:
                 440,
             )
             summary = clean(answer.get("summary"), 700)
-            if summary and grounding.grounded_summary(summary, "\n".join(r[2] for r in chunk), speakers):
+            if summary and grounding.grounded_summary(summary, "\n".join(r.text for r in chunk), speakers):
                 summaries.append(summary)
             elif summary:
                 report.dropped += 1
@@ -328,7 +309,7 @@ class Consolidator:
                 FACTS_SCHEMA,
                 900,
             )
-            texts = {message_id: text for message_id, _, text, _ in chunk}
+            texts = {row.id: row.text for row in chunk}
             for fact in self.valid_facts(answer, chunk, day):
                 if grounding.grounded(fact.text, "\n".join(texts[m] for m in fact.sources), speakers):
                     facts.append(fact)
@@ -336,25 +317,20 @@ class Consolidator:
                     report.dropped += 1
         return summaries, self.plan_facts(self.dedupe(facts))
 
-    def _extractive(
-        self,
-        every: list[tuple[int, str, str, str, str]],
-        new: list[tuple[int, str, str, str, str]],
-        char: str,
-    ) -> tuple[list[str], list[Decision]]:
+    def _extractive(self, whole: list[Said], new: list[Said], char: str) -> tuple[list[str], list[Decision]]:
         """The session's summary and the new turns' facts without a model: the session's central sentences,
         the user's first-person statements (one about a day ahead becomes an open thread)."""
 
-        def said(raw: list[tuple[int, str, str, str, str]]) -> list[extractive.Said]:
+        def said(raw: list[Said]) -> list[extractive.Said]:
             return [
                 s
-                for message_id, speaker, role, text, time in raw
+                for row in raw
                 for s in extractive.sentences(
-                    message_id, speaker or (self.user if role == "user" else char), role, text, time
+                    row.id, self.user if row.role == "user" else row.who, row.role, row.text, row.time
                 )
             ]
 
-        summary = extractive.summary(said(every), self.memory.embedder)
+        summary = extractive.summary(said(whole), self.memory.embedder)
         facts = [
             Fact(
                 statement.text,
@@ -367,9 +343,7 @@ class Consolidator:
         ]
         return ([summary] if summary else []), self.plan_facts(self.dedupe(facts), decide=False)
 
-    def valid_facts(
-        self, answer: dict[str, Any], chunk: list[tuple[int, str, str, str]], day: date
-    ) -> list[Fact]:
+    def valid_facts(self, answer: dict[str, Any], chunk: list[Said], day: date) -> list[Fact]:
         out = []
         raw = answer.get("facts")
         for item in raw if isinstance(raw, list) else []:
@@ -379,7 +353,7 @@ class Consolidator:
             if len(text) < 5:
                 continue
             turns = [t for t in item.get("turns") or [] if isinstance(t, int) and 1 <= t <= len(chunk)]
-            sources = sorted({chunk[t - 1][0] for t in turns}) or [r[0] for r in chunk]
+            sources = sorted({chunk[t - 1].id for t in turns}) or [r.id for r in chunk]
             importance = min(max(int(item.get("importance") or 2), 1), 5) / 5
             when = None
             raw_date = item.get("date")
@@ -420,23 +394,23 @@ class Consolidator:
                 plan.append(Decision("ADD", fact, None, fact.text))
                 accepted.append(vector)
                 continue
-            best, score, known = similar[0]
-            if score >= SAME and content_words(fact.text) <= content_words(known):
-                plan.append(Decision("NOOP", fact, best, fact.text))
+            best = similar[0]
+            if best.score >= SAME and content_words(fact.text) <= content_words(best.text):
+                plan.append(Decision("NOOP", fact, best.id, fact.text))
                 continue
             if not decide:  # without a model, what is not the same is kept beside what is known
                 plan.append(Decision("ADD", fact, None, fact.text))
                 accepted.append(vector)
                 continue
-            existing = "\n".join(f"{i}. {text}" for i, (_, _, text) in enumerate(similar[:3], start=1))
+            existing = "\n".join(f"{i}. {known.text}" for i, known in enumerate(similar[:3], start=1))
             answer = self.ask(
                 prompt("decide", user=self.user, existing=existing, new=fact.text), DECISION_SCHEMA, 200
             )
             raw_action = answer.get("action")
-            action = str(raw_action) if raw_action in ("ADD", "UPDATE", "SUPERSEDE", "NOOP") else "ADD"
+            action: Action = raw_action if raw_action in ("ADD", "UPDATE", "SUPERSEDE", "NOOP") else "ADD"
             raw_number = answer.get("fact")
             number = raw_number if isinstance(raw_number, int) else 0
-            target = similar[number - 1][0] if 1 <= number <= min(len(similar), 3) else best
+            target = similar[number - 1].id if 1 <= number <= min(len(similar), 3) else best.id
             text = clean(answer.get("text"), 200) or fact.text
             if action == "ADD":
                 plan.append(Decision("ADD", fact, None, fact.text))
@@ -445,147 +419,61 @@ class Consolidator:
                 plan.append(Decision(action, fact, target, text if action == "UPDATE" else fact.text))
         return plan
 
-    def similar_facts(self, vector: np.ndarray) -> list[tuple[int, float, str]]:
+    def similar_facts(self, vector: np.ndarray) -> list[Known]:
+        """Facts in use whose vectors are close to `vector`, closest first."""
         scores, keys = self.memory.index.search(vector, 20)
         out = []
         for score, key in zip(scores.tolist(), keys.tolist(), strict=True):
             item, variant = split_key(int(key))
             if variant != VARIANT_MEMORY or score < SIMILAR:
                 continue
-            memory = self.store.get_memory(item)
+            memory = memories.get(self.store, item)
             if memory and memory.kind == "fact" and memory.active:
-                out.append((item, float(score), memory.text))
+                out.append(Known(item, float(score), memory.text))
         return out
 
     def write_session(
         self,
         session_id: int,
-        whole: list[tuple[int, str, str, str]],
-        rows: list[tuple[int, str, str, str]],
+        whole: list[Said],
+        rows: list[Said],
         summaries: list[str],
-        plan: list[Decision],
-        now: datetime,
+        decisions: list[Decision],
         report: Report,
     ) -> None:
-        stamp = timeutil.iso(now)
-        touched: list[int] = []
-        superseded: list[int] = []
-        with self.store.transaction() as conn:
-            if summaries:
-                for (old,) in conn.execute(
-                    "select id from memories where kind = 'summary' and session_id = ? and valid_to is null",
-                    (session_id,),
-                ).fetchall():
-                    conn.execute("update memories set valid_to = ? where id = ?", (stamp, old))
-                    superseded.append(old)
-                    self.store.audit(
-                        conn, "supersede", "memory", old, None, None, "the session went on; summarized anew"
-                    )
-                all_ids = [
-                    r[0] for r in conn.execute("select id from messages where session_id = ?", (session_id,))
-                ]
-                summary_id = self.store.add_memory(
-                    "summary",
-                    " ".join(summaries),
-                    sources=all_ids,
-                    event_time=whole[0][3],
-                    importance=0.6,
-                    reason="session summary",
-                    session_id=session_id,
-                    conn=conn,
-                )
-                touched.append(summary_id)
-                report.summaries += 1
-            for decision in plan:
-                action, fact, old, text = decision.action, decision.fact, decision.target, decision.text
-                if action == "ADD":
-                    new_id = self._add_fact(conn, fact, text, "learned in conversation", session_id)
-                    if fact.future:
-                        conn.execute("update memories set thread = 'open' where id = ?", (new_id,))
-                    touched.append(new_id)
-                    report.facts_added += 1
-                elif action == "UPDATE" and old is not None:
-                    before = self.store.get_memory(old)
-                    conn.execute(
-                        "update memories set text = ?, updated_at = ? where id = ?", (text, stamp, old)
-                    )
-                    self.store.add_sources(old, fact.sources, conn)
-                    self.store.audit(
-                        conn,
-                        "update",
-                        "memory",
-                        old,
-                        before.text if before else None,
-                        text,
-                        "more detail learned",
-                    )
-                    touched.append(old)
-                    report.facts_updated += 1
-                elif action == "SUPERSEDE" and old is not None:
-                    new_id = self._add_fact(conn, fact, text, "replaces an older fact", session_id)
-                    before = self.store.get_memory(old)
-                    conn.execute(
-                        "update memories set valid_to = ?, superseded_by = ?, updated_at = ? where id = ?",
-                        (stamp, new_id, stamp, old),
-                    )
-                    superseded.append(old)
-                    self.store.audit(
-                        conn,
-                        "supersede",
-                        "memory",
-                        old,
-                        before.text if before else None,
-                        text,
-                        "contradicted by a newer fact",
-                    )
-                    touched.append(new_id)
-                    report.facts_superseded += 1
-                elif old is not None:
-                    self.store.add_sources(old, fact.sources, conn)
-                    report.facts_unchanged += 1
-            # What was learned in a persona's conversation belongs to that persona (`persona.memory = separate`).
-            conn.execute(
-                "update memories set persona = (select persona from sessions where id = ?) where session_id = ?"
-                " and persona = ''",
-                (session_id, session_id),
-            )
-            # Superseded memories leave recall: their vectors go with them, so the index matches the file.
-            keys = [vector_key(i, VARIANT_MEMORY) for i in superseded]
-            conn.executemany("delete from vectors where key = ?", [(k,) for k in keys])
-            self.store.set_meta(
-                f"consolidated.session.{session_id}",
-                json.dumps({"last_message": rows[-1][0], "at": stamp}),
-                conn=conn,
-            )
-        report.sessions += 1
-        if keys:
-            self.memory.index.remove(keys)
-        self.memory.embed_memories(touched, add_to_index=True)
-
-    def _add_fact(self, conn: sqlite3.Connection, fact: Fact, text: str, reason: str, session_id: int) -> int:
-        return self.store.add_memory(
-            "fact",
-            text,
-            sources=fact.sources,
-            event_time=fact.when,
-            importance=fact.importance,
-            reason=reason,
+        """The session's plan, with the vectors of what it writes, applied in one transaction with its
+        marker (nothing when another process consolidated it meanwhile)."""
+        summary = " ".join(summaries) or None
+        texts = [t for t in dict.fromkeys([summary, *(d.text for d in decisions if d.action != "NOOP")]) if t]
+        found = self.memory.embedder.encode(texts) if texts else np.zeros((0, 0), dtype=np.float32)
+        plan = SessionPlan(
             session_id=session_id,
-            conn=conn,
+            summary=summary,
+            summary_time=whole[0].time,
+            summary_sources=[row.id for row in whole],
+            decisions=decisions,
+            last_message=rows[-1].id,
+            vectors=dict(zip(texts, found, strict=True)),
         )
+        with self.memory.write() as w:
+            counts = plans.apply_session(w, plan, self.memory.embed_model)
+        if counts is None:
+            return
+        report.sessions += 1
+        report.summaries += counts["summaries"]
+        report.facts_added += counts["added"]
+        report.facts_updated += counts["updated"]
+        report.facts_superseded += counts["superseded"]
+        report.facts_unchanged += counts["unchanged"]
 
     # -- profile --------------------------------------------------------------------------------------------
     def update_profile(self, now: datetime, report: Report) -> None:
         current = profile.current(self.store)
-        rows = self.store.conn.execute(
-            f"select id, text from memories where kind in ('fact', 'note') and {ACTIVE}"
-            " and created_at > ? order by importance desc, id limit 30",
-            (current.created_at or "",),
-        ).fetchall()
-        if not rows:
+        learned = memories.facts_since(self.store, current.created_at or "")
+        if not learned:
             return
         vetoed = profile.vetoed_lines(self.store)
-        facts = "\n".join(text for _, text in rows)
+        facts = "\n".join(m.text for m in learned)
         shown = "\n".join(f"{name}: {'; '.join(lines)}" for name, lines in current.sections.items() if lines)
         answer = self.ask(
             prompt(
@@ -593,7 +481,7 @@ class Consolidator:
                 user=self.user,
                 char=self.char,
                 profile=shown or "(nothing yet)",
-                facts="\n".join(f"- {text}" for _, text in rows),
+                facts="\n".join(f"- {m.text}" for m in learned),
                 vetoed="; ".join(vetoed) or "(nothing)",
             ),
             PROFILE_SCHEMA,
@@ -614,62 +502,52 @@ class Consolidator:
                     report.dropped += 1
             fresh[name] = kept[:6]
         report.profile_version = profile.save(
-            self.store, fresh, [r[0] for r in rows], "updated from new facts", now
+            self.store, fresh, [m.id for m in learned], "updated from new facts", now
         )
 
     # -- threads --------------------------------------------------------------------------------------------
     def close_past_threads(self, now: datetime, report: Report) -> None:
         """An open thread closes `THREAD_DAYS` after its date: the companion had its chance to ask."""
         cutoff = timeutil.iso(now - timedelta(days=THREAD_DAYS))
-        due = self.store.threads("open", due_before=cutoff)
+        due = memories.threads(self.store, "open", due_before=cutoff)
         if not due:
             return
-        with self.store.transaction() as conn:
+        with self.memory.write() as w:
             for item in due:
-                conn.execute(
-                    "update memories set thread = 'closed', updated_at = ? where id = ?",
-                    (timeutil.iso(now), item.id),
-                )
-                self.store.audit(
-                    conn, "update", "memory", item.id, None, None, "thread closed: its date passed"
-                )
+                memories.close_thread(w, item.id, "thread closed: its date passed")
         report.threads_closed += len(due)
 
     # -- digests --------------------------------------------------------------------------------------------
     def make_digests(self, now: datetime, report: Report, limit: int = 10) -> None:
         """Daily digests of finished days with session summaries; weekly digests of finished weeks."""
-        rows = self.store.conn.execute(
-            "select id, text, event_time from memories where kind = 'summary' and valid_to is null"
-            " and event_time is not null order by event_time"
-        ).fetchall()
         days: dict[str, list[tuple[int, str]]] = {}
-        for memory_id, text, when in rows:
-            moment = timeutil.parse(when)
-            if moment and moment.date() < now.date():
-                days.setdefault(moment.date().isoformat(), []).append((memory_id, text))
+        for summary in memories.dated(self.store, "summary"):
+            moment = timeutil.parse(summary.event_time)
+            if moment and timeutil.local(moment).date() < timeutil.local(now).date():
+                days.setdefault(timeutil.local(moment).date().isoformat(), []).append(
+                    (summary.id, summary.text)
+                )
         made = 0
         for day, items in days.items():
             if made >= limit:
                 return
-            if self.store.get_meta(f"digest.day.{day}"):
+            if meta.get(self.store, plans.digest_marker("day", day)):
                 continue
             self.write_digest(day, "day", f"{date.fromisoformat(day):%A %d %B %Y}", items, report)
             made += 1
         weeks: dict[str, list[tuple[int, str]]] = {}
-        for memory_id, text, when in self.store.conn.execute(
-            "select id, text, event_time from memories where kind = 'digest' and period = 'day'"
-            " and valid_to is null"
-        ).fetchall():
-            moment = timeutil.parse(when)
+        for digest in memories.dated(self.store, "digest", period="day"):
+            moment = timeutil.parse(digest.event_time)
             if moment is None:
                 continue
+            moment = timeutil.local(moment)
             start = moment.date() - timedelta(days=moment.weekday())
-            if start + timedelta(days=7) <= now.date():
-                weeks.setdefault(start.isoformat(), []).append((memory_id, text))
+            if start + timedelta(days=7) <= timeutil.local(now).date():
+                weeks.setdefault(start.isoformat(), []).append((digest.id, digest.text))
         for week, items in weeks.items():
             if made >= limit:
                 return
-            if self.store.get_meta(f"digest.week.{week}"):
+            if meta.get(self.store, plans.digest_marker("week", week)):
                 continue
             self.write_digest(week, "week", f"the week of {date.fromisoformat(week):%d %B %Y}", items, report)
             made += 1
@@ -709,18 +587,16 @@ class Consolidator:
         text = self._digest_text(items, period, period_text)
         if not text:
             raise ModelError("The model wrote an empty digest.")
-        sources = sorted({m.id for memory_id, _ in items for m in self.store.memory_sources(memory_id)})
-        with self.store.transaction() as conn:
-            new_id = self.store.add_memory(
-                "digest",
-                f"Week of {day}: {text}" if period == "week" else text,
-                sources=sources,
-                event_time=day,
-                importance=0.6,
-                reason=f"{period} digest",
-                period=period,
-                conn=conn,
-            )
-            self.store.set_meta(f"digest.{period}.{day}", timeutil.now_iso(), conn=conn)
-        self.memory.embed_memories([new_id])
-        report.digests += 1
+        assert period in ("day", "week")
+        written = f"Week of {day}: {text}" if period == "week" else text
+        plan = DigestPlan(
+            day,
+            "week" if period == "week" else "day",
+            text,
+            memories.source_ids(self.store, [memory_id for memory_id, _ in items]),
+            self.memory.embedder.encode_one(written),
+        )
+        with self.memory.write() as w:
+            made = plans.apply_digest(w, plan, self.memory.embed_model)
+        if made is not None:
+            report.digests += 1

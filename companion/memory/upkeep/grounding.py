@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from companion.memory.retrieve import STOPWORDS
+from companion.memory.recall.retrieve import STOPWORDS
 
 MONTHS_AND_DAYS = frozenset(
     """january february march april may june july august september october november december jan feb mar apr

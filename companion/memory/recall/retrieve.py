@@ -22,31 +22,34 @@ in a query is never interpreted: each word is quoted.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from companion import timeutil
-from companion.memory.forgetting import DEFAULT_TAU_DAYS, retention
-from companion.memory.index import (
+from companion.memory.db.store import Store
+from companion.memory.recall.retention import DEFAULT_TAU_DAYS, retention
+from companion.memory.recall.timewords import find_window
+from companion.memory.records import (
     VARIANT_MEMORY,
     VARIANT_MESSAGE,
     VARIANT_MESSAGE_CONTEXT,
+    Hit,
     base_key,
     split_key,
     vector_key,
 )
-from companion.memory.store import Store
-from companion.memory.timewords import find_window, spoken_of
+from companion.memory.tables import terms as terms_table
 
 if TYPE_CHECKING:
-    from companion.memory.embed import Embedder
-    from companion.memory.index import VectorIndex
+    from companion.memory.recall.embed import Embedder
+    from companion.memory.recall.index import VectorIndex
 
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are aren't as at be because been before being below
@@ -60,6 +63,12 @@ STOPWORDS = frozenset(
     why why's with won't would wouldn't you you'd you'll you're you've your yours yourself yourselves also just
     did does ever get got go going gone like likely kind sort thing things would will yes yeah really much many
     s t d ll m re ve""".split()
+)
+# Words that ask about a time rather than a subject ("what happened in May?", "what did we talk about last
+# week?"): with a time window and nothing else, the question is about that time.
+ABOUT_WORDS = frozenset(
+    "happen happened happens happening talk talked talking say said tell told discuss discussed remember"
+    " mention mentioned up new".split()
 )
 CANDIDATES = 150
 # In a large memory, a word more than this share of messages hold weighs almost nothing in BM25 (its inverse
@@ -95,34 +104,55 @@ class Weights:
 DEFAULT_WEIGHTS = Weights()
 
 
-@dataclass
-class Hit:
-    id: int
-    kind: str  # "message" or a memory kind (fact, summary, ...)
+@dataclass(frozen=True)
+class Bar:
+    """When a hit is relevant, from features that do not depend on the other candidates (the score does:
+    its parts are z-scored over them, so the best of nothing still scores high):
+        relevance = cosine + cover * (share of the question's words it holds, weighted by rarity)
+                    - unknown * (share of the question's words no message holds)
+                    - stranger * (1 when the question names someone or something no message holds)
+                    + window * (1 when the question is only a time, "what did I do last week?", and the hit
+                                was said in it or speaks of it)
+    A question is one this memory can answer when one of its `GATE_DEPTH` best candidates reaches `question`;
+    then each hit at or above `floor` is recalled. Otherwise nothing is. Chosen by leave-one-out over the
+    LoCoMo development conversations, each asked its own questions and the other conversations' questions
+    (`benchmarks/relevance_tune.py`, docs/benchmarks.md)."""
+
+    cover: float = 0.2
+    unknown: float = 0.2
+    stranger: float = 0.2
+    question: float = 0.30
+    floor: float = 0.14
+    window: float = 1.0  # not from LoCoMo (its questions always name more than a time): what it says is there
+
+    def value(self, features: dict[str, float]) -> float:
+        return (
+            features["cosine"]
+            + self.cover * features["cover"]
+            - self.unknown * features["unknown"]
+            - self.stranger * features["stranger"]
+            + self.window * features.get("window", 0.0)
+        )
+
+
+DEFAULT_BAR = Bar()
+GATE_DEPTH = 20
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word of the question as the keyword index knows it."""
+
     text: str
-    score: float
-    time: str
-    source_ids: list[str] = field(default_factory=list)
-    session_id: int | None = None
-    speaker: str = ""
-    role: str = ""
-    why: dict[str, float] = field(default_factory=dict)
-    event_time: str | None = None  # the day a recalled message speaks of, when it names one
+    stem: str  # Porter, as the FTS index stems it
+    documents: int  # messages that hold it
+    weight: float  # its inverse document frequency (BM25's): a word few messages hold weighs more
 
-    @property
-    def spoken_of(self) -> str:
-        """The time the message speaks of, as people say it ("6 May 2023", "April 2023"), or ""."""
-        return spoken_of(self.text, self.time) if self.event_time else ""
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "text": self.text,
-            "score": round(self.score, 4),
-            "time": self.time,
-            "source_ids": self.source_ids,
-        }
+    def found_in(self, text: str) -> bool:
+        """Whether a word of `text` has this word's stem (Porter writes a final y as i: "family" -> "famili")."""
+        stem = self.stem
+        pattern = re.escape(stem) if not stem.endswith("i") else f"{re.escape(stem[:-1])}[iy]"
+        return re.search(rf"(?<!\w){pattern}", text) is not None
 
 
 def query_terms(query: str) -> list[str]:
@@ -175,37 +205,35 @@ class Retriever:
         self._speakers = None
         self._counts.clear()
 
-    def common_words(self, terms: list[str]) -> set[str]:
-        """The words of `terms` left out of the keyword search (none in a small memory): those a large share of
-        messages hold, then the most common of the rest while their postings together exceed the budget."""
-        if time.monotonic() - self._counted > 600:  # counts drift slowly: looked at again every ten minutes
+    def words(self, terms: list[str]) -> dict[str, Word]:
+        """Each query word with its stem and how many messages hold it (counts cached until messages are
+        added or removed, or ten minutes pass)."""
+        rows = terms_table.message_rows(self.store)
+        if rows != self._messages or time.monotonic() - self._counted > 600:
             self._counts.clear()
-            self._messages = int(self.store.scalar("select coalesce(max(rowid), 0) from messages") or 0)
+            self._messages = rows
             self._counted = time.monotonic()
-        if self._messages < COMMON_MIN_MESSAGES or not terms:
-            return set()
-        conn = self.store.conn
-        conn.execute(
-            "create virtual table if not exists temp.query_words using fts5(word,"
-            " tokenize='porter unicode61 remove_diacritics 2')"
-        )
-        conn.execute(
-            "create virtual table if not exists temp.query_stems using fts5vocab(temp, query_words, 'instance')"
-        )
-        conn.executemany(
-            "insert into temp.query_words (rowid, word) values (?, ?)", list(enumerate(terms, 1))
-        )
-        stems = {doc: term for term, doc in conn.execute("select term, doc from temp.query_stems")}
-        conn.execute("delete from temp.query_words")
-        counts: dict[str, int] = {}
-        for position, word in enumerate(terms, 1):
-            stem = stems.get(position)
+        if not terms:
+            return {}
+        stems = terms_table.stems(self.store, terms)
+        out: dict[str, Word] = {}
+        for term in terms:
+            stem = stems.get(term)
             if stem is None:
                 continue
             if stem not in self._counts:
-                row = conn.execute("select doc from messages_fts_terms where term = ?", (stem,)).fetchone()
-                self._counts[stem] = int(row[0]) if row else 0
-            counts[word] = self._counts[stem]
+                self._counts[stem] = terms_table.documents(self.store, stem)
+            count = self._counts[stem]
+            weight = math.log((self._messages - count + 0.5) / (count + 0.5) + 1.0)
+            out[term] = Word(term, stem, count, weight)
+        return out
+
+    def common_words(self, words: dict[str, Word]) -> set[str]:
+        """The words left out of the keyword search (none in a small memory): those a large share of
+        messages hold, then the most common of the rest while their postings together exceed the budget."""
+        if self._messages < COMMON_MIN_MESSAGES or not words:
+            return set()
+        counts = {term: word.documents for term, word in words.items()}
         common = {word for word, count in counts.items() if count > COMMON_SHARE * self._messages}
         kept = sorted((count, word) for word, count in counts.items() if word not in common)
         postings = sum(count for count, _ in kept)
@@ -227,21 +255,30 @@ class Retriever:
         persona: str | None = None,
         separate: bool = False,
         weights: Weights = DEFAULT_WEIGHTS,
+        bar: Bar | None = None,
     ) -> list[Hit]:
-        """`exclude_session`: a session (or several: a branch and its parents) whose messages are not recalled.
+        """The best `limit` candidates, ranked, each marked `relevant` or not by the bar (`Bar`).
+        `exclude_session`: a session (or several: a branch and its parents) whose messages are not recalled.
         `persona`: lore of other personas is never recalled; with `separate`, neither are their
         conversations and what was learned in them."""
         w = weights
+        bar = bar or DEFAULT_BAR
         now = now or timeutil.now()
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         terms = query_terms(query)
         window = find_window(query, now)
+        content = [t for t in terms if not window or (t not in window.words and t not in ABOUT_WORDS)]
         if window:
-            terms = [t for t in terms if t not in window.words] or terms
+            terms = content or terms
         want_messages = kinds is None or "message" in kinds
         want_memories = kinds is None or bool(kinds - {"message"})
-        common = self.common_words(terms) if want_messages else set()
+        # The question's words as the memory knows them; a speaker's name is known though no text holds it.
+        words = {
+            term: replace(word, documents=max(word.documents, 1)) if term in self.speakers() else word
+            for term, word in self.words(content).items()
+        }
+        common = self.common_words(words) if want_messages else set()
         terms = [t for t in terms if t not in common]  # all common: the dense search alone
         named = {s for s in self.speakers() if re.search(rf"\b{re.escape(s)}\b", query.lower())}
 
@@ -281,10 +318,19 @@ class Retriever:
             extra["neighbour"] = self._neighbour_strength(candidates, base, rows)
 
         asks_when = bool(WHEN_QUESTION.search(query))
+        unknown = _unknown(words)
+        stranger = _unknown_name(query, words)
         hits = []
         for key in candidates:
             row = rows[key]
             why = {"bm25": z_bm25[key], "dense": z_dense[key], "context": z_ctx[key]}
+            features = {
+                "cosine": dense.get(key, 0.0),
+                "cover": _cover(row, words),
+                "unknown": unknown,
+                "stranger": stranger,
+                "window": 0.0,
+            }
             score = base[key]
             for name, values in extra.items():
                 if values.get(key):
@@ -295,6 +341,8 @@ class Retriever:
             if window and ((when and window.contains(when)) or (spoken_of and window.contains(spoken_of))):
                 why["time"] = w.time
                 score += w.time
+                if not words:  # a question that is only a time ("what did I do last week?")
+                    features["window"] = 1.0
             if asks_when and spoken_of is not None and w.when:
                 why["when"] = w.when
                 score += w.when
@@ -313,12 +361,15 @@ class Retriever:
                 )
                 why["retention"] = kept
                 score += w.retention * (kept - 1.0)
-            hits.append((score, key, why))
+            hits.append((score, key, why, features))
         hits.sort(key=lambda h: -h[0])
+        # Relevance: the question is one this memory can answer when one of its best candidates clears the
+        # bar; then each hit is recalled when it clears the floor.
+        answerable = any(bar.value(f) >= bar.question for _, _, _, f in hits[:GATE_DEPTH])
         top = hits[:limit]
-        sources = self._sources([split_key(k)[0] for _, k, _ in top if rows[k]["kind"] != "message"])
+        sources = self._sources([split_key(k)[0] for _, k, _, _ in top if rows[k]["kind"] != "message"])
         out = []
-        for score, key, why in top:
+        for score, key, why, features in top:
             row = rows[key]
             item = split_key(key)[0]
             if row["kind"] == "message":
@@ -338,6 +389,9 @@ class Retriever:
                     role=row["role"] or "",
                     why=why,
                     event_time=row.get("event_time"),
+                    relevance=bar.value(features),
+                    relevant=answerable and bar.value(features) >= bar.floor,
+                    features=features,
                 )
             )
         return out
@@ -480,6 +534,36 @@ class Retriever:
         for memory_id, source in rows:
             out.setdefault(memory_id, []).append(source)
         return out
+
+
+def _cover(row: dict[str, Any], words: dict[str, Word]) -> float:
+    """The share of the question's words (weighted by how rare they are) that a candidate holds: its text,
+    and for a message who said it."""
+    total = sum(word.weight for word in words.values())
+    if not total:
+        return 0.0
+    text = f"{row.get('speaker') or ''} {row['text']}".lower()
+    return sum(word.weight for word in words.values() if word.found_in(text)) / total
+
+
+def _unknown(words: dict[str, Word]) -> float:
+    """The share of the question's words (weighted by how rare they are) that no message holds: a question
+    about someone or something this memory never heard of."""
+    total = sum(word.weight for word in words.values())
+    return sum(word.weight for word in words.values() if not word.documents) / total if total else 0.0
+
+
+NAME = re.compile(r"(?<![.!?:]\s)(?<!^)(?<!\w)([A-Z][a-z]+)\b")
+
+
+def _unknown_name(query: str, words: dict[str, Word]) -> float:
+    """1.0 when the question names someone or something (a capitalised word inside a sentence) that no
+    message holds: "When did Caroline move?" asked of a memory that never heard of a Caroline."""
+    for name in NAME.findall(query.strip()):
+        word = words.get(name.lower())
+        if word is not None and not word.documents:
+            return 1.0
+    return 0.0
 
 
 def _visible(row: dict[str, Any], persona: str | None, separate: bool) -> bool:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from typing import Any
 
 from companion import timeutil
-from companion.memory.store import Store
+from companion.memory.db.store import Store
+from companion.memory.tables import Write, memories, redact
 
 
 def count(store: Store) -> int:
@@ -43,11 +43,11 @@ def add(store: Store, name: str, card: str, lore: list[str], *, if_missing: bool
         )
         if not cursor.rowcount:
             return False
+        w = Write(conn)  # lore is embedded later, with everything else that has no vector yet
         for content in lore:
-            memory_id = store.add_memory(
-                "lore", content, importance=1.0, reason=f"lorebook of {name}", conn=conn
+            memories.add(
+                w, "lore", content, importance=1.0, reason=f"lorebook of {name}", pinned=True, persona=name
             )
-            conn.execute("update memories set pinned = 1, persona = ? where id = ?", (name, memory_id))
         return True
 
 
@@ -63,10 +63,8 @@ def update(store: Store, name: str, new_name: str, card: str) -> None:
             conn.execute("update sessions set persona = ? where persona = ? collate nocase", (new_name, name))
 
 
-def scrub(store: Store, conn: sqlite3.Connection, words: str) -> None:
+def scrub(conn: sqlite3.Connection, words: str) -> None:
     """Take `words` out of every persona card: a lorebook entry that holds them goes, other text is redacted."""
-    from companion.memory.operations import redact
-
     rows = conn.execute(
         "select id, card from personas where instr(lower(card), lower(?)) > 0", (words,)
     ).fetchall()
@@ -74,11 +72,11 @@ def scrub(store: Store, conn: sqlite3.Connection, words: str) -> None:
         card = json.loads(stored)
         conn.execute(
             "update personas set card = ?, updated_at = ? where id = ?",
-            (json.dumps(_scrubbed(card, words, redact), ensure_ascii=False), timeutil.now_iso(), persona_id),
+            (json.dumps(_scrubbed(card, words), ensure_ascii=False), timeutil.now_iso(), persona_id),
         )
 
 
-def _scrubbed(value: Any, words: str, redact: Callable[[str, str], str]) -> Any:
+def _scrubbed(value: Any, words: str) -> Any:
     lowered = words.lower()
     if isinstance(value, str):
         return redact(value, words)
@@ -92,7 +90,7 @@ def _scrubbed(value: Any, words: str, redact: Callable[[str, str], str]) -> Any:
                 and lowered in json.dumps(v, ensure_ascii=False).lower()
             )
         ]
-        return [_scrubbed(v, words, redact) for v in kept]
+        return [_scrubbed(v, words) for v in kept]
     if isinstance(value, dict):
-        return {k: _scrubbed(v, words, redact) for k, v in value.items()}
+        return {k: _scrubbed(v, words) for k, v in value.items()}
     return value

@@ -1,0 +1,46 @@
+"""Taking text out of the file for good: the words `forget --matching` was given, from every string that keeps
+them once what said them is gone, and the deleted pages themselves (FTS segments merged, WAL truncated, with
+`secure_delete` on every connection)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+
+from companion.memory.db.store import SQL_OPERATIONAL_ERRORS, Store
+from companion.memory.tables import personas, profile, redact
+
+
+def words_everywhere(conn: sqlite3.Connection, words: str) -> None:
+    """Remove `words` from every string that could still hold them once the messages and memories that say
+    them are gone (inside the forget's transaction): the change history, session titles, external ids, meta
+    values, persona cards and their lorebooks, the profile and its vetoes."""
+    contains = "instr(lower({0}), lower(?)) > 0"
+    for column in ("old_text", "new_text"):
+        conn.execute(f"update audit set {column} = null where {contains.format(column)}", (words,))
+    conn.execute(f"update audit set reason = '' where {contains.format('reason')}", (words,))
+    for session_id, title in conn.execute(
+        f"select id, title from sessions where {contains.format('title')}", (words,)
+    ).fetchall():
+        conn.execute("update sessions set title = ? where id = ?", (redact(title, words), session_id))
+    conn.execute(
+        f"update sessions set external_id = 'forgotten-' || id where {contains.format('external_id')}",
+        (words,),
+    )
+    conn.execute(f"update messages set source_id = null where {contains.format('source_id')}", (words,))
+    for key, value in conn.execute(
+        f"select key, value from meta where {contains.format('value')}", (words,)
+    ).fetchall():
+        conn.execute("update meta set value = ? where key = ?", (redact(value, words), key))
+    personas.scrub(conn, words)
+    profile.scrub(conn, words)
+
+
+def pages(store: Store) -> None:
+    """Make deleted text unrecoverable from the files: merge the FTS indexes (old segments are freed and zeroed
+    by secure_delete) and checkpoint the WAL into the database, truncating it."""
+    with store.transaction() as conn:
+        conn.execute("insert into messages_fts(messages_fts) values ('optimize')")
+        conn.execute("insert into memories_fts(memories_fts) values ('optimize')")
+    with contextlib.suppress(*SQL_OPERATIONAL_ERRORS):
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
