@@ -61,6 +61,7 @@ class Recalled:
     hit: Hit
     status: RecallStatus
     note: str = ""
+    lorebook: bool = False  # a lorebook entry the turn called up (not a memory: nothing to pin or strengthen)
 
     @property
     def in_prompt(self) -> bool:
@@ -77,7 +78,7 @@ class Built:
     @property
     def shown(self) -> list[Hit]:
         """What recall brought that the prompt holds (what the model was shown, and recall strengthens)."""
-        return [r.hit for r in self.recall if r.in_prompt]
+        return [r.hit for r in self.recall if r.in_prompt and not r.lorebook]
 
 
 class PromptBuilder:
@@ -154,7 +155,7 @@ class PromptBuilder:
         in_view = [h for h in hits if (h.kind, h.id) in shown or (h.kind == "lore" and h.text in lore_seen)]
         hits = [h for h in hits if h not in in_view]
         recalled = [self.recalled_item(h) for h in hits]
-        block = memory_block([*lore, *recalled], now, self.count, block_tokens)
+        block = memory_block(recalled, now, self.count, block_tokens, lore=lore)
         assembled = assemble(
             persona=persona,
             profile=profile,
@@ -178,10 +179,19 @@ class PromptBuilder:
             elif placed is not None:
                 report.append(Recalled(hit, placed.status, placed.note))
         report += [Recalled(h, "in view", "already in the conversation above") for h in in_view]
+        for item in lore:  # what the persona's lorebook put in, for the recall panel
+            placed = block.status(item)
+            entry = Hit(id=0, kind="lore", text=item.text, score=0.0, time="")
+            if not sent:
+                note = "the memory block did not fit the model's context"
+                report.append(Recalled(entry, "left out", note, lorebook=True))
+            elif placed is not None:
+                note = placed.note or "from the persona's lorebook"
+                report.append(Recalled(entry, placed.status, note, lorebook=True))
         if sent:
             self.blocks[user_id] = SentBlock(
                 block.text,
-                {(r.hit.kind, r.hit.id) for r in report if r.in_prompt},
+                {(r.hit.kind, r.hit.id) for r in report if r.in_prompt and not r.lorebook},
                 {p.item.text for p in block.placed if p.item.kind == "lore" and p.status != "left out"},
             )
         return Built(assembled, hits, report)

@@ -25,7 +25,13 @@ def show(ctx: typer.Context) -> None:
         return
     print(f"Profile version {current.version} ({(current.created_at or '')[:16]}):")
     for line in current.lines:
-        print(f"  {line}")
+        found = current.sources.get(line)
+        said = (
+            f"  (from {'memory' if len(found) == 1 else 'memories'} {', '.join(map(str, found))})"
+            if found
+            else ""
+        )
+        print(f"  {line}{said}")
 
 
 @app.command("history")

@@ -116,14 +116,21 @@ def _head(text: str, words: int) -> str:
 
 
 def memory_block(
-    items: list[MemoryItem], now: datetime, count: Callable[[str], int] | None = None, budget: int = 0
+    items: list[MemoryItem],
+    now: datetime,
+    count: Callable[[str], int] | None = None,
+    budget: int = 0,
+    lore: list[MemoryItem] | None = None,
 ) -> Block:
     """The per-turn memory block. Each memory is quoted (JSON-style) so its text reads as data. With a token
     `budget`, items are taken best first while they fit (the block stays in the history, so its size is paid
     again by every later turn's context): a recalled message's turn-before is shortened (the end nearest the
     message kept) before the message is left out, and the best item is never left out for its context — at
-    worst its own text is shortened. Every item's fate is in `Block.placed`."""
-    if not items:
+    worst its own text is shortened. `lore` (the lorebook entries the turn calls up) comes after what was
+    recalled about the user, and neither crowds the other out: recall may use the block but for the room the
+    lore needs, up to half of it; the lore has what recall leaves. Every item's fate is in `Block.placed`."""
+    lore = lore or []
+    if not items and not lore:
         return Block("")
     lines = [MEMORY_HEADER]
     placed: list[Placed] = []
@@ -133,14 +140,18 @@ def memory_block(
     def cost(line: str) -> int:
         return count(line) + 1 if count and limited else 0
 
-    for number, item in enumerate(items):
+    lore_room = min(sum(cost(memory_line(item, now)) for item in lore), budget // 2) if limited else 0
+    for position, item in enumerate([*items, *lore]):
+        if position == len(items):
+            lore_room = 0  # the lore's turn: all that is left
+        room = budget - lore_room - used
+        number = position if position < len(items) else position - len(items)  # its place in its group
         line = memory_line(item, now)
-        if not limited or used + cost(line) <= budget:
+        if not limited or cost(line) <= room:
             lines.append(line)
             used += cost(line)
             placed.append(Placed(item, "in"))
             continue
-        room = budget - used
         bare = memory_line(item, now, context="")
         choice: tuple[str, str] | None = None
         if item.context and cost(bare) <= room:

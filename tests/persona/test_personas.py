@@ -204,3 +204,42 @@ def test_a_card_cannot_change_settings(tmp_path: Path, home: Path) -> None:
         [sys.executable, "-m", "companion", "config", "show"], capture_output=True, text=True
     ).stdout
     assert 'model.backend = "local"' in settings and 'remote.base_url = ""' in settings
+
+
+def test_a_full_lorebook_leaves_room_for_what_is_remembered_about_the_user(paths: Paths) -> None:
+    """A lorebook that alone fills the 256-token block: the personal memories still go in (lore may take at
+    most half of the block while there are some), and what the lore put in is listed for the recall panel."""
+    from companion import config
+    from companion.engine import Engine
+    from tests.rows import add_memory
+    from tests.scripted import ScriptedModel
+
+    store = Store(paths.database)
+    card = card_from_json(json.loads(json.dumps(V2)))
+    long_lore = [
+        {"keys": ["harbour"], "content": f"Harbour lore {n}: " + "the old stones remember the tide. " * 8}
+        for n in range(6)
+    ]
+    card.character_book = {"token_budget": 2000, "entries": long_lore}
+    library.add(store, card)
+    for text in [
+        "Marta works night shifts at the harbour clinic.",
+        "Marta's brother Rui fixes boats at the harbour.",
+        "Marta is afraid of deep water since a harbour accident.",
+    ]:
+        add_memory(store, "fact", text, importance=0.8)
+    store.close()
+    settings = config.load(paths)
+    settings.persona.name = "Luz"
+    settings.user.name = "Marta"
+    engine = Engine(settings, paths, model=ScriptedModel(replies=["Of course."]))
+    turn = engine.send("Shall we walk to the harbour after my shift at the clinic?")
+    "".join(turn)
+    personal = [r for r in turn.recall if r.hit.kind != "lore"]
+    lore = [r for r in turn.recall if r.lorebook]
+    assert personal and all(r.in_prompt for r in personal), [(r.hit.text, r.status, r.note) for r in personal]
+    assert lore and any(r.in_prompt for r in lore) and all(r.hit.kind == "lore" for r in lore)
+    block = turn.assembled.messages[-1].context
+    assert "harbour clinic" in block and "Harbour lore 0" in block
+    assert all(r.hit.text in block or r.status == "left out" for r in lore)
+    engine.close()

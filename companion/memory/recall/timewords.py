@@ -92,6 +92,8 @@ def find_window(query: str, now: datetime, ahead: bool = False) -> TimeWindow | 
         return TimeWindow(today - timedelta(days=1), today, (m.group(0),))
     if m := re.search(r"\btomorrow\b", text):
         return TimeWindow(today + timedelta(days=1), today + timedelta(days=2), (m.group(0),))
+    if window := _dated(text, today, ahead):
+        return window
     if window := _ahead(text, today, ahead):
         return window
     if m := re.search(r"\b(today|tonight|this morning|this afternoon|this evening)\b", text):
@@ -154,6 +156,53 @@ def find_window(query: str, now: datetime, ahead: bool = False) -> TimeWindow | 
     if m := re.search(r"\b(recently|lately)\b", text):
         return TimeWindow(today - timedelta(days=30), today + timedelta(days=1), (m.group(0),))
     return None
+
+
+ORDINAL = r"(\d{1,2})(?:st|nd|rd|th)?"
+FUTURE = re.compile(
+    r"\b(next|tomorrow|soon|upcoming|going to|gonna|will|shall|'ll|plan|planning|getting|is on|are on|"
+    r"appointment|booked|scheduled)\b"
+)
+
+
+def _dated(text: str, today: datetime, ahead: bool) -> TimeWindow | None:
+    """A day and month ("June 14", "14 June", "the 4th of December", "Friday the 4th of December"), with or
+    without a year. Without one it is the occurrence a person means: in a statement (`ahead`) about what is to
+    come ("getting married on June 14", "my appointment is on …"), today or the next one, never a past date;
+    in another statement the last one; in a question the nearest one."""
+    months = "|".join(sorted(MONTHS, key=len, reverse=True))
+    weekday = rf"(?:(?:{'|'.join(WEEKDAYS)}),? )?(?:the )?"
+    year = r"(?:,? (\d{4}))?"
+    found = re.search(rf"\b{weekday}{ORDINAL}(?: of)? ({months})\b{year}", text)
+    if found:
+        day_text, month_name, year_text = found.group(1), found.group(2), found.group(3)
+    else:
+        found = re.search(rf"\b{weekday}({months}) (?:the )?{ORDINAL}\b(?!:){year}", text)
+        if not found:
+            return None
+        month_name, day_text, year_text = found.group(1), found.group(2), found.group(3)
+    if month_name == "may" and not re.search(r"\d", found.group(0)):
+        return None
+    month, day = MONTHS[month_name], int(day_text)
+    words = tuple(re.sub(r"[,]", "", found.group(0)).split())
+
+    def on(year: int) -> datetime | None:
+        try:
+            return today.replace(year=year, month=month, day=day)
+        except ValueError:  # 31 June, 29 February of a common year
+            return None
+
+    if year_text:
+        moment = on(int(year_text))
+    else:
+        options = [d for d in (on(today.year - 1), on(today.year), on(today.year + 1)) if d is not None]
+        if ahead:  # a statement: a plan is the coming one, anything else the last one
+            future = FUTURE.search(text)
+            options = [d for d in options if (d >= today if future else d <= today)]
+        moment = min(options, key=lambda d: abs(d - today)) if options else None
+    if moment is None:
+        return None
+    return TimeWindow(moment, moment + timedelta(days=1), words)
 
 
 def _ahead(text: str, today: datetime, ahead: bool) -> TimeWindow | None:

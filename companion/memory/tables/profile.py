@@ -24,6 +24,8 @@ class Profile:
     version: int | None  # None: no profile yet
     sections: dict[str, list[str]]
     created_at: str | None = None
+    # Where each line comes from, where it is known: "section: line" -> the memories (facts, notes) it says.
+    sources: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def lines(self) -> list[str]:
@@ -50,11 +52,13 @@ def empty_sections() -> dict[str, list[str]]:
 def current(store: Store) -> Profile:
     """The newest version of the profile."""
     row = store.conn.execute(
-        "select id, sections, created_at from profile_versions order by id desc limit 1"
+        "select id, sections, created_at, sources from profile_versions order by id desc limit 1"
     ).fetchone()
     if not row:
         return Profile(None, empty_sections())
-    return Profile(row[0], json.loads(row[1]), row[2])
+    sources = json.loads(row[3] or "[]")
+    by_line = sources if isinstance(sources, dict) else {}  # a list: the version's memories, not per line
+    return Profile(row[0], json.loads(row[1]), row[2], by_line)
 
 
 def history(store: Store) -> list[Version]:
@@ -90,12 +94,13 @@ def diff(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str,
 def save(
     store: Store,
     sections: dict[str, list[str]],
-    sources: list[int],
+    sources: list[int] | dict[str, list[int]],
     reason: str,
     now: datetime,
     conn: sqlite3.Connection | None = None,
 ) -> int | None:
-    """A new version with its diff against the previous one; None when nothing changed."""
+    """A new version with its diff against the previous one; None when nothing changed. `sources`: the
+    memories the version was built from, or for each line ("section: line") the memories it says."""
     with store.writing(conn) as c:
         previous = current(store).sections
         change = diff(previous, sections)
@@ -111,7 +116,8 @@ def save(
 def veto(store: Store, line: str, now: datetime | None = None) -> int:
     """Remove a profile line and keep the inference from being made again; returns the new version id."""
     now = now or timeutil.now()
-    sections = current(store).sections
+    before = current(store)
+    sections = before.sections
     wanted = line.strip().lower()
     found = False
     fresh = {}
@@ -127,20 +133,23 @@ def veto(store: Store, line: str, now: datetime | None = None) -> int:
         conn.execute(
             "insert or ignore into profile_vetoes (line, created_at) values (?, ?)", (text, timeutil.iso(now))
         )
-        version = save(store, fresh, [], "vetoed by the user", now, conn)
+        remaining = {f"{name}: {item}" for name, items in fresh.items() for item in items}
+        sources = {key: ids for key, ids in before.sources.items() if key in remaining}
+        version = save(store, fresh, sources, "vetoed by the user", now, conn)
     assert version is not None  # a line was removed, so the profile changed
     return version
 
 
 def scrub(conn: sqlite3.Connection, words: str) -> None:
-    """Take `words` out of the profile: every version's lines that hold them, its diff, and vetoes."""
+    """Take `words` out of the profile: every version's lines that hold them, its diff, the lines' sources,
+    and vetoes."""
     lowered = words.lower()
     rows = conn.execute(
-        "select id, sections, diff from profile_versions where instr(lower(sections), lower(?)) > 0"
-        " or instr(lower(diff), lower(?)) > 0",
-        (words, words),
+        "select id, sections, diff, sources from profile_versions where instr(lower(sections), lower(?)) > 0"
+        " or instr(lower(diff), lower(?)) > 0 or instr(lower(sources), lower(?)) > 0",
+        (words, words, words),
     ).fetchall()
-    for version_id, sections, change in rows:
+    for version_id, sections, change, sources in rows:
         kept = {
             name: [line for line in lines if lowered not in line.lower()]
             for name, lines in json.loads(sections).items()
@@ -149,8 +158,11 @@ def scrub(conn: sqlite3.Connection, words: str) -> None:
             name: [line for line in lines if lowered not in line.lower()]
             for name, lines in json.loads(change or "{}").items()
         }
+        found = json.loads(sources or "[]")
+        if isinstance(found, dict):
+            found = {line: ids for line, ids in found.items() if lowered not in line.lower()}
         conn.execute(
-            "update profile_versions set sections = ?, diff = ? where id = ?",
-            (json.dumps(kept), json.dumps(moved), version_id),
+            "update profile_versions set sections = ?, diff = ?, sources = ? where id = ?",
+            (json.dumps(kept), json.dumps(moved), json.dumps(found), version_id),
         )
     conn.execute("delete from profile_vetoes where instr(lower(line), lower(?)) > 0", (words,))

@@ -46,6 +46,8 @@ from companion.memory.upkeep import extractive, grounding
 from companion.paths import assets_dir
 
 PROFILE_SECTIONS = profile.SECTIONS
+PORTRAIT_FACTS = 500  # the facts and notes a profile without a model is written from (most important first)
+PORTRAIT_LINES = 8  # per section
 SAME = 0.97  # cosine above which a new fact is the same fact
 SIMILAR = 0.80  # cosine above which the model decides what a new fact does to an old one
 # Token budgets: a string can cost a token per character in the worst case (a small model spelling digits), so
@@ -339,7 +341,9 @@ class Consolidator:
                 statement.event.isoformat() if statement.event else None,
                 statement.event is not None,
             )
-            for statement in extractive.statements(said(new), self.user)
+            for statement in extractive.statements(
+                said(new), self.user, scene=extractive.is_scene([r.text for r in whole if r.role == "user"])
+            )
         ]
         return ([summary] if summary else []), self.plan_facts(self.dedupe(facts), decide=False)
 
@@ -468,6 +472,9 @@ class Consolidator:
 
     # -- profile --------------------------------------------------------------------------------------------
     def update_profile(self, now: datetime, report: Report) -> None:
+        if not self.model_writes:
+            self.portrait(now, report)
+            return
         current = profile.current(self.store)
         learned = memories.facts_since(self.store, current.created_at or "")
         if not learned:
@@ -503,6 +510,45 @@ class Consolidator:
             fresh[name] = kept[:6]
         report.profile_version = profile.save(
             self.store, fresh, [m.id for m in learned], "updated from new facts", now
+        )
+
+    def portrait(self, now: datetime, report: Report) -> None:
+        """The profile without a model: what the user said about themselves (extractive facts, notes) sorted
+        into the same sections, each line with the memory it comes from. A line whose memories are no longer
+        in use goes; lines a model wrote earlier stay; a vetoed line is never written again."""
+        current = profile.current(self.store)
+        vetoed = profile.vetoed_lines(self.store)
+        in_use = memories.facts_since(self.store, "", limit=PORTRAIT_FACTS)
+        alive = {m.id for m in in_use}
+        said = []
+        for item in sorted(in_use, key=lambda m: m.id):
+            words = item.text if item.kind == "note" else extractive.quoted(item.text)
+            if words:
+                said.append((item.id, words))
+        fresh: dict[str, list[str]] = {name: [] for name in PROFILE_SECTIONS}
+        sources: dict[str, list[int]] = {}
+        for name, lines in current.sections.items():
+            for line in lines:
+                key = f"{name}: {line}"
+                known = current.sources.get(key)
+                if known is not None and not alive.intersection(known):
+                    continue  # what it was written from was forgotten, corrected or archived
+                fresh.setdefault(name, []).append(line)
+                if known is not None:
+                    sources[key] = [m for m in known if m in alive]
+        for drawn in extractive.portrait(said, self.user):
+            key = f"{drawn.section}: {drawn.text}"
+            taken = {text.lower() for text in fresh[drawn.section]}
+            if drawn.text.lower() in taken or profile.is_vetoed(drawn.text, vetoed):
+                continue
+            fresh[drawn.section].append(drawn.text)
+            sources[key] = [drawn.memory_id]
+        for name, lines in fresh.items():  # the newest lines of a long section
+            for dropped in lines[:-PORTRAIT_LINES]:
+                sources.pop(f"{name}: {dropped}", None)
+            fresh[name] = lines[-PORTRAIT_LINES:]
+        report.profile_version = profile.save(
+            self.store, fresh, sources, "written from what the user said (no model)", now
         )
 
     # -- threads --------------------------------------------------------------------------------------------

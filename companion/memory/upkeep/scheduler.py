@@ -123,10 +123,11 @@ def _consolidate(memory: LongTermMemory, now: datetime, options: UpkeepOptions) 
     report = Report()
     for session_id in consolidator.pending_sessions(now, idle, exclude=options.exclude_session):
         consolidator.consolidate_session(session_id, now, report)
-    if consolidator.model_writes and (report.facts_added or report.facts_updated or report.facts_superseded):
-        consolidator.update_profile(
-            now, report
-        )  # a profile is the model's to infer; nothing is guessed without
+    changed = report.facts_added or report.facts_updated or report.facts_superseded
+    if changed or not consolidator.model_writes:
+        # The model rewrites the profile when facts change; without one the profile follows what the user
+        # said (a note added by hand, a fact forgotten): cheap, and a version only when a line changes.
+        consolidator.update_profile(now, report)
     consolidator.close_past_threads(now, report)
     version = f", profile version {report.profile_version}" if report.profile_version else ""
     closed = f", {report.threads_closed} threads closed" if report.threads_closed else ""

@@ -27,6 +27,16 @@ STATUS = {
 
 def hit_text(recalled: Recalled, now: datetime) -> Text:
     hit = recalled.hit
+    if recalled.lorebook:
+        said, colour = STATUS.get(recalled.status, (recalled.status, ""))
+        return Text.assemble(
+            ("lore", "bold"),
+            " · the persona's lorebook\n",
+            shorten(hit.text, 160),
+            "\n",
+            (said, colour),
+            (f": {recalled.note}" if recalled.note else "", "dim"),
+        )
     when = timeutil.parse(hit.time)
     date = timeutil.relative(when, now).split(",")[0] if when else "undated"
     if when and hit.spoken_of:
@@ -49,6 +59,7 @@ class HitItem(ListItem):
         super().__init__(Label(hit_text(recalled, now)))
         self.hit = recalled.hit
         self.status = recalled.status
+        self.lorebook = recalled.lorebook
 
 
 class RecallPanel(Vertical):
@@ -83,10 +94,17 @@ class RecallPanel(Vertical):
 
     def _current(self) -> Hit | None:
         item = self.query_one(ListView).highlighted_child
+        if isinstance(item, HitItem) and item.lorebook:
+            self.app.notify(
+                "This entry is the persona's lorebook, not a memory: change it in the persona's card "
+                "(`companion persona edit`).",
+                severity="information",
+            )
+            return None
         return item.hit if isinstance(item, HitItem) else None
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:
-        if isinstance(event.item, HitItem):
+        if isinstance(event.item, HitItem) and not event.item.lorebook:
             from companion.tui.screens.memory_detail import MemoryDetail
 
             self.app.push_screen(MemoryDetail(event.item.hit.kind, event.item.hit.id))
