@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,10 @@ from companion import timeutil
 from companion.cli.common import MemoryContext, ask, err, memory_id, plural, progress, when
 from companion.errors import CompanionError
 from companion.paths import get_paths
+from companion.tui.text import shorten
+
+if TYPE_CHECKING:
+    from companion.memory.tables.forget import Preview
 
 app = typer.Typer(help="Look at, search, export and forget what companion remembers.", no_args_is_help=True)
 
@@ -234,19 +238,31 @@ def forget(
         str | None, typer.Option("--before", help="Forget everything before this ISO date.")
     ] = None,
     matching: Annotated[
-        str | None, typer.Option("--matching", help="Forget everything containing this text.")
+        str | None,
+        typer.Option("--matching", help="Forget everything that says these words (whole words, any case)."),
     ] = None,
+    substring: Annotated[
+        bool, typer.Option("--substring", help="With --matching: also inside longer words.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be forgotten.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete for good: the text is removed from the file, the index and everything derived only from it."""
+    """Delete for good: the text is removed from the file, the index and everything derived only from it.
+    Lists what it will remove and asks first."""
     from companion.memory.records import Ref
     from companion.memory.tables import messages as message_table
     from companion.memory.tables import sessions as session_table
+    from companion.memory.tables.forget import Criteria
+    from companion.memory.tables.words import Words
 
     if ref is None and session is None and before is None and matching is None:
         raise CompanionError(
             "Say what to forget: an ID, message:ID, --session S, --before DATE or --matching TEXT."
         )
+    if matching is not None and not matching.strip():
+        raise CompanionError("--matching needs words to look for; give the words to forget.")
+    if substring and matching is None:
+        raise CompanionError("--substring goes with --matching; give the words to forget.")
     moment = when(before, "--before")
     with MemoryContext() as memory:
         messages: list[int] = []
@@ -266,32 +282,59 @@ def forget(
                     f"There is no session {session}; see `companion memory list --kind message`."
                 )
             sessions.append(session)
-        if moment is not None or matching:
-            messages += memory.select_messages(before=moment, matching=matching)
-            memories += memory.select_memories(before=moment, matching=matching)
-        if not (messages or memories or sessions):
+        criteria = Criteria(
+            tuple(messages),
+            tuple(memories),
+            tuple(sessions),
+            moment,
+            Words(matching, substring) if matching is not None else None,
+        )
+        plan = memory.preview_forget(criteria)
+        if plan.nothing:
             print("Nothing matches; nothing was forgotten.")
             return
-        what = []
-        if messages:
-            what.append(plural(len(set(messages)), "message"))
-        if memories:
-            what.append(plural(len(set(memories)), "memory", "memories"))
-        if sessions:
-            what.append(f"{plural(len(sessions), 'session')} with all their messages")
+        print(forget_listing(plan))
+        if dry_run:
+            print("Nothing was forgotten (--dry-run).")
+            return
         if not yes:
             if not sys.stdin.isatty():
-                raise CompanionError(f"This would forget {', '.join(what)} for good; add --yes to confirm.")
-            if not typer.confirm(f"Forget {', '.join(what)} for good?"):
+                raise CompanionError("This forgets the above for good; add --yes to confirm.")
+            if not typer.confirm("Forget all of this for good?"):
                 print("Nothing was forgotten.")
                 return
         with progress() as report:
             memory.ready(report)
-        done = memory.forget(messages=messages, memories=memories, sessions=sessions, words=matching or None)
+        done = memory.forget(criteria)
     print(
         f"Forgotten: {plural(done['messages'], 'message')}, {plural(done['memories'], 'memory', 'memories')}, "
         f"{plural(done['sessions'], 'session')}."
     )
+
+
+def forget_listing(plan: Preview, shown: int = 10) -> str:
+    """What a forget removes, as the user reads it before saying yes."""
+    lines = ["This forgets for good:"]
+    if plan.messages:
+        whole = f" in {plural(plan.sessions, 'whole session')}" if plan.sessions else ""
+        lines.append(f"  {plural(plan.messages, 'message')}{whole}")
+    if plan.memories:
+        lines.append(f"  {plural(len(plan.memories), 'memory', 'memories')}:")
+        for memory_id, kind, text in plan.memories[:shown]:
+            lines.append(f"    {memory_id} ({kind}) {shorten(text, 60)}")
+        if len(plan.memories) > shown:
+            lines.append(f"    … and {len(plan.memories) - shown} more")
+    for persona, entry in plan.lore[:shown]:
+        lines.append(f"  lorebook entry of {persona}: {shorten(entry, 60)}")
+    if len(plan.lore) > shown:
+        lines.append(f"  … and {len(plan.lore) - shown} more lorebook entries")
+    if plan.speakers:
+        lines.append(
+            f'  the speaker name {", ".join(plan.speakers)} (those messages\' speaker becomes "someone")'
+        )
+    if plan.personas:
+        lines.append(f'  the persona name {", ".join(plan.personas)} (renamed "Companion")')
+    return "\n".join(lines)
 
 
 @app.command("export")

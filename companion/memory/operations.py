@@ -322,31 +322,35 @@ class LongTermMemory:
     ) -> list[int]:
         return forget.select_messages(self.store, session=session, before=before, matching=matching)
 
-    def select_memories(self, *, before: datetime | None = None, matching: str | None = None) -> list[int]:
-        return forget.select_memories(self.store, before=before, matching=matching)
+    def preview_forget(self, criteria: forget.Criteria) -> forget.Preview:
+        """What `forget(criteria)` would remove now, to show before the user says yes."""
+        return forget.preview(self.store, criteria)
 
     def forget(
         self,
+        criteria: forget.Criteria | None = None,
         *,
         messages: Iterable[int] = (),
         memories: Iterable[int] = (),
         sessions: Iterable[int] = (),
-        words: str | None = None,
     ) -> dict[str, int]:
         """Delete for good. Forgetting a message removes what was derived only from it and re-links what has
         other sources; the neighbouring turn's context is rebuilt without it; FTS and FAISS are updated; the text
         is overwritten on disk (secure_delete, FTS merge, WAL checkpoint) and scrubbed from the audit log.
-        `words` (what `forget --matching` was given) is also removed from every string that keeps it anywhere
-        else: the change history of memories that stay, session titles, external ids, persona cards and their
-        lorebooks, the profile and its vetoes."""
+        What `criteria` matches (a date, words) is chosen inside the forget's own transaction. Its words are
+        also removed from every string that keeps them anywhere else: the change history of memories that
+        stay, session titles, external ids, speakers' and personas' names, persona cards and their lorebooks,
+        the profile and its vetoes."""
+        criteria = criteria or forget.Criteria()
+        criteria = forget.Criteria(
+            tuple(criteria.messages) + tuple(messages),
+            tuple(criteria.memories) + tuple(memories),
+            tuple(criteria.sessions) + tuple(sessions),
+            criteria.before,
+            criteria.words,
+        )
         with self.write() as w:
-            done = forget.forget(
-                w,
-                messages=sorted(set(messages)),
-                memories=sorted(set(memories)),
-                sessions=sorted(set(sessions)),
-                words=words,
-            )
+            done = forget.forget(w, self.store, criteria)
         scrub.pages(self.store)
         if done.rebuilt and self._index is not None:
             self.embed_messages(done.rebuilt)

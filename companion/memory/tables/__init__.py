@@ -12,7 +12,6 @@ module touches `vectors`, the audit log or the index's keys.
 from __future__ import annotations
 
 import contextlib
-import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,9 +43,3 @@ def chunks(items: list[int], size: int = 500) -> Iterator[list[int]]:
 
 def marks(items: list[int]) -> str:
     return ",".join("?" * len(items))
-
-
-def redact(text: str, words: str) -> str:
-    """`words` taken out of `text`, whatever their case (what `forget --matching` leaves where it cannot
-    remove the whole row)."""
-    return re.sub(re.escape(words), "[forgotten]", text, flags=re.IGNORECASE)

@@ -4,6 +4,7 @@ context rebuilt without it; the audit log keeps that something was forgotten, ne
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 from companion import timeutil
 from companion.memory.db.store import Store
 from companion.memory.records import VARIANT_MEMORY, context_text, message_keys, vector_key
-from companion.memory.tables import Write, audit, chunks, marks, scrub, vectors
+from companion.memory.tables import Write, audit, chunks, marks, personas, profile, scrub, vectors
+from companion.memory.tables.words import Words, register
 
 
 @dataclass
@@ -22,14 +24,57 @@ class Forgotten:
     rebuilt: list[int] = field(default_factory=list)  # messages whose context changed: they are embedded anew
 
 
+@dataclass(frozen=True)
+class Criteria:
+    """What the user asked to forget. The rows it names are chosen inside the forget's own transaction, so
+    whatever upkeep wrote meanwhile that matches is forgotten too."""
+
+    messages: tuple[int, ...] = ()
+    memories: tuple[int, ...] = ()
+    sessions: tuple[int, ...] = ()
+    before: datetime | None = None
+    words: Words | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.messages or self.memories or self.sessions or self.before or self.words)
+
+
+@dataclass(frozen=True)
+class Selection:
+    messages: list[int]
+    memories: list[int]
+    sessions: list[int]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a forget would remove, for the user to read before saying yes."""
+
+    messages: int
+    sessions: int
+    memories: list[tuple[int, str, str]]  # id, kind, text
+    lore: list[tuple[str, str]]  # persona, entry text
+    speakers: list[str]  # names that become "someone"
+    personas: list[str]  # persona names that become "Companion"
+
+    @property
+    def nothing(self) -> bool:
+        return not (
+            self.messages or self.sessions or self.memories or self.lore or self.speakers or self.personas
+        )
+
+
 def select_messages(
     store: Store,
     *,
     session: int | None = None,
     before: datetime | None = None,
-    matching: str | None = None,
+    matching: str | Words | None = None,
     conn: Any = None,
 ) -> list[int]:
+    conn = conn or store.conn
+    words = Words(matching) if isinstance(matching, str) else matching
     clauses: list[str] = []
     params: list[Any] = []
     if session is not None:
@@ -38,66 +83,123 @@ def select_messages(
     if before is not None:
         clauses.append("created_at < ?")
         params.append(timeutil.iso(before))
-    if matching:  # a kept reasoning is part of what the user forgets
-        clauses.append("instr(lower(text || ' ' || coalesce(reasoning, '')), lower(?)) > 0")
-        params.append(matching)
+    if words is not None:  # a kept reasoning is part of what the user forgets
+        register(conn)
+        clause, args = words.sql("text || char(10) || coalesce(reasoning, '')")
+        clauses.append(clause)
+        params += args
     if not clauses:
         return []
     sql = f"select id from messages where {' and '.join(clauses)} order by id"
-    return [r[0] for r in (conn or store.conn).execute(sql, params)]
+    return [r[0] for r in conn.execute(sql, params)]
 
 
 def select_memories(
-    store: Store, *, before: datetime | None = None, matching: str | None = None, conn: Any = None
+    store: Store,
+    *,
+    before: datetime | None = None,
+    matching: str | Words | None = None,
+    conn: Any = None,
 ) -> list[int]:
+    conn = conn or store.conn
+    words = Words(matching) if isinstance(matching, str) else matching
     clauses: list[str] = []
     params: list[Any] = []
     if before is not None:
         clauses.append("created_at < ?")
         params.append(timeutil.iso(before))
-    if matching:
-        clauses.append("instr(lower(text), lower(?)) > 0")
-        params.append(matching)
+    if words is not None:
+        register(conn)
+        clause, args = words.sql("text")
+        clauses.append(clause)
+        params += args
     if not clauses:
         return []
-    return [
-        r[0]
-        for r in (conn or store.conn).execute(
-            f"select id from memories where {' and '.join(clauses)}", params
-        )
-    ]
+    return [r[0] for r in conn.execute(f"select id from memories where {' and '.join(clauses)}", params)]
 
 
-def forget(
-    w: Write,
-    *,
-    messages: list[int],
-    memories: list[int],
-    sessions: list[int],
-    words: str | None = None,
-) -> Forgotten:
-    conn = w.conn
-    message_ids = set(messages)
-    session_ids = sorted(set(sessions))
-    for chunk in chunks(session_ids):
-        message_ids |= {
+def select(conn: sqlite3.Connection, store: Store, criteria: Criteria) -> Selection:
+    """The rows `criteria` names, read on `conn` (inside the forget's transaction, or for a preview)."""
+    messages = list(criteria.messages)
+    memories = list(criteria.memories)
+    if criteria.before is not None or criteria.words is not None:
+        messages += select_messages(store, before=criteria.before, matching=criteria.words, conn=conn)
+        memories += select_memories(store, before=criteria.before, matching=criteria.words, conn=conn)
+    return Selection(sorted(set(messages)), sorted(set(memories)), sorted(set(criteria.sessions)))
+
+
+def preview(store: Store, criteria: Criteria) -> Preview:
+    """What `forget(criteria)` would remove now: the memories it deletes (their own and those derived only
+    from forgotten messages), the lorebook entries and names it takes out, and how many messages."""
+    conn = store.conn
+    chosen = select(conn, store, criteria)
+    message_ids = _with_sessions(conn, chosen.messages, chosen.sessions)
+    memory_ids = set(chosen.memories) | set(_derived_only(conn, sorted(message_ids))[0])
+    rows: list[tuple[int, str, str]] = []
+    for chunk in chunks(sorted(memory_ids)):
+        rows += conn.execute(
+            f"select id, kind, text from memories where id in ({marks(chunk)}) and kind != 'lore' order by id",
+            chunk,
+        ).fetchall()
+    lore: list[tuple[str, str]] = []
+    speakers: list[str] = []
+    names: list[str] = []
+    if criteria.words is not None:
+        words = criteria.words
+        register(conn)
+        clause, args = words.sql("speaker")
+        speakers = [r[0] for r in conn.execute(f"select distinct speaker from messages where {clause}", args)]
+        for name, card in conn.execute("select name, card from personas").fetchall():
+            if words.found(name):
+                names.append(name)
+            lore += [(name, entry) for entry in personas.lore_holding(card, words)]
+    return Preview(len(message_ids), len(chosen.sessions), rows, lore, sorted(speakers), names)
+
+
+def _with_sessions(conn: sqlite3.Connection, messages: list[int], sessions: list[int]) -> set[int]:
+    ids = set(messages)
+    for chunk in chunks(sessions):
+        ids |= {
             r[0] for r in conn.execute(f"select id from messages where session_id in ({marks(chunk)})", chunk)
         }
+    return ids
+
+
+def _derived_only(conn: sqlite3.Connection, message_ids: list[int]) -> tuple[list[int], list[int]]:
+    """Memories whose every source is among `message_ids` (they go), and those with other sources too (they
+    stay, re-linked)."""
+    forgotten = set(message_ids)
+    linked: set[int] = set()
+    for chunk in chunks(message_ids):
+        linked |= {
+            r[0]
+            for r in conn.execute(
+                f"select distinct memory_id from memory_sources where message_id in ({marks(chunk)})", chunk
+            )
+        }
+    only: list[int] = []
+    shared: list[int] = []
+    for memory_id in sorted(linked):
+        sources = {
+            r[0]
+            for r in conn.execute("select message_id from memory_sources where memory_id = ?", (memory_id,))
+        }
+        (only if sources <= forgotten else shared).append(memory_id)
+    return only, shared
+
+
+def forget(w: Write, store: Store, criteria: Criteria) -> Forgotten:
+    conn = w.conn
+    chosen = select(conn, store, criteria)
+    message_ids = _with_sessions(conn, chosen.messages, chosen.sessions)
+    session_ids = chosen.sessions
     message_ids_sorted = sorted(message_ids)
-    memory_ids = set(memories)
+    memory_ids = set(chosen.memories)
+    only, shared = _derived_only(conn, message_ids_sorted)
+    memory_ids |= set(only)
+    for memory_id in sorted(set(shared) - memory_ids):
+        audit.record(conn, "relink", "memory", memory_id, None, None, "a source was forgotten")
     for chunk in chunks(message_ids_sorted):
-        linked = conn.execute(
-            f"select distinct memory_id from memory_sources where message_id in ({marks(chunk)})", chunk
-        ).fetchall()
-        for (memory_id,) in linked:
-            others = conn.execute(
-                f"select count(*) from memory_sources where memory_id = ? and message_id not in ({marks(chunk)})",
-                (memory_id, *chunk),
-            ).fetchone()[0]
-            if others == 0:
-                memory_ids.add(memory_id)
-            else:
-                audit.record(conn, "relink", "memory", memory_id, None, None, "a source was forgotten")
         conn.execute(f"delete from memory_sources where message_id in ({marks(chunk)})", chunk)
     for chunk in chunks(sorted(memory_ids)):
         conn.execute(f"delete from memory_sources where memory_id in ({marks(chunk)})", chunk)
@@ -109,6 +211,7 @@ def forget(
         vectors.remove(w, [vector_key(i, VARIANT_MEMORY) for i in chunk])
         for memory_id in chunk:
             audit.record(conn, "forget", "memory", memory_id, None, None, "forgotten by the user")
+    profile.drop_sources(conn, sorted(memory_ids))
     result = Forgotten(len(message_ids), len(memory_ids), len(session_ids))
     for chunk in chunks(message_ids_sorted):
         # The turn after a forgotten one carries it in its context: rebuild that context without it.
@@ -139,6 +242,6 @@ def forget(
     for chunk in chunks(session_ids):
         conn.execute(f"delete from sessions where id in ({marks(chunk)})", chunk)
     vectors.remove_orphans(w)
-    if words:
-        scrub.words_everywhere(conn, words)
+    if criteria.words is not None:
+        scrub.words_everywhere(conn, criteria.words)
     return result

@@ -10,7 +10,8 @@ from typing import Any
 
 from companion import timeutil
 from companion.memory.db.store import Store
-from companion.memory.tables import Write, memories, redact
+from companion.memory.tables import Write, memories
+from companion.memory.tables.words import COMPANION, FORGOTTEN, Words, register
 
 
 def count(store: Store) -> int:
@@ -63,34 +64,70 @@ def update(store: Store, name: str, new_name: str, card: str) -> None:
             conn.execute("update sessions set persona = ? where persona = ? collate nocase", (new_name, name))
 
 
-def scrub(conn: sqlite3.Connection, words: str) -> None:
-    """Take `words` out of every persona card: a lorebook entry that holds them goes, other text is redacted."""
-    rows = conn.execute(
-        "select id, card from personas where instr(lower(card), lower(?)) > 0", (words,)
-    ).fetchall()
-    for persona_id, stored in rows:
-        card = json.loads(stored)
+def scrub(conn: sqlite3.Connection, words: Words) -> None:
+    """Take `words` out of every persona card: a lorebook entry that holds them goes, other text is redacted.
+    A persona whose name holds them is renamed "Companion" (its card, sessions and memories follow), and its
+    own card says the new name where it said the old one."""
+    register(conn)
+    taken = {r[0].casefold() for r in conn.execute("select name from personas")}
+    clause, args = words.sql("card || char(10) || name")
+    for persona_id, name, stored in conn.execute(
+        f"select id, name, card from personas where {clause}", args
+    ).fetchall():
+        neutral = FORGOTTEN
+        new_name = name
+        if words.found(name):
+            new_name = _free_name(taken)
+            taken.add(new_name.casefold())
+            neutral = new_name
+        card = _scrubbed(json.loads(stored), words, neutral)
         conn.execute(
-            "update personas set card = ?, updated_at = ? where id = ?",
-            (json.dumps(_scrubbed(card, words), ensure_ascii=False), timeutil.now_iso(), persona_id),
+            "update personas set name = ?, card = ?, updated_at = ? where id = ?",
+            (new_name, json.dumps(card, ensure_ascii=False), timeutil.now_iso(), persona_id),
         )
+        if new_name != name:
+            conn.execute("update memories set persona = ? where persona = ?", (new_name, name))
+            conn.execute("update sessions set persona = ? where persona = ?", (new_name, name))
 
 
-def _scrubbed(value: Any, words: str) -> Any:
-    lowered = words.lower()
+def lore_holding(stored: str, words: Words) -> list[str]:
+    """The lorebook entries of a stored card that hold `words` (what a forget of them removes)."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if "content" in value and words.found(json.dumps(value, ensure_ascii=False)):
+                found.append(str(value.get("content", "")))
+                return
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(json.loads(stored))
+    return found
+
+
+def _free_name(taken: set[str]) -> str:
+    if COMPANION.casefold() not in taken:
+        return COMPANION
+    n = 2
+    while f"{COMPANION} {n}".casefold() in taken:
+        n += 1
+    return f"{COMPANION} {n}"
+
+
+def _scrubbed(value: Any, words: Words, neutral: str) -> Any:
     if isinstance(value, str):
-        return redact(value, words)
+        return words.redact(value, neutral)
     if isinstance(value, list):
         kept = [
             v
             for v in value
-            if not (
-                isinstance(v, dict)
-                and "content" in v
-                and lowered in json.dumps(v, ensure_ascii=False).lower()
-            )
+            if not (isinstance(v, dict) and "content" in v and words.found(json.dumps(v, ensure_ascii=False)))
         ]
-        return [_scrubbed(v, words) for v in kept]
+        return [_scrubbed(v, words, neutral) for v in kept]
     if isinstance(value, dict):
-        return {k: _scrubbed(v, words) for k, v in value.items()}
+        return {k: _scrubbed(v, words, neutral) for k, v in value.items()}
     return value

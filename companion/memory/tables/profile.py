@@ -15,6 +15,7 @@ from datetime import datetime
 from companion import timeutil
 from companion.errors import CompanionError
 from companion.memory.db.store import Store
+from companion.memory.tables.words import Words, register
 
 SECTIONS = ("traits", "preferences", "relationships", "concerns", "style")
 
@@ -140,29 +141,63 @@ def veto(store: Store, line: str, now: datetime | None = None) -> int:
     return version
 
 
-def scrub(conn: sqlite3.Connection, words: str) -> None:
+def scrub(conn: sqlite3.Connection, words: Words) -> None:
     """Take `words` out of the profile: every version's lines that hold them, its diff, the lines' sources,
     and vetoes."""
-    lowered = words.lower()
+    register(conn)
+    clause, args = words.sql(
+        "sections || char(10) || coalesce(diff, '') || char(10) || coalesce(sources, '')"
+    )
     rows = conn.execute(
-        "select id, sections, diff, sources from profile_versions where instr(lower(sections), lower(?)) > 0"
-        " or instr(lower(diff), lower(?)) > 0 or instr(lower(sources), lower(?)) > 0",
-        (words, words, words),
+        f"select id, sections, diff, sources from profile_versions where {clause}", args
     ).fetchall()
     for version_id, sections, change, sources in rows:
         kept = {
-            name: [line for line in lines if lowered not in line.lower()]
+            name: [line for line in lines if not words.found(line)]
             for name, lines in json.loads(sections).items()
         }
         moved = {
-            name: [line for line in lines if lowered not in line.lower()]
+            name: [line for line in lines if not words.found(line)]
             for name, lines in json.loads(change or "{}").items()
         }
         found = json.loads(sources or "[]")
         if isinstance(found, dict):
-            found = {line: ids for line, ids in found.items() if lowered not in line.lower()}
+            found = {line: ids for line, ids in found.items() if not words.found(line)}
         conn.execute(
             "update profile_versions set sections = ?, diff = ?, sources = ? where id = ?",
             (json.dumps(kept), json.dumps(moved), json.dumps(found), version_id),
         )
-    conn.execute("delete from profile_vetoes where instr(lower(line), lower(?)) > 0", (words,))
+    clause, args = words.sql("line")
+    conn.execute(f"delete from profile_vetoes where {clause}", args)
+
+
+def drop_sources(conn: sqlite3.Connection, memory_ids: list[int]) -> None:
+    """Forgotten memories take with them the profile lines that said only them: a new version without those
+    lines (inside the forget's transaction). Lines without recorded sources stay."""
+    if not memory_ids:
+        return
+    gone = set(memory_ids)
+    row = conn.execute("select sections, sources from profile_versions order by id desc limit 1").fetchone()
+    if row is None:
+        return
+    by_line = json.loads(row[1] or "[]")
+    if not isinstance(by_line, dict):
+        return
+    dropped = {line for line, ids in by_line.items() if ids and set(ids) <= gone}
+    if not dropped:
+        return
+    before = json.loads(row[0])
+    after = {
+        name: [line for line in lines if f"{name}: {line}" not in dropped] for name, lines in before.items()
+    }
+    sources = {line: ids for line, ids in by_line.items() if line not in dropped}
+    conn.execute(
+        "insert into profile_versions (created_at, sections, diff, sources, reason) values (?, ?, ?, ?, ?)",
+        (
+            timeutil.now_iso(),
+            json.dumps(after),
+            json.dumps(diff(before, after)),
+            json.dumps(sources),
+            "its memories were forgotten",
+        ),
+    )

@@ -8,30 +8,39 @@ import contextlib
 import sqlite3
 
 from companion.memory.db.store import SQL_OPERATIONAL_ERRORS, Store
-from companion.memory.tables import personas, profile, redact
+from companion.memory.tables import personas, profile
+from companion.memory.tables.words import SOMEONE, Words, register
 
 
-def words_everywhere(conn: sqlite3.Connection, words: str) -> None:
+def words_everywhere(conn: sqlite3.Connection, words: Words) -> None:
     """Remove `words` from every string that could still hold them once the messages and memories that say
     them are gone (inside the forget's transaction): the change history, session titles, external ids, meta
-    values, persona cards and their lorebooks, the profile and its vetoes."""
-    contains = "instr(lower({0}), lower(?)) > 0"
+    values, speakers' names (the speaker becomes "someone"), persona cards and their lorebooks (a persona
+    called so becomes "Companion"), the profile and its vetoes."""
+    register(conn)
+
+    def where(column: str) -> tuple[str, tuple[str, int]]:
+        return words.sql(column)
+
     for column in ("old_text", "new_text"):
-        conn.execute(f"update audit set {column} = null where {contains.format(column)}", (words,))
-    conn.execute(f"update audit set reason = '' where {contains.format('reason')}", (words,))
-    for session_id, title in conn.execute(
-        f"select id, title from sessions where {contains.format('title')}", (words,)
-    ).fetchall():
-        conn.execute("update sessions set title = ? where id = ?", (redact(title, words), session_id))
+        clause, args = where(column)
+        conn.execute(f"update audit set {column} = null where {clause}", args)
+    clause, args = where("reason")
+    conn.execute(f"update audit set reason = '' where {clause}", args)
+    clause, args = where("title")
+    for session_id, title in conn.execute(f"select id, title from sessions where {clause}", args).fetchall():
+        conn.execute("update sessions set title = ? where id = ?", (words.redact(title), session_id))
+    clause, args = where("external_id")
+    conn.execute(f"update sessions set external_id = 'forgotten-' || id where {clause}", args)
+    clause, args = where("source_id")
+    conn.execute(f"update messages set source_id = null where {clause}", args)
+    clause, args = where("speaker")
     conn.execute(
-        f"update sessions set external_id = 'forgotten-' || id where {contains.format('external_id')}",
-        (words,),
-    )
-    conn.execute(f"update messages set source_id = null where {contains.format('source_id')}", (words,))
-    for key, value in conn.execute(
-        f"select key, value from meta where {contains.format('value')}", (words,)
-    ).fetchall():
-        conn.execute("update meta set value = ? where key = ?", (redact(value, words), key))
+        f"update messages set speaker = ? where {clause}", (SOMEONE, *args)
+    )  # the name is the person
+    clause, args = where("value")
+    for key, value in conn.execute(f"select key, value from meta where {clause}", args).fetchall():
+        conn.execute("update meta set value = ? where key = ?", (words.redact(value), key))
     personas.scrub(conn, words)
     profile.scrub(conn, words)
 
