@@ -231,6 +231,25 @@ def validate(key: str, raw: Any) -> Any:
     return value
 
 
+ROOM_TOKENS = 512  # what a turn needs besides the reply and the memory block: persona, profile, the message
+
+
+def check_together(settings: Settings) -> None:
+    """Settings that are each fine but together make chat impossible: the context must hold the reply, the
+    memory block and the rest of a turn."""
+    need = settings.chat.max_tokens + settings.memory.block_tokens + ROOM_TOKENS
+    for key, n_ctx in (("model.n_ctx", settings.model.n_ctx), ("remote.n_ctx", settings.remote.n_ctx)):
+        if key.startswith("remote") and settings.model.backend != "remote":
+            continue
+        if n_ctx < need:
+            raise ConfigError(
+                f"{key} {n_ctx} leaves no room to chat: it must hold chat.max_tokens "
+                f"({settings.chat.max_tokens}), memory.block_tokens ({settings.memory.block_tokens}) and "
+                f"{ROOM_TOKENS} tokens for the persona and the conversation ({need} in all); raise {key} or "
+                "lower chat.max_tokens."
+            )
+
+
 def from_dict(data: dict[str, Any], source: str = "the config file") -> Settings:
     settings = Settings()
     for section_name, section in data.items():
@@ -251,6 +270,10 @@ def from_dict(data: dict[str, Any], source: str = "the config file") -> Settings
             except ConfigError as error:
                 raise ConfigError(f"{error} (in {source}; fix it with `companion config set`)") from None
             setattr(getattr(settings, section_name), name, value)
+    try:
+        check_together(settings)
+    except ConfigError as error:
+        raise ConfigError(f"{str(error).rstrip('.')} (in {source}).") from None
     return settings
 
 
@@ -290,7 +313,14 @@ def get_value(settings: Settings, key: str) -> Any:
 
 
 def set_value(settings: Settings, key: str, raw: Any) -> Any:
+    """Set one key; a value that makes chat impossible with the others is refused and nothing changes."""
     value = validate(key, raw)
     section, name = _split(key)
+    before = getattr(getattr(settings, section), name)
     setattr(getattr(settings, section), name, value)
+    try:
+        check_together(settings)
+    except ConfigError:
+        setattr(getattr(settings, section), name, before)
+        raise
     return value

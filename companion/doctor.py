@@ -210,7 +210,9 @@ def _encryption() -> Check:
             "companion memory encrypt",
             warning=True,
         )
-    leaked = [p.name for p in (paths.index_file,) if p.exists()]
+    from companion.memory.recall.index import saved_files
+
+    leaked = [p.name for p in saved_files(paths.index_file)]
     if leaked:
         return Check(
             "encryption",
@@ -221,6 +223,23 @@ def _encryption() -> Check:
     return Check(
         "encryption", True, f"the memory file is {current.describe()}; the index is kept in memory only"
     )
+
+
+def _index() -> Check:
+    from companion.memory.recall.index import stale_parts
+
+    paths = get_paths().ensure()
+    parts = stale_parts(paths.index_file)
+    if parts:
+        size = sum(p.stat().st_size for p in parts if p.exists()) / 2**20
+        return Check(
+            "vector index",
+            False,
+            f"a save that was cut short left {', '.join(p.name for p in parts)} ({size:.1f} MB of vectors)",
+            "start companion once (it removes them), or delete them",
+            warning=True,
+        )
+    return Check("vector index", True, "no leftovers of an interrupted save")
 
 
 def run_checks() -> list[Check]:
@@ -238,5 +257,13 @@ def run_checks() -> list[Check]:
     except Exception as error:
         checks.append(Check("config", False, str(error), "companion config path; fix or delete the file"))
         settings = config_mod.Settings()
-    checks += [_llama_build(), _model(settings), _embedder(), _data_dir(), _keyring(), _encryption()]
+    checks += [
+        _llama_build(),
+        _model(settings),
+        _embedder(),
+        _data_dir(),
+        _keyring(),
+        _encryption(),
+        _index(),
+    ]
     return checks

@@ -23,10 +23,10 @@ from companion.config import Settings
 from companion.conversation import ConversationLog, MemoryLog, Reply, SavedLog
 from companion.errors import CompanionError, ModelError, StorageError
 from companion.llm.base import ChatModel, GenerationOptions
-from companion.llm.prompt import echo_stops
+from companion.llm.prompt import MESSAGE_OVERHEAD, echo_stops, message_room, refuse_too_long
 from companion.memory import open_memory
 from companion.memory.db.store import SQL_ERRORS, Store
-from companion.memory.records import Hit, Message
+from companion.memory.records import Hit, Message, check_length
 from companion.memory.tables import memories as memory_table
 from companion.memory.tables import messages as message_table
 from companion.paths import Paths, get_paths
@@ -234,7 +234,7 @@ class Engine:
         if self._persona is None:
             from companion.persona import library
 
-            library.ensure_default(self.store)
+            library.ensure_default(self.store, self.settings.persona.name)
             self._persona = library.get(self.store, self.settings.persona.name)
         return self._persona
 
@@ -251,15 +251,14 @@ class Engine:
 
         Read once per conversation, so the prefix (and llama.cpp's KV cache) stays the same turn after turn."""
         if self._profile is None:
+            from companion.llm.prompt import profile_text
             from companion.memory.tables import profile
 
-            lines = profile.current(self.store).text()
             due = memory_table.threads(self.store, "open", due_before=timeutil.iso(self.now()), limit=5)
-            if due:
-                lines += (
-                    "\n[Open threads: things that were coming up for the user; you may ask how they went:]\n"
-                )
-                lines += "\n".join(f"- {item.text} ({timeutil.day(item.event_time)})" for item in due)
+            lines = profile_text(
+                profile.current(self.store).sections,
+                [(item.text, timeutil.day(item.event_time)) for item in due],
+            )
             self._profile = lines.strip()
         return self._profile
 
@@ -314,7 +313,12 @@ class Engine:
         if not text:
             raise CompanionError("The message is empty; type something to say.")
         self._refuse_while_busy()
-        self.model  # noqa: B018 - a model that cannot load fails before the message is stored
+        check_length(text)  # before anything reads it whole: nothing is stored, counted or embedded
+        model = self.model  # a model that cannot load fails before the message is stored
+        room = message_room(
+            self.persona_text(), self.profile_text(), model.n_ctx, self.settings.chat.max_tokens, self.count
+        )
+        refuse_too_long(self.count(text) + MESSAGE_OVERHEAD, room)  # refused before it is stored
         try:
             conversation, user_id = self.log.add_user(text, self.settings.user.name)
         except StorageError as error:

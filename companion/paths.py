@@ -16,6 +16,8 @@ from pathlib import Path
 
 import platformdirs
 
+from companion.errors import CompanionError
+
 APP_NAME = "companion"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -73,13 +75,22 @@ def ensure_private_dir(directory: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path, *, ours: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it replaces `target` in one rename.
 
     An interruption (Ctrl+C, a crash, an exception) leaves `target` as it was and removes the temporary file,
-    so nothing is ever half-written.
+    so nothing is ever half-written. `ours`: the folder is companion's own (made, and kept 0700); a file the
+    user chose (`export -o`) goes into a folder that must exist, and the folder is left as it is (a shared
+    /tmp keeps its sticky bit); the file itself is 0600 either way.
     """
-    ensure_private_dir(target.parent)
+    if ours:
+        ensure_private_dir(target.parent)
+    elif target.is_dir():
+        raise CompanionError(f"{target} is a folder; give a file name in it (e.g. {target / 'export.json'}).")
+    elif not target.parent.is_dir():
+        raise CompanionError(
+            f"The folder {target.parent} does not exist; create it first or choose another file."
+        )
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -93,8 +104,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
         raise
 
 
-def write_private_text(target: Path, text: str) -> None:
-    with atomic_path(target) as tmp:
+def write_private_text(target: Path, text: str, *, ours: bool = True) -> None:
+    with atomic_path(target, ours=ours) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 

@@ -70,3 +70,38 @@ def test_every_key_round_trips(paths: Paths) -> None:
         value = config.get_value(settings, key)
         config.set_value(settings, key, str(value))
         assert config.get_value(settings, key) == value
+
+
+def test_settings_that_make_chat_impossible_are_refused_through_the_cli(paths: Paths) -> None:
+    from tests.test_cli import assert_clean_error, run
+
+    assert_clean_error(run("config", "set", "model.n_ctx", "256"), "model.n_ctx 256 leaves no room to chat")
+    assert_clean_error(run("config", "set", "chat.max_tokens", "4096"), "raise model.n_ctx")
+    assert config.load(paths).chat.max_tokens == 256  # nothing changed
+    assert not paths.config_file.exists()
+    paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text("[model]\nn_ctx = 300\n")  # a file written by hand
+    assert_clean_error(run("config", "show"), "leaves no room to chat", str(paths.config_file))
+
+
+def test_negative_values_are_values_not_options(paths: Paths) -> None:
+    from tests.test_cli import run
+
+    result = run("config", "set", "model.n_gpu_layers", "-1")  # documented: all layers on the GPU
+    assert result.returncode == 0, result.stderr
+    assert config.load(paths).model.n_gpu_layers == "-1"
+    assert run("config", "set", "chat.seed", "-1").returncode == 0
+
+
+def test_a_persona_of_ones_own_before_the_first_chat_leaves_the_default(paths: Paths) -> None:
+    from tests.test_cli import run
+
+    assert run("persona", "new", "Luna", "--description", "A night owl.").returncode == 0
+    listed = run("persona", "list").stdout
+    assert "Sam" in listed and "Luna" in listed
+    from companion.engine import Engine
+    from tests.scripted import ScriptedModel
+
+    engine = Engine(config.load(paths), paths, model=ScriptedModel(replies=["Hello."]))
+    assert engine.ask("Hi")[0] == "Hello."
+    engine.close()

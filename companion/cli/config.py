@@ -34,7 +34,8 @@ def get(key: str) -> None:
     print(value if isinstance(value, str) else json.dumps(value))
 
 
-@app.command("set")
+# A value may start with "-" (`model.n_gpu_layers -1`, `chat.seed -1`): it is the value, not an option.
+@app.command("set", context_settings={"ignore_unknown_options": True})
 def set_(key: str, value: str) -> None:
     """Change one setting, e.g. `companion config set chat.temperature 0.8`."""
     settings = config_mod.load()

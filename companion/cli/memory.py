@@ -377,7 +377,7 @@ def export(
         sys.stdout.write(text)
         err.print(plain)
         return
-    with atomic_path(output.expanduser().resolve()) as tmp:
+    with atomic_path(output.expanduser().resolve(), ours=False) as tmp:
         tmp.write_bytes(
             sealed.seal(text.encode("utf-8"), secret) if secret is not None else text.encode("utf-8")
         )

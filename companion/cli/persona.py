@@ -151,7 +151,7 @@ def export(
         data = card_to_png(card, source.read_bytes(), source.name)
         if output is None:
             raise CompanionError("A PNG card needs a file to go to; add -o FILE.png.")
-        with atomic_path(output.expanduser().resolve()) as tmp:
+        with atomic_path(output.expanduser().resolve(), ours=False) as tmp:
             tmp.write_bytes(data)
         print(f"Exported {card.name} to {output}.")
         return
@@ -159,5 +159,5 @@ def export(
     if output is None:
         sys.stdout.write(text)
         return
-    write_private_text(output.expanduser().resolve(), text)
+    write_private_text(output.expanduser().resolve(), text, ours=False)
     print(f"Exported {card.name} to {output}.")

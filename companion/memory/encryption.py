@@ -125,9 +125,22 @@ def leftovers(database: Path) -> list[Path]:
 
 
 def _after_encrypt(paths: Paths) -> None:
-    # The FAISS index holds the embeddings in the clear: from now on it is only kept in memory.
-    for stale in (paths.index_file, paths.index_file.with_name(paths.index_file.name + ".json")):
+    # The FAISS index holds the embeddings in the clear (its delta and any save's .part too): from now on it is
+    # only kept in memory.
+    from companion.memory.recall.index import saved_files
+
+    for stale in saved_files(paths.index_file):
         cipher.shred(stale)
+
+
+def _refuse_a_link(database: Path, op: str) -> None:
+    """A rewrite swaps a new file in where the memory file is; through a symbolic link it would replace the link
+    and leave the file it points to as it was (in the clear, for encrypt)."""
+    if database.is_symlink():
+        raise CompanionError(
+            f"The memory file {database} is a symbolic link to {os.path.realpath(database)}; to {op} it, set "
+            "COMPANION_HOME to the folder that holds the real file (or move the file in place of the link)."
+        )
 
 
 def _after_decrypt(database: Path, unlock: str) -> None:
@@ -195,6 +208,7 @@ def encrypt(paths: Paths, ask: Ask | None = None, use_passphrase: bool = False) 
     is no keyring (or when `use_passphrase`). Refused while another process has the file open."""
 
     database = paths.database
+    _refuse_a_link(database, "encrypt")
     if state(database).encrypted:
         raise CompanionError("The memory file is already encrypted; nothing was changed.")
     if not database.exists():
@@ -223,6 +237,7 @@ def decrypt(paths: Paths, ask: Ask | None = None) -> State:
     while another process has the file open."""
 
     database = paths.database
+    _refuse_a_link(database, "decrypt")
     current = state(database)
     if not current.encrypted:
         raise CompanionError("The memory file is not encrypted; nothing was changed.")

@@ -32,6 +32,7 @@ from companion.memory.records import (
     Memory,
     MessageText,
     VectorChange,
+    check_length,
     vector_key,
 )
 from companion.memory.tables import Write, forget, memories, messages, scrub, vectors
@@ -260,6 +261,7 @@ class LongTermMemory:
         text = text.strip()
         if not text:
             raise CompanionError("The note is empty; give the text to remember.")
+        check_length(text, "The note")
         vector = self.vector_of(text)
         with self.write() as w:
             return memories.add(

@@ -336,3 +336,16 @@ def new_uid() -> str:
 def context_text(previous: str | None, text: str) -> str:
     """A message read together with the turn before it (what recall's context features see)."""
     return f"{previous}\n{text}" if previous else text
+
+
+MAX_TEXT_CHARS = 1_000_000  # one message, note or imported line: longer is refused before anything is stored
+
+
+def check_length(text: str, what: str = "This message") -> None:
+    """Refuse a text longer than any one thing said (a pasted file, a runaway script), before it is stored or
+    embedded."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise CompanionError(
+            f"{what} is {len(text):,} characters long; the most one message can be is {MAX_TEXT_CHARS:,}; "
+            "shorten or split it."
+        )

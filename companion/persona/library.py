@@ -25,11 +25,16 @@ def default_card() -> Card:
     return read_card(assets_dir() / "personas" / "sam.json")
 
 
-def ensure_default(store: Store) -> None:
-    """The default companion, on first use (another process may be adding it at the same moment)."""
-    if not personas.count(store):
-        card = default_card()
-        personas.add(store, card.name, _card_json(card), _lore(card), if_missing=True)
+def ensure_default(store: Store, wanted: str | None = None) -> None:
+    """The default companion, on first use (another process may be adding it at the same moment), and
+    whenever the persona `wanted` (the settings' choice) is the default one and is not there (a file whose
+    first persona was the user's own, from before the default came first)."""
+    if personas.count(store) and not (wanted and wanted.casefold() == DEFAULT_NAME.casefold()):
+        return
+    if personas.exists(store, DEFAULT_NAME):
+        return
+    card = default_card()
+    personas.add(store, card.name, _card_json(card), _lore(card), if_missing=True)
 
 
 def names(store: Store) -> list[str]:
@@ -47,6 +52,10 @@ def get(store: Store, name: str) -> Card:
 
 
 def add(store: Store, card: Card) -> None:
+    """Add the user's persona; the default one comes first (a first persona of one's own before the first chat
+    leaves the default there to talk with; a card of the default's own name takes its place)."""
+    if card.name.casefold() != DEFAULT_NAME.casefold():
+        ensure_default(store)
     if personas.exists(store, card.name):
         raise CompanionError(
             f"A persona named '{card.name}' already exists; rename one (`companion persona edit NAME name NEW`) or remove it first."

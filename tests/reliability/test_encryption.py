@@ -156,3 +156,47 @@ def test_exports_are_sealed_with_encrypt_and_warn_without(
     result = run("memory", "import", str(sealed))
     assert result.returncode == 0, result.stderr
     assert SECRETS[1] in run("memory", "export").stdout
+
+
+def test_a_symlinked_memory_file_is_not_encrypted_around(
+    paths: Paths, tmp_path: Path, with_passphrase: None
+) -> None:
+    """Encrypting through a link would replace the link and leave the whole plaintext where it points."""
+    remember(paths, tmp_path)
+    real = tmp_path / "elsewhere" / "memory.db"
+    real.parent.mkdir()
+    paths.database.rename(real)
+    paths.database.symlink_to(real)
+    assert_clean_error(run("memory", "encrypt"), "symbolic link", "COMPANION_HOME")
+    assert paths.database.is_symlink() and SECRETS[0].encode() in real.read_bytes()
+    assert "not encrypted" in run("doctor").stdout
+
+
+def test_encrypt_leaves_no_vector_file_in_the_clear(
+    paths: Paths, tmp_path: Path, with_passphrase: None
+) -> None:
+    """The index's delta and a save's leftover .part hold embeddings too: encrypt removes every one."""
+    remember(paths, tmp_path)
+    assert run("memory", "search", "cat name").returncode == 0  # writes the index file
+    delta = paths.index_file.with_name(paths.index_file.name + ".delta")
+    part = paths.index_file.with_name(f".{paths.index_file.name}.x1y2.part")
+    delta.write_bytes(b"vectors in the clear")
+    part.write_bytes(b"vectors in the clear")
+    assert run("memory", "encrypt").returncode == 0
+    assert [p.name for p in paths.data_dir.iterdir() if "faiss" in p.name] == []
+
+
+def test_a_save_cut_short_is_reported_and_cleared(paths: Paths, tmp_path: Path) -> None:
+    """kill -9 during an index save leaves a .part with the vectors: doctor says so, the next start removes it."""
+    remember(paths, tmp_path)
+    assert run("memory", "search", "cat name").returncode == 0
+    part = paths.index_file.with_name(f".{paths.index_file.name}.k9k9.part")
+    part.write_bytes(b"\x01" * 4096)
+    os.utime(part, (1_000_000_000, 1_000_000_000))  # long ago: no save is writing it now
+    fresh = paths.index_file.with_name(f".{paths.index_file.name}.now1.part")
+    fresh.write_bytes(b"\x01")  # another process's save in progress: left alone
+    doctor = run("doctor").stdout
+    assert "cut short" in doctor and part.name in doctor and fresh.name not in doctor
+    assert run("memory", "search", "cat name").returncode == 0
+    assert not part.exists() and fresh.exists()
+    assert "no leftovers of an interrupted save" in run("doctor").stdout

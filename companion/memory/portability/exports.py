@@ -37,7 +37,7 @@ def export_json(memory: LongTermMemory) -> dict[str, Any]:
 # -- exports --------------------------------------------------------------------------------------------------
 def export_jsonl(memory: LongTermMemory) -> str:
     rows = memory.store.conn.execute(
-        "select coalesce(s.external_id, 'session-' || s.id), m.created_at, m.role, m.speaker, m.text, m.source_id, m.id"
+        "select coalesce(s.external_id, 'companion-' || s.uid, 'session-' || s.id), m.created_at, m.role, m.speaker, m.text, m.source_id, m.id"
         " from messages m join sessions s on s.id = m.session_id where s.off_record = 0 order by m.session_id, m.id"
     ).fetchall()
     out = []

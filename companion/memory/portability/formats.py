@@ -16,6 +16,7 @@ from typing import Any
 from companion import timeutil
 from companion.errors import CompanionError
 from companion.memory.db.schema import MIGRATIONS
+from companion.memory.records import MAX_TEXT_CHARS
 from companion.memory.tables.restore import TABLES
 
 FORMAT_NAME = "companion-memory"
@@ -25,6 +26,7 @@ ROLES = ("user", "assistant", "system")
 
 
 MAX_IMPORT_BYTES = 1 << 30
+LINE_CHARS = 2 * MAX_TEXT_CHARS + 4096  # a line holding one longest message, with its JSON and some escapes
 
 
 ORDER = {"memory_sources": "memory_id, message_id", "profile_vetoes": "line"}
@@ -69,10 +71,17 @@ def read_text(path: Path) -> str:
 
 def parse_jsonl(text: str) -> list[LogLine]:
     lines: list[LogLine] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only (JSON Lines): U+2028, U+2029 and U+0085 are text, and a JSON string may hold them.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
         if not raw.strip():
             continue
         where = f"Line {number}"
+        if len(raw) > LINE_CHARS:  # refused before it is parsed: a runaway line never fills the memory
+            raise CompanionError(
+                f"{where} is {len(raw):,} characters long; one message can be at most {MAX_TEXT_CHARS:,} "
+                "characters; nothing was imported."
+            )
         try:
             item = json.loads(raw)
         except json.JSONDecodeError as error:
@@ -101,6 +110,10 @@ def log_line(item: dict[str, Any], where: str) -> LogLine:
         raise CompanionError(f"{where}: 'role' must be one of user, assistant, system; got {role!r}.")
     if not isinstance(text, str):
         raise CompanionError(f"{where}: 'text' must be a string.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise CompanionError(
+            f"{where}: the text is {len(text):,} characters long; one message can be at most {MAX_TEXT_CHARS:,}."
+        )
     speaker = item.get("speaker") or ""
     if not isinstance(speaker, str):
         raise CompanionError(f"{where}: 'speaker' must be a string.")

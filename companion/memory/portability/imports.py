@@ -78,24 +78,22 @@ def _plan(store: Store, lines: list[LogLine]) -> _Plan:
     for line in lines:
         if line.session in found:
             continue
-        session_id = session_table.by_external_id(store, line.session)
+        session_id = session_table.for_import(store, line.session)
         found[line.session] = session_id
         known[line.session] = set()
         last_text[line.session] = None
         if session_id is None:
             continue
         for message in message_table.page(store, session_id, limit=-1):
-            known[line.session].add(
-                ("id", message.source_id)
-                if message.source_id is not None
-                else ("line", message.created_at, message.role, message.text)
-            )
+            known[line.session].add(("line", message.created_at, message.role, message.text))
+            if message.source_id is not None:
+                known[line.session].add(("id", message.source_id))
             last_text[line.session] = message.text
     fresh: list[_NewLine] = []
     skipped = 0
     for line in lines:
         key = _line_key(line)
-        if key in known[line.session]:
+        if key in known[line.session] or ("line", line.time, line.role, line.text) in known[line.session]:
             skipped += 1
             continue
         known[line.session].add(key)

@@ -20,11 +20,13 @@ import contextlib
 import json
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from companion.memory.db.cipher import shred
 from companion.memory.db.store import Store
 from companion.memory.records import VectorChange
 from companion.memory.tables import vectors as vector_table
@@ -68,6 +70,29 @@ def delta_of(path: Path) -> Path:
     return path.with_name(path.name + ".delta")
 
 
+PART_STALE_SECONDS = 600  # a save's temporary file older than this was left by a process that died
+
+
+def saved_files(path: Path) -> list[Path]:
+    """Every file that holds vectors of the index saved at `path`: the index, its sidecar, its delta, and the
+    temporary `.part` files of saves (one a crash left stays until it is cleared)."""
+    parts = sorted(path.parent.glob(f".{path.name}*.part")) if path.parent.is_dir() else []
+    return [p for p in (path, sidecar_of(path), delta_of(path)) if p.exists()] + parts
+
+
+def stale_parts(path: Path, now: float | None = None) -> list[Path]:
+    """The `.part` files of saves that never finished (kill -9 mid-save): old enough that no save is writing
+    them now."""
+    now = time.time() if now is None else now
+    found = []
+    for part in saved_files(path):
+        if part.suffix == ".part":
+            with contextlib.suppress(FileNotFoundError):
+                if now - part.stat().st_mtime > PART_STALE_SECONDS:
+                    found.append(part)
+    return found
+
+
 class VectorIndex:
     """The vectors of one embedding model in FAISS. Either one writable index in memory (`index`), or a
     memory-mapped saved index (`mapped`, read-only) with the changes since beside it (`delta`, `hidden`)."""
@@ -109,6 +134,9 @@ class VectorIndex:
         """Open the saved index if it matches the database (memory-mapped when it is large), else rebuild.
         Returns how it was opened."""
         with self._lock:
+            if self.path is not None:
+                for part in stale_parts(self.path):  # a save that a crash cut short: its vectors go
+                    shred(part)
             count, checksum = vector_table.fingerprint(self.store, self.model)
             if self._open_saved():
                 self._tune()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from companion import timeutil
 from companion.memory.db.store import Store
 from companion.memory.recall.timewords import event_time
-from companion.memory.records import Message, MessageText, Said, context_text, message_keys
+from companion.memory.records import Message, MessageText, Said, check_length, context_text, message_keys
 from companion.memory.tables import Write, audit, chunks, marks
 
 
@@ -37,6 +37,7 @@ def add(
 ) -> int:
     """Insert one message and commit it before returning. `reasoning` is kept beside the text (a reasoning
     model's, when the user keeps it), never as part of it."""
+    check_length(text)
     with store.transaction() as conn:
         said_at = timeutil.normalize(created_at) or timeutil.now_iso()
         cursor = conn.execute(
@@ -244,6 +245,7 @@ def add_imported(
     context: str,
 ) -> int:
     """A message of an imported conversation log (its vectors come with the caller's `vectors.put`)."""
+    check_length(text)
     cursor = w.conn.execute(
         "insert into messages (session_id, role, speaker, text, created_at, source_id, context, event_time)"
         " values (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -33,10 +33,6 @@ class Profile:
         """`section: line`, in section order."""
         return [f"{name}: {line}" for name, items in self.sections.items() for line in items]
 
-    def text(self) -> str:
-        """The profile as the system prompt holds it."""
-        return "\n".join(f"- {name}: {'; '.join(lines)}" for name, lines in self.sections.items() if lines)
-
 
 @dataclass(frozen=True)
 class Version:

@@ -125,3 +125,17 @@ def end_at_last_message(w: Write, session_ids: list[int]) -> None:
 def by_external_id(store: Store, name: str) -> int | None:
     row = store.conn.execute("select min(id) from sessions where external_id = ?", (name,)).fetchone()
     return row[0] if row else None
+
+
+def for_import(store: Store, name: str) -> int | None:
+    """The session a conversation log's session name stands for: one imported under that name, or (a name
+    `companion-UID`, how a JSONL export names a chat of this app) the chat itself, so importing an export into
+    its own file adds nothing."""
+    found = by_external_id(store, name)
+    if found is None and name.startswith("companion-"):
+        row = store.conn.execute(
+            "select min(id) from sessions where uid = ? and external_id is null",
+            (name.removeprefix("companion-"),),
+        ).fetchone()
+        found = row[0] if row else None
+    return found
