@@ -29,6 +29,7 @@ from companion.memory.db.store import SQL_ERRORS, Store
 from companion.memory.records import Hit, Message, check_length
 from companion.memory.tables import memories as memory_table
 from companion.memory.tables import messages as message_table
+from companion.memory.tables import sessions as session_table
 from companion.paths import Paths, get_paths
 from companion.prompt_builder import PromptBuilder, TokenCounter, speaker_name
 from companion.turn import Turn, TurnStats
@@ -96,6 +97,9 @@ class Engine:
         self.degraded: str | None = None
         self.last_turn: Turn | None = None
         self.turns = 0
+        # The file's forget counter as this conversation last saw it; `stale` once it moved (see `catch_up`).
+        self._forgets = self._read_forgets()
+        self._stale = False
         if off_record:
             self.log: ConversationLog = MemoryLog()
         elif session_id is not None:
@@ -232,10 +236,18 @@ class Engine:
     def persona(self) -> Card:
         """The persona this conversation is with (the default companion on first use)."""
         if self._persona is None:
+            from companion.memory.tables import personas
             from companion.persona import library
 
-            library.ensure_default(self.store, self.settings.persona.name)
-            self._persona = library.get(self.store, self.settings.persona.name)
+            name = self.settings.persona.name
+            library.ensure_default(self.store, name)
+            log = getattr(self, "log", None)
+            if not personas.exists(self.store, name) and log is not None and log.saved:
+                # Renamed since the settings named it (`persona edit … name`, or a forget of its name): the
+                # conversation's own persona followed the rename.
+                own = log.persona
+                name = own if own and personas.exists(self.store, own) else name
+            self._persona = library.get(self.store, name)
         return self._persona
 
     def persona_text(self) -> str:
@@ -307,12 +319,45 @@ class Engine:
             self._upkeep.options = self.upkeep_options()
         return self.session_id
 
+    # -- forgets made elsewhere ---------------------------------------------------------------------------------
+    def _read_forgets(self) -> int:
+        try:
+            return self.memory.forgets()
+        except FILE_ERRORS:
+            return 0
+
+    def forgets_changed(self) -> bool:
+        """Whether something was forgotten (by this process or another: `memory forget` from a shell) since this
+        conversation last looked. Cheap (one meta read): the app asks every few seconds to take forgotten turns
+        off the screen; the next turn then starts clean of it (`catch_up`)."""
+        now = self._read_forgets()
+        if now == self._forgets:
+            return False
+        self._forgets, self._stale = now, True
+        return True
+
+    def catch_up(self) -> None:
+        """Before a turn: after a forget, nothing cached may carry what was forgotten — the memory blocks earlier
+        turns were sent with, the persona card, the profile and open threads, the index and recall's caches. A
+        conversation whose session was forgotten goes on in a new one."""
+        self.forgets_changed()
+        if not self._stale:
+            return
+        self._stale = False
+        self.builder = self._new_builder()
+        self._persona = None
+        self._profile = None
+        self.memory.catch_up()
+        if self.log.saved and not session_table.exists(self.store, self.log.session_id):
+            self.log = self._open_log()
+
     def send(self, text: str, **options: Any) -> Turn:
         """Store the user's message (committed), then start the reply. Iterate the returned Turn."""
         text = text.strip()
         if not text:
             raise CompanionError("The message is empty; type something to say.")
         self._refuse_while_busy()
+        self.catch_up()
         check_length(text)  # before anything reads it whole: nothing is stored, counted or embedded
         model = self.model  # a model that cannot load fails before the message is stored
         room = message_room(
@@ -348,6 +393,7 @@ class Engine:
     def regenerate(self, **options: Any) -> Turn:
         """Answer the last user message again. The earlier reply stays in the file, marked replaced."""
         self._refuse_while_busy()
+        self.catch_up()
         conversation = self.messages()
         end = len(conversation)
         while end and conversation[end - 1].role == "assistant" and self.log.owns(conversation[end - 1]):

@@ -360,6 +360,16 @@ class LongTermMemory:
             self._retriever.forget_caches()
         return {"messages": done.messages, "memories": done.memories, "sessions": done.sessions}
 
+    def forgets(self) -> int:
+        """How many forgets the file has seen (any process's): a change means cached text may be gone."""
+        return forget.forgets(self.store)
+
+    def catch_up(self) -> None:
+        """Another process forgot something: the index and recall's caches follow the file again."""
+        self.reopen_index()
+        if self._retriever is not None:
+            self._retriever.forget_caches()
+
     def scrub(self) -> None:
         """Make deleted text unrecoverable from the files (see `tables.scrub.pages`)."""
         scrub.pages(self.store)

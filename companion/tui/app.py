@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from companion.memory.operations import LongTermMemory
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
+FORGET_WATCH_SECONDS = 2.0
 MODEL_KEYS = {"model.name", "model.n_gpu_layers", "model.n_ctx"}
 
 
@@ -90,11 +91,19 @@ class CompanionApp(App[None]):
     def on_mount(self) -> None:
         self._apply_keymap()
         self.push_screen(self.chat)
+        self.set_interval(FORGET_WATCH_SECONDS, self._watch_forgets)
         if self.show_welcome:
             from companion.tui.screens.welcome import WelcomeScreen
 
             self.push_screen(WelcomeScreen(), self._welcomed)
         self.load_model()
+
+    def _watch_forgets(self) -> None:
+        """A forget from another process (or this one) takes its turns off the screen within seconds; the next
+        turn's prompt is rebuilt without them (`Engine.catch_up`)."""
+        if self.engine.forgets_changed():
+            self.chat.drop_forgotten()
+            self.post_message(MemoryChanged("forgotten"))
 
     def _apply_keymap(self) -> None:
         known = {binding_id for _, _, _, binding_id in self.key_table()}

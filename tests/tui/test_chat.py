@@ -255,3 +255,33 @@ async def test_a_question_about_someone_never_heard_of_recalls_nothing(
         assert "Nothing relevant remembered" in str(panel.query_one("ListView Label").render())
         await say(app, pilot, "Where does my sister Ana live?")
         assert any(h.text.startswith("My sister Ana") for h in app.engine.last_turn.hits)
+
+
+async def test_a_forget_from_a_second_shell_leaves_the_screen(make_scripted_app: Any, paths: Paths) -> None:
+    """The app is open; `memory forget --matching` runs from another shell (its own process): within seconds
+    the forgotten turn is off the screen, and the next reply's prompt does not carry it."""
+    import subprocess
+    import sys
+
+    app = make_scripted_app(replies=["Lovely, tell me more.", "Of course."])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await say(app, pilot, "My neighbour Quintela plays the tuba at night.")
+        await say(app, pilot, "The weather is nice.")
+        assert any("Quintela" in w.text for w in mine(app, "user"))
+        shell = subprocess.run(
+            [sys.executable, "-m", "companion", "memory", "forget", "--matching", "quintela", "--yes"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert shell.returncode == 0 and "1 message" in shell.stdout, shell.stderr
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if not any("Quintela" in w.text for w in app.chat.query(ChatMessage)):
+                break
+        shown = [w.text for w in app.chat.query(ChatMessage)]
+        assert not [t for t in shown if "Quintela" in t] and any("weather" in t for t in shown)
+        await say(app, pilot, "Anything else?")
+        prompt = app.engine.model.prompts[-1]
+        assert not [m for m in prompt if "quintela" in (m.content + m.context).lower()]

@@ -12,7 +12,7 @@ from typing import Any
 from companion import timeutil
 from companion.memory.db.store import Store
 from companion.memory.records import VARIANT_MEMORY, context_text, message_keys, vector_key
-from companion.memory.tables import Write, audit, chunks, marks, personas, profile, scrub, vectors
+from companion.memory.tables import Write, audit, chunks, marks, meta, personas, profile, scrub, vectors
 from companion.memory.tables.words import Words, register
 
 
@@ -188,8 +188,17 @@ def _derived_only(conn: sqlite3.Connection, message_ids: list[int]) -> tuple[lis
     return only, shared
 
 
+FORGETS = "forgets"  # meta: how many forgets the file has seen; every process with it open watches it
+
+
+def forgets(store: Store) -> int:
+    """The file's forget counter: a process that saw another value has text in its caches that may be gone."""
+    return int(meta.get(store, FORGETS) or 0)
+
+
 def forget(w: Write, store: Store, criteria: Criteria) -> Forgotten:
     conn = w.conn
+    meta.write(conn, FORGETS, str(int(meta.read(conn, FORGETS) or 0) + 1))  # in the forget's transaction
     chosen = select(conn, store, criteria)
     message_ids = _with_sessions(conn, chosen.messages, chosen.sessions)
     session_ids = chosen.sessions

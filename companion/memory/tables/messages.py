@@ -136,6 +136,16 @@ def said(store: Store, session_id: int, char: str, user: str = "You") -> list[Sa
     return [Said(r[0], r[1] or (user if r[2] == "user" else char), r[2], r[3], r[4]) for r in rows]
 
 
+def existing(store: Store, message_ids: list[int]) -> set[int]:
+    """Which of these messages are still in the file (the others were forgotten)."""
+    found: set[int] = set()
+    for chunk in chunks(sorted(set(message_ids))):
+        found |= {
+            r[0] for r in store.conn.execute(f"select id from messages where id in ({marks(chunk)})", chunk)
+        }
+    return found
+
+
 def neighbours(store: Store, message_id: int, before: int = 1, after: int = 1) -> list[Message]:
     """The turns around a message in its session (not the message itself), in order."""
     row = store.conn.execute("select session_id from messages where id = ?", (message_id,)).fetchone()

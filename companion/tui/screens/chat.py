@@ -246,6 +246,24 @@ class ChatScreen(Screen[None]):
         self._start_reply()
         self.generate("branch" if editing is not None else "send", text, editing)
 
+    def drop_forgotten(self) -> None:
+        """Take what was forgotten (here, or by `memory forget` from a shell) off the screen: the turns whose
+        messages are gone, and the recall panel's list, which may name them."""
+        engine = companion(self).engine
+        log = self.query_one("#log", VerticalScroll)
+        shown = [
+            child
+            for child in log.children
+            if isinstance(child, ChatMessage) and child.message_id is not None and child.message_id > 0
+        ]
+        alive = message_table.existing(
+            engine.store, [child.message_id for child in shown if child.message_id]
+        )
+        for child in shown:
+            if child.message_id not in alive:
+                child.remove()
+        self.query_one(RecallPanel).show_hits([], companion(self).now())
+
     def _cut_from(self, message_id: int) -> None:
         """Remove the edited message and everything after it from the screen (the old branch stays in the file)."""
         log = self.query_one("#log", VerticalScroll)
