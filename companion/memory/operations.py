@@ -68,6 +68,7 @@ class LongTermMemory:
         self.embed_model = embed_model
         self.embedder = Embedder(embed_model)
         self._index: VectorIndex | None = None
+        self._forgets_seen: int | None = None  # the file's forget counter when this process last caught up
         self._retriever: Retriever | None = None
         self._ready_lock = threading.Lock()  # the UI's loader and a first turn may both ask
 
@@ -353,6 +354,8 @@ class LongTermMemory:
         )
         with self.write() as w:
             done = forget.forget(w, self.store, criteria)
+        self._index_forgets()
+        self._forgets_seen = self.forgets()  # this process's own forget: nothing to catch up on
         scrub.pages(self.store)
         if done.rebuilt and self._index is not None:
             self.embed_messages(done.rebuilt)
@@ -360,9 +363,29 @@ class LongTermMemory:
             self._retriever.forget_caches()
         return {"messages": done.messages, "memories": done.memories, "sessions": done.sessions}
 
+    def _index_forgets(self) -> None:
+        """No forgotten vector stays in any file: an open index that is memory-mapped (it only hides what went)
+        is folded and saved whole; a saved index nobody opened here is removed (rebuilt at the next start)."""
+        if self._index is not None:
+            self._index.compact()
+            return
+        if self.index_path is not None:
+            from companion.memory.db.cipher import shred
+            from companion.memory.recall.index import saved_files
+
+            for saved in saved_files(self.index_path):
+                shred(saved)
+
     def forgets(self) -> int:
         """How many forgets the file has seen (any process's): a change means cached text may be gone."""
         return forget.forgets(self.store)
+
+    def notice_forgets(self) -> None:
+        """Before a job: when another process forgot something since this one last looked, catch up."""
+        now = self.forgets()
+        if self._forgets_seen is not None and now != self._forgets_seen:
+            self.catch_up()
+        self._forgets_seen = now
 
     def catch_up(self) -> None:
         """Another process forgot something: the index and recall's caches follow the file again."""

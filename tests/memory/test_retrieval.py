@@ -381,3 +381,46 @@ def test_own_questions_clear_the_bar_and_weak_hits_do_not(memory: LongTermMemory
     ranking = memory.search("Who is Marta marrying?", now=NOW, limit=20, everything=True)
     assert [h for h in ranking if h.relevant] == memory.search("Who is Marta marrying?", now=NOW, limit=20)
     assert any(not h.relevant for h in ranking), "the bar leaves the weakest of twenty out"
+
+
+def test_a_forget_leaves_no_forgotten_vector_in_any_index_file(
+    paths: Paths, memory: LongTermMemory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mapped index only hides what went; a forget folds it and saves it whole, so the forgotten message's
+    vector is in no file (`memory.faiss`, its delta, a hidden list)."""
+    import json
+
+    from companion.memory.recall import index as index_module
+    from companion.memory.recall.index import _faiss, delta_of, sidecar_of
+
+    memory.close()
+    monkeypatch.setattr(index_module, "MAP_ABOVE_BYTES", 0)
+    mapped = LongTermMemory(Store(paths.database), paths.index_file)
+    mapped.ready()
+    assert mapped.index.mapped is not None
+    cat = mapped.store.scalar("select id from messages where source_id = 'D1:1'")
+    from companion.memory.records import message_keys
+
+    held = {int(k) for k in vector_table.keys(mapped.store, mapped.embed_model)}
+    forgotten = set(message_keys([cat])) & held
+    assert forgotten
+    mapped.forget(messages=[cat])
+    mapped.close()
+    saved = _faiss().read_index(str(paths.index_file))
+    assert not forgotten & {int(k) for k in _faiss().vector_to_array(saved.id_map)}
+    assert not json.loads(sidecar_of(paths.index_file).read_text()).get("hidden")
+    assert not delta_of(paths.index_file).exists()
+
+
+def test_a_damaged_index_whose_header_is_intact_is_rebuilt(paths: Paths, memory: LongTermMemory) -> None:
+    question = "What is the name of Ana's pet?"
+    before = [(h.kind, h.id) for h in memory.search(question, now=NOW)]
+    memory.close()
+    data = bytearray(paths.index_file.read_bytes())
+    for i in range(256, 4096):  # inside the vectors: the headers and the id map at the end stay intact
+        data[i] ^= 0x5A
+    paths.index_file.write_bytes(bytes(data))
+    again = LongTermMemory(Store(paths.database), paths.index_file)
+    assert again.ready() == "rebuilt"
+    assert [(h.kind, h.id) for h in again.search(question, now=NOW)] == before
+    again.close()

@@ -17,6 +17,7 @@ of hidden keys (in the sidecar). The nightly index job folds them back into one 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import threading
@@ -71,6 +72,11 @@ def delta_of(path: Path) -> Path:
 
 
 PART_STALE_SECONDS = 600  # a save's temporary file older than this was left by a process that died
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def saved_files(path: Path) -> list[Path]:
@@ -164,8 +170,12 @@ class VectorIndex:
             if meta.get("model") != self.model or meta.get("dim") != self.dim:
                 return False
             large = self.path.stat().st_size > MAP_ABOVE_BYTES
+            if not large and meta.get("digest") and file_digest(self.path) != meta["digest"]:
+                return False  # damaged (its header may be intact): rebuilt, not trusted
             base = faiss.read_index(str(self.path), faiss.IO_FLAG_MMAP if large else 0)
             if base.d != self.dim or base.ntotal != meta.get("base_count", meta.get("count")):
+                return False
+            if large and not self._sample_holds(base):
                 return False
             delta_file = delta_of(self.path)
             delta = faiss.read_index(str(delta_file)) if meta.get("delta") and delta_file.exists() else None
@@ -180,6 +190,23 @@ class VectorIndex:
         else:  # a small index is read whole; what was beside it is folded in
             self.index = _folded(base, hidden, delta)
             self.dirty = bool(hidden) or (delta is not None and delta.ntotal > 0)
+        return True
+
+    def _sample_holds(self, base: Any, n: int = 16) -> bool:
+        """A large mapped index is not hashed at every open (gigabytes): a sample of its vectors must be the
+        ones SQLite holds for their keys."""
+        faiss = _faiss()
+        keys = faiss.vector_to_array(base.id_map).astype(np.int64)
+        if not len(keys):
+            return True
+        picked = keys[np.linspace(0, len(keys) - 1, num=min(n, len(keys)), dtype=np.int64)]
+        found, vectors = vector_table.of_keys(self.store, [int(k) for k in picked], self.dim)
+        try:
+            for key, vector in zip(found, vectors, strict=True):
+                if not np.allclose(np.asarray(base.reconstruct(int(key))), vector, atol=1e-3):
+                    return False
+        except RuntimeError:
+            return True  # an index kind that cannot give a vector back: the count and keys stand for it
         return True
 
     def _tune(self) -> None:
@@ -391,6 +418,8 @@ class VectorIndex:
             if self.index is not None:
                 with atomic_path(self.path) as tmp:
                     _faiss().write_index(self.index, str(tmp))
+                    if tmp.stat().st_size <= MAP_ABOVE_BYTES:  # read whole at open: its bytes are checked
+                        meta["digest"] = file_digest(tmp)
                 meta["kind"] = self.kind
                 with contextlib.suppress(FileNotFoundError):
                     delta_of(self.path).unlink()

@@ -253,6 +253,7 @@ def run_jobs(
             continue
         state.last_run = now
         try:
+            memory.notice_forgets()  # what another process forgot is not worked on from a cache
             result = job.run(memory, now, options or UpkeepOptions())
         except JOB_ERRORS as error:
             state.failures += 1
