@@ -284,9 +284,17 @@ def load(paths: Paths | None = None) -> Settings:
         return Settings()
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
+        return from_dict(data, source=str(file))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"The config file {file} is not valid TOML ({error}); fix or delete it.") from None
-    return from_dict(data, source=str(file))
+    except RecursionError:
+        raise ConfigError(
+            f"The config file {file} is nested too deeply to be settings; fix or delete it."
+        ) from None
+    except OSError as error:
+        raise ConfigError(
+            f"The config file {file} cannot be read ({error.strerror}); check its permissions."
+        ) from None
 
 
 def save(settings: Settings, paths: Paths | None = None) -> Path:

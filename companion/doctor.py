@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from companion import config as config_mod
@@ -257,13 +258,29 @@ def run_checks() -> list[Check]:
     except Exception as error:
         checks.append(Check("config", False, str(error), "companion config path; fix or delete the file"))
         settings = config_mod.Settings()
-    checks += [
-        _llama_build(),
-        _model(settings),
-        _embedder(),
-        _data_dir(),
-        _keyring(),
-        _encryption(),
-        _index(),
-    ]
+    for name, check in (
+        ("llama.cpp", _llama_build),
+        ("model", lambda: _model(settings)),
+        ("embedder", _embedder),
+        ("data directory", _data_dir),
+        ("keyring", _keyring),
+        ("encryption", _encryption),
+        ("vector index", _index),
+    ):
+        checks.append(_guarded(name, check))
     return checks
+
+
+def _guarded(name: str, check: Callable[[], Check]) -> Check:
+    """One check; a file it cannot write (a read-only home, a full disk) is its finding, not the end of doctor."""
+    from companion.errors import CompanionError, file_system_error
+
+    try:
+        return check()
+    except CompanionError as error:
+        return Check(name, False, str(error), "")
+    except OSError as error:
+        said = file_system_error(error)
+        if said is None:
+            raise
+        return Check(name, False, str(said), "")

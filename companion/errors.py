@@ -54,3 +54,29 @@ def storage_error(path: object, error: BaseException) -> StorageError:
             "(`companion memory import`)."
         )
     return StorageError(f"The memory file {path} could not be used ({text}).")
+
+
+def file_system_error(error: OSError) -> CompanionError | None:
+    """One sentence for a file companion could not write (a full disk, a read-only or foreign folder), by what
+    the user can do about it; None for other OS errors (those are bugs to see whole)."""
+    import errno
+    from pathlib import Path
+
+    where = error.filename or "a file"
+    folder = Path(str(where)).parent if error.filename else "a folder"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        room = f"nothing more fits in {folder}" if error.filename else "nothing more fits on the disk"
+        return CompanionError(
+            f"The disk is full: {room}; free some space and try again (nothing saved before was lost)."
+        )
+    if error.errno == errno.EROFS:
+        return CompanionError(
+            f"The folder {folder} is on a read-only file system, so companion cannot save there; remount it "
+            "writable, or set COMPANION_HOME to a writable folder."
+        )
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return CompanionError(
+            f"{where} cannot be written ({error.strerror}); check its permissions, or set COMPANION_HOME to a "
+            "folder of your own."
+        )
+    return None

@@ -68,9 +68,18 @@ def get_paths() -> Paths:
 
 
 def ensure_private_dir(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    with contextlib.suppress(PermissionError):
-        os.chmod(directory, DIR_MODE)
+    """The folder, made 0700 where it is missing. One that is there but cannot be changed (a read-only file
+    system, another owner) is left as it is: reading from it still works, and `doctor` says what is wrong."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    except OSError as error:
+        raise CompanionError(
+            f"The folder {directory} cannot be created ({error.strerror}); make its parent writable, or set "
+            "COMPANION_HOME to a folder that is."
+        ) from None
+    with contextlib.suppress(OSError):
+        if directory.stat().st_mode & 0o777 != DIR_MODE:
+            os.chmod(directory, DIR_MODE)
     return directory
 
 

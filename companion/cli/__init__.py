@@ -10,6 +10,8 @@ failing memory file (exit 1); Ctrl+C exits 130 after whatever was in flight was 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import Annotated
 
@@ -23,6 +25,7 @@ from companion.cli.common import err
 from companion.cli.doctor import doctor
 from companion.cli.maintain import maintain
 from companion.errors import CompanionError
+from companion.jsontext import LONE_SURROGATE
 from companion.paths import get_paths
 
 app = typer.Typer(
@@ -79,8 +82,25 @@ def usage_sentence(error: BaseException) -> str:
     return f"{message}; see `{command} --help`."
 
 
+def _text_only_input() -> None:
+    """Input that is not UTF-8 text, said in one sentence or mended before any command sees it: a word on the
+    command line (other than a file that exists) must be UTF-8; standard input's stray bytes become U+FFFD."""
+    for arg in sys.argv[1:]:
+        if LONE_SURROGATE.search(arg) and not os.path.exists(arg):
+            shown = os.fsencode(arg).decode("utf-8", "backslashreplace")
+            raise CompanionError(
+                f"The command line holds bytes that are not UTF-8 text ('{shown}'); set the terminal to UTF-8 "
+                "(e.g. LANG=C.UTF-8) and type it again."
+            )
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(errors="replace")
+
+
 def main() -> None:
     try:
+        _text_only_input()
         result = app(standalone_mode=False)
     except CompanionError as error:
         err.print(f"Error: {error}", markup=False)
@@ -98,9 +118,13 @@ def main() -> None:
         if "ClickException" in kinds:  # unknown command, missing argument, bad value…
             err.print(f"Error: {usage_sentence(error)}", markup=False)
             sys.exit(getattr(error, "exit_code", 2) or 2)
-        from companion.errors import storage_error
+        from companion.errors import file_system_error, storage_error
         from companion.memory.db.store import SQL_ERRORS
 
+        said = file_system_error(error) if isinstance(error, OSError) else None
+        if said is not None:  # a full disk, a read-only or foreign folder: whichever file it was
+            err.print(f"Error: {said}", markup=False)
+            sys.exit(1)
         if not isinstance(error, SQL_ERRORS):
             raise
         # A read of a damaged or vanished memory file: one sentence, not a traceback.

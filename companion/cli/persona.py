@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from companion import config as config_mod
-from companion.cli.common import MemoryContext
+from companion.cli.common import MemoryContext, err
 from companion.errors import CompanionError
 
 app = typer.Typer(
@@ -114,11 +114,14 @@ def import_(file: Path) -> None:
     """Import a Character Card: V2 or V1 JSON, or a PNG with the card inside (V3 best effort)."""
     from companion.persona import library
     from companion.persona.card import read_card
+    from companion.persona.lorebook import unusable
 
     card = read_card(file)
     with MemoryContext() as memory:
         library.ensure_default(memory.store)
         library.add(memory.store, card)
+    for warning in unusable(card.character_book):
+        err.print(f"Warning: in the lorebook, {warning}.", markup=False)
     lore = len((card.character_book or {}).get("entries", []))
     print(
         f"Imported {card.name}"

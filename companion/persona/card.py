@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from companion import jsontext
 from companion.errors import CompanionError
 
 MAX_CARD_BYTES = 2 * 1024 * 1024  # a card's JSON; real cards are a few KiB, lorebooks a few hundred
@@ -158,7 +159,7 @@ def parse_json_bytes(raw: bytes, where: str) -> Card:
             f"{where} is not UTF-8 text (byte {error.start}); nothing was imported."
         ) from None
     try:
-        obj = json.loads(text)
+        obj = jsontext.loads(text, where)
     except json.JSONDecodeError as error:
         raise CompanionError(
             f"{where} is not valid JSON (line {error.lineno}: {error.msg}); nothing was imported."

@@ -90,7 +90,7 @@ def _card_json(card: Card) -> str:
 def _lore(card: Card) -> list[str]:
     """The lorebook entries recall can find by meaning: enabled ones with text."""
     book = card.character_book or {}
-    entries = [e for e in book.get("entries", []) if e.get("enabled", True)]
+    entries = [e for e in book.get("entries", []) if isinstance(e, dict) and e.get("enabled", True)]
     return [text for e in entries if (text := str(e.get("content") or "").strip())]
 
 

@@ -14,6 +14,49 @@ from collections.abc import Callable
 from typing import Any
 
 DEFAULT_BUDGET = 256
+NUMBERS = ("priority", "insertion_order")  # an entry's numeric fields (the book's: token_budget)
+
+
+def number(value: Any, default: int = 0) -> int:
+    """A card's numeric field as a whole number; what is not a number (`"high"`) counts as `default`."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(float(value))
+        except ValueError:
+            return default
+    return default
+
+
+def _keys(value: Any) -> list[Any]:
+    """An entry's keys: a list, or one key given as a string."""
+    if isinstance(value, str):
+        return [value]
+    return value if isinstance(value, list) else []
+
+
+def unusable(book: dict[str, Any] | None) -> list[str]:
+    """What a lorebook holds that companion cannot use, one warning each (the card keeps it as it is)."""
+    if not book:
+        return []
+    found = []
+    if book.get("token_budget") is not None and number(book.get("token_budget"), -1) < 0:
+        found.append(f"the token_budget {book['token_budget']!r} is not a number; {DEFAULT_BUDGET} is used")
+    for position, entry in enumerate(book.get("entries") or [], start=1):
+        if not isinstance(entry, dict):
+            found.append(f"entry {position} is not an object; it is never inserted")
+            continue
+        for name in NUMBERS:
+            if entry.get(name) is not None and number(entry.get(name), -(10**9)) == -(10**9):
+                found.append(f"entry {position}'s {name} {entry[name]!r} is not a number; 0 is used")
+        if not isinstance(entry.get("keys", []), list | str):
+            found.append(
+                f"entry {position}'s keys are not a list of words; it is inserted only when constant"
+            )
+    return found
 
 
 def _matches(keys: list[Any], text: str, case_sensitive: bool) -> bool:
@@ -33,7 +76,7 @@ def triggered(
     """The contents of the entries the recent text calls up, within the book's token budget."""
     if not book:
         return []
-    limit = budget or int(book.get("token_budget") or DEFAULT_BUDGET)
+    limit = budget or number(book.get("token_budget"), DEFAULT_BUDGET) or DEFAULT_BUDGET
     chosen: list[tuple[int, int, str]] = []
     for position, entry in enumerate(book.get("entries") or []):
         if not isinstance(entry, dict) or not entry.get("enabled", True):
@@ -42,12 +85,12 @@ def triggered(
         if not content:
             continue
         case = bool(entry.get("case_sensitive", False))
-        hit = bool(entry.get("constant")) or _matches(entry.get("keys") or [], recent, case)
+        hit = bool(entry.get("constant")) or _matches(_keys(entry.get("keys")), recent, case)
         if hit and entry.get("selective") and entry.get("secondary_keys") and not entry.get("constant"):
-            hit = _matches(entry.get("secondary_keys") or [], recent, case)
+            hit = _matches(_keys(entry.get("secondary_keys")), recent, case)
         if hit:
-            order = int(entry.get("insertion_order") or 0)
-            chosen.append((int(entry.get("priority") or 0), order * 10_000 + position, content))
+            order = number(entry.get("insertion_order"))
+            chosen.append((number(entry.get("priority")), order * 10_000 + position, content))
     used = 0
     kept: list[tuple[int, str]] = []
     for _, order, content in sorted(chosen, key=lambda c: (-c[0], c[1])):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import threading
 import weakref
@@ -30,6 +31,8 @@ from companion.memory.db.schema import APPLICATION_ID, MIGRATIONS
 from companion.paths import FILE_MODE, ensure_private_dir
 
 __all__ = ["SQL_ERRORS", "SQL_OPERATIONAL_ERRORS", "PlainConnection", "Store"]
+
+FULL_BELOW_BYTES = 1 << 20  # less free than this under the memory file: the disk is full for SQLite
 
 
 class PlainConnection(sqlite3.Connection):
@@ -75,6 +78,11 @@ class Store:
                 raise CompanionError(
                     f"The memory file {path} does not open with this key or passphrase; check "
                     "COMPANION_PASSPHRASE (or the OS keyring entry) and try again."
+                ) from None
+            if _disk_full(path):  # SQLite says "disk I/O error" when it cannot make its -shm file
+                raise CompanionError(
+                    f"The disk is full: the memory file {path} cannot be opened (SQLite needs room for its "
+                    "journal); free some space and try again (nothing saved before was lost)."
                 ) from None
             raise CompanionError(
                 f"The memory file {path} cannot be opened ({error}); if it is damaged, move it aside and restore "
@@ -219,3 +227,11 @@ class Store:
                     conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the disk under the memory file is (all but) full."""
+    try:
+        return shutil.disk_usage(path.parent).free < FULL_BELOW_BYTES
+    except OSError:
+        return False

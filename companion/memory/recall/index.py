@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import threading
 import time
@@ -45,9 +46,8 @@ def describe_saved(store: Store, model: str, path: Path | None) -> tuple[str, st
     """(kind, state) of the saved index, read from its sidecar without loading FAISS or the index."""
     if path is None:
         return "in memory", "kept in memory only (the file is encrypted); built when recall starts"
-    try:
-        meta = json.loads(sidecar_of(path).read_text())
-    except (OSError, ValueError):
+    meta = read_sidecar(sidecar_of(path))
+    if not meta:
         return "none yet", "not built yet: it is built from the memory file at the first search"
     kind = meta.get("kind") or ("IVF" if int(meta.get("count") or 0) >= IVF_THRESHOLD else "exact (flat)")
     count, checksum = vector_table.fingerprint(store, model)
@@ -58,11 +58,22 @@ def describe_saved(store: Store, model: str, path: Path | None) -> tuple[str, st
     return kind, "saved, brought up to date at the next search"
 
 
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """The sidecar's fields; {} when it is missing, unreadable or not a JSON object (the index is rebuilt)."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def _faiss() -> Any:
     import faiss
 
     return faiss
 
+
+log = logging.getLogger(__name__)
 
 MAP_ABOVE_BYTES = 64 * 2**20  # a saved index larger than this is memory-mapped at open, not read
 
@@ -146,7 +157,7 @@ class VectorIndex:
             count, checksum = vector_table.fingerprint(self.store, self.model)
             if self._open_saved():
                 self._tune()
-                meta = json.loads(self.sidecar.read_text()) if self.sidecar else {}
+                meta = read_sidecar(self.sidecar) if self.sidecar else {}
                 how = "mapped" if self.mapped is not None else "loaded"
                 if (meta.get("count"), meta.get("checksum")) == (count, checksum):
                     self.state = how
@@ -166,7 +177,9 @@ class VectorIndex:
             return False
         faiss = _faiss()
         try:
-            meta = json.loads(self.sidecar.read_text())
+            meta = read_sidecar(self.sidecar)
+            if not meta:
+                return False
             if meta.get("model") != self.model or meta.get("dim") != self.dim:
                 return False
             large = self.path.stat().st_size > MAP_ABOVE_BYTES
@@ -402,7 +415,14 @@ class VectorIndex:
 
     def save(self) -> None:
         """Write the index and its sidecar atomically (skipped when nothing changed or there is no path). A
-        mapped index writes only what changed beside it: the delta and the hidden keys."""
+        mapped index writes only what changed beside it: the delta and the hidden keys. The index is a cache of
+        SQLite: a save the disk refuses (full, read-only) is left for later, never an error after a commit."""
+        try:
+            self._save()
+        except (OSError, RuntimeError) as error:
+            log.warning("the vector index was not saved (%s); it is saved or rebuilt later", error)
+
+    def _save(self) -> None:
         with self._lock:
             if not self.dirty or self.path is None or (self.index is None and self.mapped is None):
                 return
