@@ -156,6 +156,15 @@ def main() -> int:
     for name in names:
         retention, abstention, _, _ = features.evaluate(np.where(features.memory == name)[0], bar)
         print(f"  on {name}: retention {retention:.3f}, abstention {abstention:.3f}")
+    from companion.memory.recall.retrieve import Bar
+
+    shipped = Bar()
+    kept_bar = (shipped.cover, shipped.unknown, shipped.stranger, shipped.question, shipped.floor)
+    retention, abstention, _, _ = features.evaluate(everything, kept_bar)
+    same = (
+        "the same" if tuple(round(v, 2) for v in kept_bar) == tuple(round(v, 2) for v in bar) else "differs"
+    )
+    print(f"the bar in the code {kept_bar} ({same}): retention {retention:.3f}, abstention {abstention:.3f}")
     # Without the unknown-name cue (a question about someone never heard of): how much rests on it.
     plain = features.evaluate(everything, (bar[0], bar[1], 0.0, bar[3], bar[4]))
     print(f"without the stranger term: retention {plain[0]:.3f}, abstention {plain[1]:.3f}")

@@ -28,7 +28,8 @@ def open_memory(
     encryption.recover(
         paths
     )  # what an interrupted encrypt or decrypt left, when no one else has the file open
-    key = encryption.unlock_key(paths.database, ask)
-    store = Store(paths.database, key)
-    index = None if key is not None else paths.index_file
+    # The key is found once this process holds the file's shared lock: an encrypt or decrypt another process
+    # is running is waited out first, and the key fits the file as it is after it.
+    store = Store(paths.database, unlock=lambda: encryption.unlock_key(paths.database, ask))
+    index = None if store.key is not None else paths.index_file
     return LongTermMemory(store, index, settings.embedding_model, settings.tau_days)

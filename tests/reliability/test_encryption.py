@@ -200,3 +200,40 @@ def test_a_save_cut_short_is_reported_and_cleared(paths: Paths, tmp_path: Path) 
     assert run("memory", "search", "cat name").returncode == 0
     assert not part.exists() and fresh.exists()
     assert "no leftovers of an interrupted save" in run("doctor").stdout
+
+
+def test_a_command_that_waits_out_an_encrypt_opens_the_file_as_it_is_after(
+    paths: Paths, tmp_path: Path, with_passphrase: None
+) -> None:
+    """Another process encrypts while a command starts: the command waits for the rewrite and then opens the
+    encrypted file with the passphrase that is set (its key is chosen after the wait, not before)."""
+    import subprocess
+    import sys
+    import time
+
+    remember(paths, tmp_path)
+    code = (
+        "import sys, time\n"
+        "from companion.memory.db import cipher\n"
+        "copy = cipher.copy_with_key\n"
+        "def slow(*a, **k):\n"
+        "    print('rewriting', flush=True); time.sleep(4); return copy(*a, **k)\n"
+        "cipher.copy_with_key = slow\n"
+        "from companion.cli import main\n"
+        "sys.argv = ['companion', 'memory', 'encrypt', '--passphrase']\n"
+        "main()\n"
+    )
+    encrypting = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    assert encrypting.stdout is not None and encrypting.stdout.readline().strip() == "rewriting"
+    time.sleep(0.5)
+    waited = run_process("memory", "list")
+    out, errors = encrypting.communicate(timeout=120)
+    assert encrypting.returncode == 0, errors
+    assert waited.returncode == 0, waited.stderr
+    assert SECRETS[2] in waited.stdout

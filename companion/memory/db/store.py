@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,18 @@ class Store:
     end an enclosing transaction early; sqlite-utils serves the schema and the queries.
     """
 
-    def __init__(self, path: Path, key: str | None = None, busy_timeout: float = 30.0) -> None:
-        """`key`: the SQLCipher key of an encrypted file (a raw x'…' hex key or a passphrase). `busy_timeout`:
-        how long a write waits for another connection's lock before saying the file is busy. While open, the
-        store holds the memory file's shared lock (no other process can rewrite the file under it)."""
+    def __init__(
+        self,
+        path: Path,
+        key: str | None = None,
+        busy_timeout: float = 30.0,
+        unlock: Callable[[], str | None] | None = None,
+    ) -> None:
+        """`key`: the SQLCipher key of an encrypted file (a raw x'…' hex key or a passphrase); or `unlock`, which
+        finds it once the shared lock is held — after waiting out another process's encrypt or decrypt, so the
+        key fits the file as it is then, not as it was. `busy_timeout`: how long a write waits for another
+        connection's lock before saying the file is busy. While open, the store holds the memory file's shared
+        lock (no other process can rewrite the file under it)."""
         self.path = path
         self.key = key
         self.busy_timeout = busy_timeout
@@ -60,10 +68,16 @@ class Store:
         self._connections_lock = threading.Lock()
         self._lock = SharedLock(path)
         self._lock.acquire()
+        if unlock is not None:
+            try:
+                self.key = unlock()
+            except BaseException:
+                self._lock.release()
+                raise
         try:
             with opening(path):
                 existed = path.exists() and path.stat().st_size > 0
-                if existed and key is None:
+                if existed and self.key is None:
                     cipher.check_readable(path)
                 conn = self.conn
                 if not existed:
@@ -74,7 +88,7 @@ class Store:
         except SQL_ERRORS as error:
             self._close_connections()
             self._lock.release()
-            if key is not None and "not a database" in str(error):
+            if self.key is not None and "not a database" in str(error):
                 raise CompanionError(
                     f"The memory file {path} does not open with this key or passphrase; check "
                     "COMPANION_PASSPHRASE (or the OS keyring entry) and try again."

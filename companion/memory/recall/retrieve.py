@@ -120,8 +120,8 @@ class Bar:
 
     cover: float = 0.2
     unknown: float = 0.2
-    stranger: float = 0.2
-    question: float = 0.30
+    stranger: float = 0.3
+    question: float = 0.28
     floor: float = 0.14
     window: float = 1.0  # not from LoCoMo (its questions always name more than a time): what it says is there
 
