@@ -55,6 +55,10 @@ class RemoteSettings:
     model: str = ""
     n_ctx: int = 8192
     timeout: float = 60.0
+    # Whether upkeep may send finished conversations to the server to write summaries, facts and the profile:
+    # "ask" (the default: `companion maintain` asks once in a terminal; until then nothing is sent and they are
+    # written without a model), "yes", or "no".
+    consolidate: str = "ask"
 
 
 @dataclass
@@ -155,6 +159,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "remote.base_url": _url,
     "remote.n_ctx": _range(256, 1_048_576),
     "remote.timeout": _range(1.0, 3600.0),
+    "remote.consolidate": _choice("ask", "yes", "no"),
     "memory.recall_limit": _range(0, 50),
     "persona.memory": _choice("shared", "separate"),
     "memory.consolidation": _choice("auto", "model", "extractive"),

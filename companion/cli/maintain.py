@@ -31,6 +31,8 @@ def maintain(
     if not show_status:
         lower_this_thread()  # upkeep (from cron, beside the app) yields the CPU to the chat and everything else
     settings = config_mod.load()
+    if not show_status:
+        settings = _remote_consent(settings)
     with MemoryContext(ready=not show_status) as memory:
         if show_status:
             for row in scheduler.status(memory):
@@ -60,3 +62,27 @@ def maintain(
         print(f"{name}: {outcome}")
     if any(outcome.startswith("failed") for outcome in outcomes.values()):
         raise typer.Exit(1)
+
+
+def _remote_consent(settings: config_mod.Settings) -> config_mod.Settings:
+    """With a remote backend, consolidation sends whole conversations to the server: asked once, in a terminal
+    (`remote.consolidate = ask`); the answer is kept. Without a terminal (cron), nothing is sent."""
+    import sys
+
+    if settings.model.backend != "remote" or settings.remote.consolidate != "ask":
+        return settings
+    if not sys.stdin.isatty():
+        err.print(
+            "Note: summaries and facts are written without the remote model; it would be sent whole "
+            "conversations (`companion config set remote.consolidate yes` allows it).",
+            markup=False,
+        )
+        return settings
+    allowed = typer.confirm(
+        f"Upkeep can send each finished conversation (its whole transcript) to {settings.remote.base_url} to "
+        "write summaries, facts and your profile. Allow it?",
+        default=False,
+    )
+    config_mod.set_value(settings, "remote.consolidate", "yes" if allowed else "no")
+    config_mod.save(settings)
+    return settings

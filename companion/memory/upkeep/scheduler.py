@@ -59,13 +59,17 @@ class UpkeepOptions:
         exclude_session: int | None = None,
     ) -> UpkeepOptions:
         memory = settings.memory
+        consolidation = memory.consolidation
+        if settings.model.backend == "remote" and settings.remote.consolidate != "yes":
+            # The server would be sent whole conversations: only with the user's yes (remote.consolidate).
+            consolidation = "extractive"
         return cls(
             archive_below=memory.archive_below,
             archive_messages=memory.archive_messages,
             idle_minutes=memory.session_idle_minutes,
             user=settings.user.name,
             persona=settings.persona.name,
-            consolidation=memory.consolidation,
+            consolidation=consolidation,
             model=model,
             wait_turn=wait_turn,
             exclude_session=exclude_session,
