@@ -22,7 +22,7 @@ from companion import timeutil
 from companion.config import Settings
 from companion.conversation import ConversationLog, MemoryLog, Reply, SavedLog
 from companion.errors import CompanionError, ModelError, StorageError
-from companion.llm.base import ChatModel, GenerationOptions
+from companion.llm.base import ChatMessage, ChatModel, GenerationOptions
 from companion.llm.prompt import MESSAGE_OVERHEAD, echo_stops, message_room, refuse_too_long
 from companion.memory import open_memory
 from companion.memory.db.store import SQL_ERRORS, Store
@@ -96,6 +96,7 @@ class Engine:
         # Why the conversation is no longer being saved (the memory file failed), for the faces to show.
         self.degraded: str | None = None
         self.last_turn: Turn | None = None
+        self.last_prompt: list[ChatMessage] = []  # what the last turn sent the model (`prompt_text`)
         self.turns = 0
         # The file's forget counter as this conversation last saw it; `stale` once it moved (see `catch_up`).
         self._forgets = self._read_forgets()
@@ -456,6 +457,7 @@ class Engine:
             # write the prompt's furniture (the memory block, the persona's text): what it wrote is kept.
             names = [speaker_name(self.settings.user.name, "user"), self.persona.name]
             opts.stop = [*opts.stop, *echo_stops(persona, *names)]
+            self.last_prompt = built.assembled.messages
             stream = model.stream(built.assembled.messages, opts, threading.Event())
             reply = Reply(
                 self.log,
@@ -518,6 +520,13 @@ class Engine:
                 raise
             self.degraded = f"Recall is unavailable ({error}); replies go on without memories."
             return []
+
+    def prompt_text(self) -> str:
+        """The last turn's prompt exactly as the model got it (the prompt inspector: `--show-prompt`, and the
+        app's key for it): persona, profile and threads, the memory block, the history, the message."""
+        if not self.last_prompt:
+            return ""
+        return self.model.prompt_text(self.last_prompt)
 
     def context_usage(self) -> ContextUsage | None:
         """How full the model's context is, by part (tokens): persona, profile, memories, history. From the

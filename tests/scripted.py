@@ -59,6 +59,9 @@ class ScriptedModel:
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + text.count("\n") + 1
 
+    def prompt_text(self, messages: list[ChatMessage]) -> str:
+        return "\n".join(f"<{m.role}>{m.text}" for m in messages)
+
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
         return sum(self.count_tokens(m.text) + 4 for m in messages)
 

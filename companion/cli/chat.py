@@ -21,6 +21,10 @@ Seed = Annotated[int | None, typer.Option("--seed", help="Sampling seed, for rep
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="A model name (see `companion model list`).")]
 StatsOpt = Annotated[bool, typer.Option("--stats", help="One JSON line of timing per turn on stderr.")]
+ShowPrompt = Annotated[
+    bool,
+    typer.Option("--show-prompt", help="Print on stderr the exact prompt the model gets, before each reply."),
+]
 
 
 def open_engine(model: str | None) -> Engine:
@@ -41,11 +45,21 @@ def open_engine(model: str | None) -> Engine:
     return engine
 
 
-def run_turn(engine: Engine, text: str, stats: bool, seed: int | None, max_tokens: int | None) -> None:
+def run_turn(
+    engine: Engine,
+    text: str,
+    stats: bool,
+    seed: int | None,
+    max_tokens: int | None,
+    show_prompt: bool = False,
+) -> None:
     degraded = engine.degraded
     turn = engine.send(text, seed=seed, max_tokens=max_tokens)
     if engine.degraded and engine.degraded != degraded:
         err.print(f"Warning: {engine.degraded}", markup=False)
+    if show_prompt:
+        sys.stderr.write(f"--- the prompt ---\n{engine.prompt_text()}\n--- end of the prompt ---\n")
+        sys.stderr.flush()
     try:
         for piece in turn:
             sys.stdout.write(piece)
@@ -71,6 +85,7 @@ def chat(
     model: ModelOpt = None,
     seed: Seed = None,
     max_tokens: MaxTokens = None,
+    show_prompt: ShowPrompt = False,
 ) -> None:
     """Chat. With --plain: one message per stdin line, each reply on stdout followed by a blank line."""
     if not plain:
@@ -94,7 +109,7 @@ def chat(
             seen += 1
             if engine is None:
                 engine = open_engine(model)
-            run_turn(engine, line, stats, seed, max_tokens)
+            run_turn(engine, line, stats, seed, max_tokens, show_prompt)
     finally:
         if engine is not None:
             engine.close()
@@ -110,12 +125,13 @@ def ask(
     model: ModelOpt = None,
     seed: Seed = None,
     max_tokens: MaxTokens = None,
+    show_prompt: ShowPrompt = False,
 ) -> None:
     """Answer one message and exit."""
     if not message.strip():
         raise CompanionError('The message is empty; give the text to ask, e.g. `companion ask "hello"`.')
     engine = open_engine(model)
     try:
-        run_turn(engine, message, stats, seed, max_tokens)
+        run_turn(engine, message, stats, seed, max_tokens, show_prompt)
     finally:
         engine.close()

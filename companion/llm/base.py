@@ -225,6 +225,11 @@ class ChatModel(Protocol):
 
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int: ...
 
+    def prompt_text(self, messages: list[ChatMessage]) -> str:
+        """The prompt exactly as the model gets it (what `--show-prompt` prints): the text a local model reads,
+        its chat template applied, or the messages a server is sent."""
+        ...
+
     def stream(
         self,
         messages: list[ChatMessage],

@@ -288,6 +288,9 @@ class LlamaModel:
         # The template writes BOS itself; tokenizing with special=True keeps its control tokens as tokens.
         return list(self.llm.tokenize(text, add_bos=False, special=True))
 
+    def prompt_text(self, messages: list[ChatMessage]) -> str:
+        return self.render(messages)
+
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
         return len(self.prompt_tokens(messages))
 

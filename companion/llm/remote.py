@@ -71,6 +71,10 @@ class RemoteModel:
     def count_tokens(self, text: str) -> int:
         return int(len(text) / CHARS_PER_TOKEN) + 1
 
+    def prompt_text(self, messages: list[ChatMessage]) -> str:
+        sent = self._body(messages, GenerationOptions(), stream=True)["messages"]
+        return json.dumps(sent, ensure_ascii=False, indent=1)
+
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
         return sum(self.count_tokens(m.text) + 4 for m in messages) + 2
 

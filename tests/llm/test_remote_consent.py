@@ -39,3 +39,16 @@ def test_maintain_sends_no_conversation_to_a_remote_server_without_a_yes(home: P
         assert companion("memory", "import", str(log2)).returncode == 0
         companion("maintain", "--only", "consolidate", "--now", "2024-03-06T10:00:00")
         assert "nurse" in json.dumps(server.requests)  # with the yes, the model writes them
+
+
+def test_show_prompt_prints_exactly_what_the_server_is_sent(home: Path) -> None:
+    with serve(Scripted([words("Hello, Ana.")])) as server:
+        use_server(server.url)
+        assert companion("memory", "add", "My cat is called Bolacha").returncode == 0
+        result = companion("ask", "--show-prompt", "How is my cat Bolacha?")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "Hello, Ana."
+        shown = result.stderr.split("--- the prompt ---\n", 1)[1].split("\n--- end of the prompt ---", 1)[0]
+        (chat,) = [r for r in server.requests if r.get("messages")]
+        assert json.loads(shown) == chat["messages"]  # word for word what went over the wire
+        assert "Bolacha" in shown and "You are Sam" in shown

@@ -285,3 +285,27 @@ async def test_a_forget_from_a_second_shell_leaves_the_screen(make_scripted_app:
         await say(app, pilot, "Anything else?")
         prompt = app.engine.model.prompts[-1]
         assert not [m for m in prompt if "quintela" in (m.content + m.context).lower()]
+
+
+async def test_f6_shows_the_prompt_the_model_got(make_scripted_app: Any, paths: Paths) -> None:
+    from textual.widgets import TextArea
+
+    from companion.tui.widgets.dialogs import PromptDialog
+
+    app = make_scripted_app(replies=["Lovely."])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f6")
+        await pilot.pause()
+        assert not isinstance(app.screen, PromptDialog)  # nothing sent yet: a note instead
+        await say(app, pilot, "I planted tomatoes today.")
+        app.chat.query_one(Composer).blur()
+        await pilot.press("f6")
+        await pilot.pause()
+        assert isinstance(app.screen, PromptDialog)
+        shown = app.screen.query_one(TextArea).text
+        assert shown == app.engine.model.prompt_text(app.engine.model.prompts[-1])
+        assert "I planted tomatoes today." in shown and "You are Sam" in shown
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, PromptDialog)

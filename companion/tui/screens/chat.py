@@ -57,6 +57,7 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+n", "new_session", "New session", id="new_session", show=False),
         Binding("ctrl+o", "off_record", "Off the record", id="off_record", show=False),
         Binding("ctrl+l", "toggle_thought", "Show thinking", id="thinking", show=False),
+        Binding("f6", "show_prompt", "Show the prompt", id="show_prompt", show=False),
     ]
 
     def __init__(self) -> None:
@@ -443,6 +444,16 @@ class ChatScreen(Screen[None]):
             self.notify("There is no thinking to show: the model answered without it.", timeout=3)
             return
         thoughts[-1].action_fold()
+
+    def action_show_prompt(self) -> None:
+        """The prompt inspector: the last reply's prompt exactly as the model got it."""
+        from companion.tui.widgets.dialogs import PromptDialog
+
+        prompt = companion(self).engine.prompt_text()
+        if not prompt:
+            self.notify("No reply yet: the prompt is shown once a message has been sent.", timeout=4)
+            return
+        self.app.push_screen(PromptDialog(prompt))
 
     def action_copy_last(self) -> None:
         replies = [c for c in self.query(ChatMessage) if c.role == "assistant" and c.text]

@@ -90,3 +90,29 @@ class TextDialog(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class PromptDialog(ModalScreen[None]):
+    """The last reply's prompt exactly as the model got it (read-only; Esc closes)."""
+
+    DEFAULT_CSS = """
+    PromptDialog { align: center middle; }
+    PromptDialog > Vertical { width: 90%; height: 90%; border: thick $accent; background: $surface; padding: 0 1; }
+    PromptDialog TextArea { height: 1fr; }
+    """
+    BINDINGS = [Binding("escape,f6", "close", "Close")]
+
+    def __init__(self, prompt: str) -> None:
+        super().__init__()
+        self.prompt = prompt
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("The prompt of the last reply, exactly as the model got it")
+            area = TextArea(self.prompt, read_only=True, soft_wrap=True, id="prompt")
+            area.cursor_blink = False
+            yield area
+            yield Label("Esc closes", classes="hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
