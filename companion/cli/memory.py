@@ -428,9 +428,15 @@ def encrypt(
     paths = get_paths().ensure()
     if encryption.state(paths.database).encrypted:
         raise CompanionError("The memory file is already encrypted; nothing was changed.")
+    prompt = ask()
     if not use_passphrase and not keyring_usable() and encryption.PASSPHRASE_ENV not in os.environ:
+        if prompt is None:
+            raise CompanionError(
+                "No OS keyring is available here to keep the key, so the memory file needs a passphrase: set "
+                f"{encryption.PASSPHRASE_ENV}, or run `companion memory encrypt` in a terminal to type one."
+            )
         err.print("No OS keyring is available here, so the memory file will be locked with a passphrase.")
-    result = encryption.encrypt(paths, ask(), use_passphrase)
+    result = encryption.encrypt(paths, prompt, use_passphrase)
     print(f"The memory file is now {result.describe()}.")
 
 
