@@ -182,6 +182,19 @@ def _z(values: dict[int, float], keys: list[int], missing: float | None = None) 
     return {k: (v - mean) / std for k, v in zip(keys, filled, strict=True)}
 
 
+# The rows a hit is built from, for messages and for memories (`{marks}`: one `?` per id).
+MESSAGE_ROWS = (
+    "select m.id, 'message' as kind, m.text, m.created_at as time, m.source_id, m.session_id,"
+    " m.speaker, m.role, 0 as pinned, m.archived, s.off_record, s.persona, m.event_time"
+    " from messages m join sessions s on s.id = m.session_id where m.id in ({marks})"
+)
+MEMORY_ROWS = (
+    "select id, kind, text, coalesce(event_time, created_at) as time, null as source_id, session_id,"
+    " '' as speaker, '' as role, pinned, archived, strength, last_recalled_at, created_at, valid_to, persona,"
+    " null as event_time, 0 as off_record from memories where id in ({marks})"
+)
+
+
 class Retriever:
     def __init__(
         self, store: Store, embedder: Embedder, index: VectorIndex, tau_days: float = DEFAULT_TAU_DAYS
@@ -487,28 +500,14 @@ class Retriever:
         out: dict[int, dict[str, Any]] = {}
         messages = [split_key(k)[0] for k in keys if split_key(k)[1] != VARIANT_MEMORY]
         memories = [split_key(k)[0] for k in keys if split_key(k)[1] == VARIANT_MEMORY]
-        for start in range(0, len(messages), 500):
-            chunk = messages[start : start + 500]
-            rows = self.store.db.query(
-                "select m.id, 'message' as kind, m.text, m.created_at as time, m.source_id, m.session_id,"
-                " m.speaker, m.role, 0 as pinned, m.archived, s.off_record, s.persona, m.event_time"
-                " from messages m join sessions s on s.id = m.session_id"
-                f" where m.id in ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for row in rows:
-                out[vector_key(row["id"], VARIANT_MESSAGE)] = row
-        for start in range(0, len(memories), 500):
-            chunk = memories[start : start + 500]
-            rows = self.store.db.query(
-                "select id, kind, text, coalesce(event_time, created_at) as time, null as source_id, session_id,"
-                " '' as speaker, '' as role, pinned, archived, strength, last_recalled_at, created_at, valid_to, persona,"
-                " null as event_time,"
-                f" 0 as off_record from memories where id in ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for row in rows:
-                out[vector_key(row["id"], VARIANT_MEMORY)] = row
+        for ids, sql, variant in (
+            (messages, MESSAGE_ROWS, VARIANT_MESSAGE),
+            (memories, MEMORY_ROWS, VARIANT_MEMORY),
+        ):
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                for row in self.store.db.query(sql.format(marks=",".join("?" * len(chunk))), chunk):
+                    out[vector_key(row["id"], variant)] = row
         return out
 
     @staticmethod

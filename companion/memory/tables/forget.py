@@ -73,25 +73,9 @@ def select_messages(
     matching: str | Words | None = None,
     conn: Any = None,
 ) -> list[int]:
-    conn = conn or store.conn
-    words = Words(matching) if isinstance(matching, str) else matching
-    clauses: list[str] = []
-    params: list[Any] = []
-    if session is not None:
-        clauses.append("session_id = ?")
-        params.append(session)
-    if before is not None:
-        clauses.append("created_at < ?")
-        params.append(timeutil.iso(before))
-    if words is not None:  # a kept reasoning is part of what the user forgets
-        register(conn)
-        clause, args = words.sql("text || char(10) || coalesce(reasoning, '')")
-        clauses.append(clause)
-        params += args
-    if not clauses:
-        return []
-    sql = f"select id from messages where {' and '.join(clauses)} order by id"
-    return [r[0] for r in conn.execute(sql, params)]
+    # A kept reasoning is part of what the user forgets.
+    return _ids(conn or store.conn, "messages", "text || char(10) || coalesce(reasoning, '')", before, matching,
+                ("session_id = ?", session))  # fmt: skip
 
 
 def select_memories(
@@ -101,21 +85,39 @@ def select_memories(
     matching: str | Words | None = None,
     conn: Any = None,
 ) -> list[int]:
-    conn = conn or store.conn
+    return _ids(conn or store.conn, "memories", "text", before, matching)
+
+
+def _ids(
+    conn: sqlite3.Connection,
+    table: str,
+    text: str,
+    before: datetime | None,
+    matching: str | Words | None,
+    *extra: tuple[str, Any],
+) -> list[int]:
+    """The ids of `table`'s rows said before `before` and/or whose `text` holds the words (none: no rows)."""
     words = Words(matching) if isinstance(matching, str) else matching
     clauses: list[str] = []
     params: list[Any] = []
+    for clause, value in extra:
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
     if before is not None:
         clauses.append("created_at < ?")
         params.append(timeutil.iso(before))
     if words is not None:
         register(conn)
-        clause, args = words.sql("text")
+        clause, args = words.sql(text)
         clauses.append(clause)
         params += args
     if not clauses:
         return []
-    return [r[0] for r in conn.execute(f"select id from memories where {' and '.join(clauses)}", params)]
+    return [
+        r[0]
+        for r in conn.execute(f"select id from {table} where {' and '.join(clauses)} order by id", params)
+    ]
 
 
 def select(conn: sqlite3.Connection, store: Store, criteria: Criteria) -> Selection:
