@@ -186,3 +186,35 @@ def test_a_sidecar_that_is_not_an_object_is_rebuilt(paths: Paths, tmp_path: Path
         result = memory(*args)
         assert result.returncode == 0, result.stderr
     assert "I keep bees." in memory("search", "bees").stdout
+
+
+async def test_the_app_goes_on_unsaved_when_the_disk_fills(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real full disk under the app (a tmpfs filled while it runs): the chat goes on, unsaved, and says so; the
+    app does not exit, and what was saved before is still there."""
+    from companion.paths import get_paths
+    from companion.tui.widgets.chat_message import ChatMessage
+    from tests.scripted import ScriptedModel
+    from tests.tui.conftest import app_factory, say, settle
+
+    with small_disk(tmp_path / "disk", "6M") as disk:
+        monkeypatch.setenv("COMPANION_HOME", str(disk / "home"))
+        make, _ = app_factory(get_paths().ensure())
+        app = make(model=ScriptedModel(replies=["Lovely.", "Still here."]))
+        engine = app.engine
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            await say(app, pilot, "I keep bees.")
+            filler = disk / "filler"
+            with open(filler, "wb") as handle, contextlib.suppress(OSError):
+                while True:
+                    handle.write(b"\0" * 65536)
+            await say(app, pilot, "They make honey.")
+            assert app.is_running
+            replies = [w.text for w in app.chat.query(ChatMessage) if w.role == "assistant"]
+            assert replies[-1].strip() == "Still here."
+            assert engine.degraded and "disk is full" in engine.degraded.lower()
+            filler.unlink()
+        engine.close()
+        assert "I keep bees." in run("memory", "export", "--format", "jsonl").stdout
