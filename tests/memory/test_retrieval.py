@@ -424,3 +424,55 @@ def test_a_damaged_index_whose_header_is_intact_is_rebuilt(paths: Paths, memory:
     assert again.ready() == "rebuilt"
     assert [(h.kind, h.id) for h in again.search(question, now=NOW)] == before
     again.close()
+
+
+def test_a_gathering_question_brings_evidence_from_every_session(paths: Paths, tmp_path: Path) -> None:
+    """ "What sports does Ana watch?": the first session talks sports at length, a later one mentions martial arts
+    once. The question gathers: each session's best hit comes before a session's second, so the later session's
+    line is recalled beside the first session's (it was pushed out by the first session's many lines)."""
+    from dataclasses import replace
+
+    from companion.memory.portability.imports import import_file
+    from companion.memory.recall.retrieve import AGGREGATE_QUESTION, DEFAULT_WEIGHTS
+
+    rows = [
+        ("s1", "2023-05-01T10:00:00", "I watched the basketball final last night, what a game."),
+        ("s1", "2023-05-01T10:01:00", "Basketball is my favourite sport to watch on TV."),
+        ("s1", "2023-05-01T10:02:00", "I also watch tennis whenever a big tournament is on."),
+        ("s1", "2023-05-01T10:03:00", "Watching the tennis with my dad is a tradition."),
+        ("s1", "2023-05-01T10:04:00", "We watch every basketball game of the season together."),
+        ("s1", "2023-05-01T10:05:00", "My dad and I shout at the TV when our team plays."),
+        ("s2", "2023-05-08T10:00:00", "Work was busy today, lots of meetings."),
+        ("s3", "2023-05-15T10:00:00", "I baked bread this weekend."),
+        (
+            "s4",
+            "2023-05-22T10:00:00",
+            "Lately I have started watching martial arts fights on Saturday nights.",
+        ),
+        ("s4", "2023-05-22T10:01:00", "My cousin is getting married in June."),
+    ]
+    log = tmp_path / "log.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps(
+                {"session": s, "time": t, "role": "user", "speaker": "Ana", "text": x, "id": f"{s}:{i}"}
+            )
+            + "\n"
+            for i, (s, t, x) in enumerate(rows)
+        )
+    )
+    memory = LongTermMemory(Store(paths.database), paths.index_file)
+    memory.ready()
+    import_file(memory, log, "jsonl")
+    question = "What sports does Ana watch?"
+    assert AGGREGATE_QUESTION.search(question)
+
+    def sessions(weights: object) -> list[str]:
+        found = memory.search(question, now=NOW, limit=5, weights=weights)  # type: ignore[arg-type]
+        return [h.source_ids[0].split(":")[0] for h in found]
+
+    assert "s4" in sessions(DEFAULT_WEIGHTS) and "s1" in sessions(DEFAULT_WEIGHTS)
+    assert "s4" not in sessions(
+        replace(DEFAULT_WEIGHTS, spread=0.0)
+    )  # without it, one session fills the list
+    memory.close()

@@ -82,6 +82,13 @@ POSTINGS_BUDGET = 50_000
 WHEN_QUESTION = re.compile(
     r"^\s*(when|how long ago|what (date|day|month|year|time))\b|\bwhen did\b", re.IGNORECASE
 )
+# A question that gathers ("What sports does she watch?", "Which cities has Jon visited?", "What kind of books
+# does she read?"): what/which, a plural noun, then its verb. Its answer is usually spread over sessions.
+AGGREGATE_QUESTION = re.compile(
+    r"^\s*(?:what|which)\s+(?:(?:kinds?|types?|sorts?)\s+of\s+)?(?:[a-z]+\s+)?[a-z]+[^s\W]s\s+"
+    r"(?:do|does|did|has|have|had|is|are|was|were|would|will|can|could)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,9 @@ class Weights:
     session: float = 0.4  # how strongly the rest of its session answers the question
     neighbour: float = 0.6  # how strongly the turn just before or after it answers the question
     when: float = 0.5  # for a question about when: the message speaks of a day ("last Saturday")
+    # For a question that gathers (`AGGREGATE_QUESTION`): each further hit from a session already in the list
+    # ranks this much lower, so the evidence of other sessions comes in (one strong hit per session first).
+    spread: float = 0.5
 
 
 DEFAULT_WEIGHTS = Weights()
@@ -376,6 +386,8 @@ class Retriever:
                 score += w.retention * (kept - 1.0)
             hits.append((score, key, why, features))
         hits.sort(key=lambda h: -h[0])
+        if w.spread and AGGREGATE_QUESTION.search(query):
+            hits = _spread(hits, rows, w.spread, limit)
         # Relevance: the question is one this memory can answer when one of its best candidates clears the
         # bar; then each hit is recalled when it clears the floor.
         answerable = any(bar.value(f) >= bar.question for _, _, _, f in hits[:GATE_DEPTH])
@@ -572,3 +584,26 @@ def _visible(row: dict[str, Any], persona: str | None, separate: bool) -> bool:
     if row["kind"] == "lore":
         return owner == persona.lower()
     return not separate or owner == persona.lower()
+
+
+def _spread(hits: list[Any], rows: dict[int, dict[str, Any]], penalty: float, limit: int) -> list[Any]:
+    """The first `limit` hits re-ordered greedily: each pick is the best score less `penalty` for every hit of its
+    session already picked (memories, which gather across sessions themselves, are not held back)."""
+    picked: list[Any] = []
+    taken: dict[int, int] = {}
+    pool = hits[: max(limit * 4, GATE_DEPTH)]
+    while pool and len(picked) < limit:
+
+        def value(hit: Any) -> float:
+            row = rows[hit[1]]
+            same = taken.get(row["session_id"], 0) if row["kind"] == "message" else 0
+            return float(hit[0]) - penalty * same
+
+        best = max(pool, key=value)
+        pool.remove(best)
+        picked.append(best)
+        row = rows[best[1]]
+        if row["kind"] == "message":
+            taken[row["session_id"]] = taken.get(row["session_id"], 0) + 1
+    chosen = {id(h) for h in picked}
+    return picked + [h for h in hits if id(h) not in chosen]
