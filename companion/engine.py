@@ -362,7 +362,11 @@ class Engine:
         check_length(text)  # before anything reads it whole: nothing is stored, counted or embedded
         model = self.model  # a model that cannot load fails before the message is stored
         room = message_room(
-            self.persona_text(), self.profile_text(), model.n_ctx, self.settings.chat.max_tokens, self.count
+            self.persona_text(),
+            self.profile_text(),
+            model.n_ctx,
+            self.options(**options).max_tokens,
+            self.count,
         )
         refuse_too_long(self.count(text) + MESSAGE_OVERHEAD, room)  # refused before it is stored
         try:

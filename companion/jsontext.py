@@ -15,9 +15,10 @@ MAX_DEPTH = 64  # deeper than any card, export or conversation log is
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def loads(text: str, where: str, tail: str = "nothing was imported") -> Any:
-    """`json.loads`, then the depth bound and text clean-up. A syntax error is raised as json raises it (the
-    callers say it in their own words); too deep is one sentence: "`where` is nested … ; `tail`."."""
+def loads(text: str, where: str, tail: str = "nothing was imported", *, mend: bool = True) -> Any:
+    """`json.loads`, then the depth bound and (with `mend`) text clean-up; an import mends and counts its own
+    (`portability.formats.repair_text`). A syntax error is raised as json raises it (the callers say it in their
+    own words); too deep is one sentence: "`where` is nested … ; `tail`."."""
     try:
         data = json.loads(text)
     except RecursionError:
@@ -29,7 +30,7 @@ def loads(text: str, where: str, tail: str = "nothing was imported") -> Any:
         raise CompanionError(
             f"{where[:1].upper() + where[1:]} is nested more than {MAX_DEPTH} levels deep; {tail}."
         )
-    return clean(data)
+    return clean(data) if mend else data
 
 
 def depth(value: Any) -> int:

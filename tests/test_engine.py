@@ -134,7 +134,7 @@ def test_profile_and_due_threads_sit_in_the_stable_prefix(demo_home: Paths, demo
     first = engine.send("Hello again!", max_tokens=6, seed=1)
     "".join(first)
     system = first.assembled.messages[0].content
-    assert "traits: curious" in system and "relationships: sister Marta" in system
+    assert 'traits: "curious"' in system and 'relationships: "sister Marta"' in system
     assert "job interview" in system and "you may ask how they went" in system
     assert "Madeira" not in system  # not due yet
     second = engine.send("Anything new?", max_tokens=6, seed=1)

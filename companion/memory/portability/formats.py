@@ -83,7 +83,7 @@ def parse_jsonl(text: str) -> list[LogLine]:
                 "characters; nothing was imported."
             )
         try:
-            item = jsontext.loads(raw, where)
+            item = jsontext.loads(raw, where, mend=False)
         except json.JSONDecodeError as error:
             raise CompanionError(f"{where} is not valid JSON ({error.msg}); nothing was imported.") from None
         if not isinstance(item, dict):
@@ -133,7 +133,7 @@ def log_line(item: dict[str, Any], where: str) -> LogLine:
 def parse_chatgpt(text: str) -> list[LogLine]:
     """A ChatGPT export's conversations.json: each conversation's main branch (current node up to the root)."""
     try:
-        data = jsontext.loads(text, "The file")
+        data = jsontext.loads(text, "The file", mend=False)
     except json.JSONDecodeError as error:
         raise CompanionError(
             f"This is not a ChatGPT conversations.json (invalid JSON at line {error.lineno}); nothing was imported."
@@ -244,7 +244,7 @@ def read_import(path: Path, fmt: str | None, ask: Callable[[str], str] | None = 
         text = read_text(path)
     if fmt == "json":
         try:
-            data = jsontext.loads(text, "The file")
+            data = jsontext.loads(text, "The file", mend=False)
         except json.JSONDecodeError as error:
             raise CompanionError(
                 f"The file is not valid JSON (line {error.lineno}: {error.msg}); nothing was imported."
