@@ -17,18 +17,24 @@ DEFAULT_BUDGET = 256
 NUMBERS = ("priority", "insertion_order")  # an entry's numeric fields (the book's: token_budget)
 
 
-def number(value: Any, default: int = 0) -> int:
-    """A card's numeric field as a whole number; what is not a number (`"high"`) counts as `default`."""
+def _as_number(value: Any) -> int | None:
+    """A card's numeric field as a whole number, or None when it is not one (`"high"`, a list, true)."""
     if isinstance(value, bool):
-        return default
+        return None
     if isinstance(value, int | float):
         return int(value)
     if isinstance(value, str):
         try:
             return int(float(value))
         except ValueError:
-            return default
-    return default
+            return None
+    return None
+
+
+def number(value: Any, default: int = 0) -> int:
+    """A card's numeric field as a whole number; what is not a number counts as `default`."""
+    found = _as_number(value)
+    return default if found is None else found
 
 
 def _keys(value: Any) -> list[Any]:
@@ -43,14 +49,15 @@ def unusable(book: dict[str, Any] | None) -> list[str]:
     if not book:
         return []
     found = []
-    if book.get("token_budget") is not None and number(book.get("token_budget"), -1) < 0:
+    budget = book.get("token_budget")
+    if budget is not None and (_as_number(budget) is None or number(budget) < 0):
         found.append(f"the token_budget {book['token_budget']!r} is not a number; {DEFAULT_BUDGET} is used")
     for position, entry in enumerate(book.get("entries") or [], start=1):
         if not isinstance(entry, dict):
             found.append(f"entry {position} is not an object; it is never inserted")
             continue
         for name in NUMBERS:
-            if entry.get(name) is not None and number(entry.get(name), -(10**9)) == -(10**9):
+            if entry.get(name) is not None and _as_number(entry.get(name)) is None:
                 found.append(f"entry {position}'s {name} {entry[name]!r} is not a number; 0 is used")
         if not isinstance(entry.get("keys", []), list | str):
             found.append(

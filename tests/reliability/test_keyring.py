@@ -80,6 +80,17 @@ def companion(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Co
     )
 
 
+def stored_key(env: dict[str, str]) -> str:
+    """The memory file's key as the Secret Service holds it ("None" when it holds none), read by a process."""
+    read = python(
+        env,
+        "import keyring; from companion.memory.db.cipher import keyring_entry; from companion.paths import get_paths;"
+        " print(keyring.get_password('companion', keyring_entry(get_paths().database)))",
+    )
+    assert read.returncode == 0, read.stderr
+    return read.stdout.strip()
+
+
 def one_sentence(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
@@ -97,13 +108,8 @@ def test_the_encryption_key_lives_in_a_real_secret_service(
     assert result.returncode == 0 and "OS keyring" in result.stdout, result.stderr
     assert not any(s.encode() in data_bytes(paths) for s in SECRETS)
     # The key is in the Secret Service (read back through it), never on disk.
-    entry = python(
-        env,
-        "import keyring; from companion.memory.db.cipher import keyring_entry; from companion.paths import get_paths;"
-        " print(keyring.get_password('companion', keyring_entry(get_paths().database)))",
-    )
-    key = entry.stdout.strip()
-    assert len(key) == 64 and key.encode() not in data_bytes(paths), entry.stderr
+    key = stored_key(env)
+    assert len(key) == 64 and key.encode() not in data_bytes(paths)
     # A restart: a new process opens the file with the key from the keyring, no passphrase asked.
     listed = companion(env, "memory", "list")
     assert listed.returncode == 0 and SECRETS[2] in listed.stdout, listed.stderr
@@ -116,12 +122,7 @@ def test_the_encryption_key_lives_in_a_real_secret_service(
     assert b"sk-test-123" not in b"".join(p.read_bytes() for p in paths.config_dir.rglob("*") if p.is_file())
     # Decrypting removes the key from the keyring.
     assert companion(env, "memory", "decrypt", "--yes").returncode == 0
-    gone = python(
-        env,
-        "import keyring; from companion.memory.db.cipher import keyring_entry; from companion.paths import get_paths;"
-        " print(keyring.get_password('companion', keyring_entry(get_paths().database)))",
-    )
-    assert gone.stdout.strip() == "None"
+    assert stored_key(env) == "None"
 
 
 def test_a_locked_keyring_and_no_keyring_are_one_sentence(
