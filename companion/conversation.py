@@ -11,6 +11,7 @@ draft and its reply: through the log, never through the engine.
 from __future__ import annotations
 
 import itertools
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -301,6 +302,10 @@ class Reply:
     keep_reasoning: bool = False
     # The file refused the reply (full disk, read-only, locked): the log the conversation goes on in, unsaved.
     on_lost: Callable[[StorageError], ConversationLog] | None = None
+    # The draft and the reply are one row: the streaming thread saves drafts while a closing app may store
+    # the reply from its own thread, so both go through this lock, and no draft follows the reply.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _stored: bool = False
 
     def clean(self, text: str) -> str:
         """What is kept of what the model said: no speaker name at its start, no name cut short at its end."""
@@ -310,6 +315,11 @@ class Reply:
         text = self.clean(text)
         if not text:
             return
+        with self._lock:
+            if not self._stored:
+                self._write_draft(text)
+
+    def _write_draft(self, text: str) -> None:
         if self.draft_id is None:
             self.draft_id = self.log.add("assistant", text, speaker=self.speaker, incomplete=True)
         else:
@@ -318,6 +328,11 @@ class Reply:
     def save_reply(self, text: str, *, incomplete: bool, tokens: int, reasoning: str = "") -> int | None:
         """Store the answer (never the reasoning as its text). Without an answer nothing is stored. When the
         file refuses it, the conversation goes on unsaved (`on_lost`) and the reply is kept there."""
+        with self._lock:
+            self._stored = True
+            return self._save_or_move(text, incomplete=incomplete, tokens=tokens, reasoning=reasoning)
+
+    def _save_or_move(self, text: str, *, incomplete: bool, tokens: int, reasoning: str) -> int | None:
         try:
             return self._save_reply(text, incomplete=incomplete, tokens=tokens, reasoning=reasoning)
         except StorageError as error:

@@ -4,6 +4,8 @@ unsaved fallback, regenerate and branch. Real SQLite files, the real embedder fo
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -383,3 +385,38 @@ def test_a_forget_from_another_process_reaches_the_open_conversation(paths: Path
     assert engine.session_id != session
     assert [m.content for m in model.prompts[2] if m.role == "user"] == ["Are you there?"]
     engine.close()
+
+
+def test_closing_while_a_draft_is_being_saved_stores_the_reply_once(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quitting the app during a reply: the app's thread stores the reply while the streaming thread is in
+    the middle of saving its first draft. One row, not a draft and a reply beside it."""
+    from companion import turn as turn_module
+
+    monkeypatch.setattr(turn_module, "DRAFT_EVERY", 0.0)  # a draft after every piece
+    engine = make_engine(paths, ScriptedModel(replies=["Once upon a time there were mountains."]))
+    turn = engine.send("Tell me a story.")
+    log = turn.reply.log
+    entered, go_on = threading.Event(), threading.Event()
+    add = log.add
+
+    def slow_add(*args: object, **kwargs: object) -> int:
+        if kwargs.get("incomplete") and threading.current_thread() is not threading.main_thread():
+            entered.set()
+            go_on.wait(5)
+        return add(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(log, "add", slow_add)
+    reader = threading.Thread(target=lambda: list(turn))
+    reader.start()
+    assert entered.wait(5)  # the streaming thread is saving its first draft
+    closer = threading.Thread(target=turn.close)
+    closer.start()
+    time.sleep(0.2)  # the close reaches the store while the draft is still being written
+    go_on.set()
+    closer.join(15)
+    reader.join(15)
+    engine.close()
+    replies = file_rows(paths, "select text, incomplete from messages where role = 'assistant'")
+    assert len(replies) == 1 and replies[0][0].startswith("Once"), replies
