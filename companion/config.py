@@ -15,8 +15,9 @@ from typing import Any
 
 import tomli_w
 
+from companion import timeutil
 from companion.english import kind_name
-from companion.errors import ConfigError
+from companion.errors import CompanionError, ConfigError
 from companion.paths import Paths, get_paths, write_private_text
 
 DEMO_MODEL = "demo"
@@ -96,6 +97,16 @@ class UiSettings:
 
 
 @dataclass
+class CheckinSettings:
+    # A short message from the companion when something the user mentioned has come due (opt-in).
+    enabled: bool = False
+    per_week: int = 3  # at most this many in seven days, and never more than one a day
+    quiet_hours: str = "22:00-08:00"  # local time: no check-in is made or shown then
+    preview: bool = False  # the notification shows the question (default: only that there is one)
+    timezone: str = ""  # an IANA name (Europe/Lisbon); empty: the system's
+
+
+@dataclass
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
@@ -104,6 +115,7 @@ class Settings:
     persona: PersonaSettings = field(default_factory=PersonaSettings)
     user: UserSettings = field(default_factory=UserSettings)
     ui: UiSettings = field(default_factory=UiSettings)
+    checkins: CheckinSettings = field(default_factory=CheckinSettings)
     # Key bindings the user remapped: action id (see the help screen, F1) -> key, e.g. regenerate = "ctrl+g".
     keys: dict[str, str] = field(default_factory=dict)
     # Registered GGUF files: name -> absolute path. Managed by `companion model add/pull`.
@@ -137,6 +149,19 @@ def _gpu_layers(value: Any) -> str | None:
     return None if number >= -1 else "must be 'auto', -1 (all layers), 0 (CPU only) or a positive number"
 
 
+def _sentence(parse: Callable[[str], Any]) -> Callable[[Any], str | None]:
+    """A check whose parser says what is wrong in a sentence of its own."""
+
+    def check(value: Any) -> str | None:
+        try:
+            parse(value)
+        except CompanionError as error:
+            return f"is not usable: {str(error).rstrip('.')}"
+        return None
+
+    return check
+
+
 def _url(value: Any) -> str | None:
     if value == "" or str(value).startswith(("http://", "https://")):
         return None
@@ -168,7 +193,14 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "memory.archive_below": _range(0.0, 1.0),
     "memory.session_idle_minutes": _range(1, 100_000),
     "ui.theme": _choice("dark", "light"),
+    "checkins.per_week": _range(1, 7),
+    "checkins.quiet_hours": _sentence(timeutil.hours),
+    "checkins.timezone": _sentence(timeutil.zone),
 }
+
+# Read only by the check-ins: a value that stopped working (a time zone this machine does not know) must not
+# keep the user from chatting. `config set` refuses it; in the file it is kept, and check-ins say what is wrong.
+CHECKED_WHEN_USED = {"checkins.quiet_hours", "checkins.timezone"}
 
 TABLES = ("models", "keys")  # free-form tables: name -> string
 
@@ -225,6 +257,11 @@ def _field_type(section: str, name: str) -> type:
     raise ConfigError(f"Unknown setting '{section}.{name}'.")
 
 
+def _typed(key: str, raw: Any) -> Any:
+    section, name = _split(key)
+    return _coerce(key, raw, _field_type(section, name))
+
+
 def validate(key: str, raw: Any) -> Any:
     """Return `raw` converted to the key's type, or raise a ConfigError that says what is allowed."""
     section, name = _split(key)
@@ -271,7 +308,7 @@ def from_dict(data: dict[str, Any], source: str = "the config file") -> Settings
         for name, raw in section.items():
             key = f"{section_name}.{name}"
             try:
-                value = validate(key, raw)
+                value = validate(key, raw) if key not in CHECKED_WHEN_USED else _typed(key, raw)
             except ConfigError as error:
                 raise ConfigError(f"{error} (in {source}; fix it with `companion config set`)") from None
             setattr(getattr(settings, section_name), name, value)

@@ -10,6 +10,7 @@ loads lazily on the first turn.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from companion.prompt_builder import PromptBuilder, TokenCounter, speaker_name
 from companion.turn import Turn, TurnStats
 
 if TYPE_CHECKING:
+    from companion.memory.tables.checkins import Checkin
     from companion.memory.upkeep.scheduler import Scheduler, UpkeepOptions
     from companion.persona.card import Card
 
@@ -78,9 +80,12 @@ class Engine:
         now: Callable[[], datetime] | None = None,
         off_record: bool = False,
         ask: Callable[[str], str] | None = None,
+        checkins: bool = True,
     ) -> None:
         """`ask` prompts for the memory file's passphrase when it is encrypted with one (None: only
-        COMPANION_PASSPHRASE). `model` is used instead of the configured one (tests give a scripted model)."""
+        COMPANION_PASSPHRASE). `model` is used instead of the configured one (tests give a scripted model). A new
+        conversation opens on a check-in the user has not answered yet, unless `checkins` is False (a one-off
+        `ask`)."""
         self.paths = (paths or get_paths()).ensure()
         self.settings = settings or config_mod.load(self.paths)
         self.memory = open_memory(self.paths, self.settings.memory, ask)
@@ -101,12 +106,20 @@ class Engine:
         # The file's forget counter as this conversation last saw it; `stale` once it moved (see `catch_up`).
         self._forgets = self._read_forgets()
         self._stale = False
+        # The check-in this conversation answers (a new conversation opens on one not answered yet).
+        self.checkin: Checkin | None = None
+        # A check-in made in the background while the app was open, for the app to switch to (`take_checkin`).
+        self._made_checkin: Checkin | None = None
         if off_record:
             self.log: ConversationLog = MemoryLog()
         elif session_id is not None:
             self.log = SavedLog(self.store, session_id)
         else:
-            self.log = self._open_log()
+            self.checkin = self._waiting_checkin() if checkins else None
+            if self.checkin is not None:
+                self.log = SavedLog(self.store, self.checkin.session_id)
+            else:
+                self.log = self._open_log()
         self.builder = self._new_builder()
 
     @property
@@ -221,12 +234,113 @@ class Engine:
         )
 
     def start_upkeep(self) -> None:
-        """Run memory upkeep (forgetting, consolidation, digests, index) in the background while open."""
+        """Run memory upkeep (forgetting, consolidation, digests, index) in the background while open, and
+        check-ins while the app is not in use."""
         from companion.memory.upkeep.scheduler import Scheduler
 
         if self._upkeep is None:
-            self._upkeep = Scheduler(self.memory, self.upkeep_options())
+            self._upkeep = Scheduler(self.memory, self.upkeep_options(), after=self._checkin_in_background)
             self._upkeep.start()
+
+    # -- check-ins ----------------------------------------------------------------------------------------------
+    def _waiting_checkin(self) -> Checkin | None:
+        from companion import checkins
+
+        try:
+            return checkins.waiting(self.memory, self.now())
+        except FILE_ERRORS:
+            return None
+
+    def mark_presence(self, typed: bool = False) -> None:
+        """The app is open (and, with `typed`, in use): upkeep elsewhere makes no check-in meanwhile."""
+        from companion import checkins
+
+        with contextlib.suppress(*FILE_ERRORS):
+            checkins.mark_presence(self.memory, self.now(), typed)
+
+    def _checkin_in_background(self) -> None:
+        """Upkeep inside the app: a check-in when one is due and the app has not been used for a while; the
+        desktop is told (without "Open": the app is open) and the app switches to it (`take_checkin`)."""
+        from companion import checkins
+
+        if not self.settings.checkins.enabled or self.busy:
+            return
+        outcome = checkins.run(
+            self.memory,
+            self.settings,
+            self.now(),
+            model=(lambda: self.model.for_jobs()) if self.model_loaded else None,
+        )
+        if outcome.made is None:
+            return
+        self._made_checkin = outcome.made
+        from companion.desktop import notify
+        from companion.paths import assets_dir
+
+        title, body = checkins.notification(self.persona.name, outcome.text, self.settings.checkins.preview)
+        if notify.send(title, body, icon=assets_dir() / "personas" / "avatar.png").ok:
+            from companion.memory.tables import checkins as checkin_table
+
+            checkin_table.mark_notified(self.store, outcome.made.id, timeutil.now_iso())
+
+    def take_checkin(self) -> Checkin | None:
+        """A check-in made in the background, once: the conversation moves to it (the faces show it)."""
+        made, self._made_checkin = self._made_checkin, None
+        if made is None or self.busy:
+            self._made_checkin = made
+            return None
+        self.open_checkin(made)
+        return made
+
+    def open_checkin(self, checkin: Checkin) -> None:
+        """Go on in a check-in's session (the current conversation ends, as with a new one)."""
+        self.log.end()
+        self.log = SavedLog(self.store, checkin.session_id)
+        self.checkin = checkin
+        self.builder = self._new_builder()
+        self.turns = 0
+        self.last_turn = None
+        if self._upkeep is not None:
+            self._upkeep.options = self.upkeep_options()
+
+    def _answer_checkin(self, text: str, action: str) -> Turn:
+        """The user asked not to be asked about this again, or for no more check-ins: done, and said so,
+        without the model."""
+        import threading as _threading
+
+        from companion.llm.base import Stream, StreamStats
+        from companion.llm.prompt import Assembled
+
+        assert self.checkin is not None
+        if action == "off":
+            self.settings.checkins.enabled = False
+            config_mod.save(self.settings, self.paths)
+            said = (
+                "All right, no more check-ins. You can turn them on again in Settings (F5) or with "
+                "`companion config set checkins.enabled true`."
+            )
+        else:
+            if self.checkin.memory_id is not None:
+                # Forgotten or closed meanwhile: nothing is left to ask about.
+                with contextlib.suppress(CompanionError):
+                    self.memory.close_thread(
+                        self.checkin.memory_id, "the user asked not to be asked about it"
+                    )
+            said = "All right, I won't ask about that again."
+        conversation, user_id = self.log.add_user(text, self.settings.user.name)
+        self.turns += 1
+        reply = Reply(self.log, self.persona.name, None, self._after_reply(user_id, []), [])
+        self.last_turn = Turn(
+            self.turns,
+            user_id,
+            Stream(iter([said]), StreamStats(), _threading.Event()),
+            time.perf_counter(),
+            TurnStats(turn=self.turns),
+            [],
+            Assembled(messages=[], fold_start=0, folded=0),
+            reply,
+        )
+        return self.last_turn
 
     def _wait_for_turn(self) -> None:
         while self.busy:
@@ -313,6 +427,7 @@ class Engine:
             self.last_turn.close()
         self.log.end()
         self.log = MemoryLog() if off_record else self._open_log()
+        self.checkin = None
         self.builder = self._new_builder()
         self.turns = 0
         self.last_turn = None
@@ -369,6 +484,12 @@ class Engine:
             self.count,
         )
         refuse_too_long(self.count(text) + MESSAGE_OVERHEAD, room)  # refused before it is stored
+        if self.checkin is not None and self.log.saved:
+            from companion import checkins
+
+            action = checkins.understood(text)
+            if action is not None:
+                return self._answer_checkin(text, action)
         try:
             conversation, user_id = self.log.add_user(text, self.settings.user.name)
         except StorageError as error:
@@ -498,6 +619,7 @@ class Engine:
         def saved(reply_id: int | None) -> None:
             if not self.log.saved:
                 return
+            self.mark_presence(typed=True)  # in use: no check-in from upkeep elsewhere meanwhile
             if self.memory.embedder_loaded:
                 self.memory.embed_messages([user_id] if reply_id is None else [user_id, reply_id])
             self.memory.reinforce(hits, self.now())

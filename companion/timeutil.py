@@ -12,7 +12,7 @@ morning, not the one five hours later.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, tzinfo
 
 from companion.errors import CompanionError
 
@@ -108,3 +108,43 @@ def short(value: str | None, length: int = 16) -> str:
     if moment is None:
         return (value or "")[:length].replace("T", " ")
     return local(moment).isoformat(sep=" ", timespec="minutes")[:length]
+
+
+# -- a person's hours (check-ins) ------------------------------------------------------------------------------
+def zone(name: str) -> tzinfo:
+    """A time zone by its IANA name (`Europe/Lisbon`); "" is the system's. A sentence when there is none."""
+    if not name:
+        return datetime.now().astimezone().tzinfo or UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CompanionError(
+            f"There is no time zone called {name!r} on this machine; use a name such as Europe/Lisbon or "
+            "America/New_York, or leave it empty for the system's."
+        ) from None
+
+
+def hours(span: str) -> tuple[time, time]:
+    """`"22:00-08:00"` as (start, end); the span may run past midnight. A sentence when it is not one."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", span or "")
+    if m:
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 < 24 and h2 < 24 and m1 < 60 and m2 < 60:
+            return time(h1, m1), time(h2, m2)
+    raise CompanionError(
+        f"Quiet hours {span!r} are not a span of the day; write them as HH:MM-HH:MM, e.g. 22:00-08:00."
+    )
+
+
+def within(moment: time, span: tuple[time, time]) -> bool:
+    """Whether a time of day falls in a span (one that runs past midnight included; an empty span: never)."""
+    start, end = span
+    if start == end:
+        return False
+    if start < end:
+        return start <= moment < end
+    return moment >= start or moment < end

@@ -1,6 +1,7 @@
 """The command line (typer): thin, no business logic. Every command calls the same functions the app calls.
 
-One module per command group (`config`, `model`, `memory`, `persona`, `profile`) and for the top-level
+One module per command group (`config`, `model`, `memory`, `persona`, `profile`, `desktop` for `schedule` and
+`desktop`) and for the top-level
 commands (`chat`/`ask`, `maintain`, `doctor`); what they share is in `common`. Heavy modules (llama.cpp, torch,
 FAISS, Textual) are imported inside the commands that need them, so `companion --help` and every command that
 needs no model start at once. `main()` turns every error a user can cause into one sentence and a non-zero
@@ -22,6 +23,7 @@ from companion.cli import config, memory, model, persona, profile
 from companion.cli.chat import ask, chat
 from companion.cli.common import ask as passphrase_prompt
 from companion.cli.common import err
+from companion.cli.desktop import desktop_app, schedule_app
 from companion.cli.doctor import doctor
 from companion.cli.maintain import maintain
 from companion.errors import CompanionError
@@ -41,6 +43,8 @@ app.add_typer(model.app, name="model")
 app.add_typer(memory.app, name="memory")
 app.add_typer(persona.app, name="persona")
 app.add_typer(profile.app, name="profile")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(desktop_app, name="desktop")
 app.command("chat")(chat)
 app.command("ask")(ask)
 app.command("maintain")(maintain)

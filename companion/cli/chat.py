@@ -27,13 +27,13 @@ ShowPrompt = Annotated[
 ]
 
 
-def open_engine(model: str | None) -> Engine:
+def open_engine(model: str | None, checkins: bool = True) -> Engine:
     from companion.engine import Engine
 
     settings = config_mod.load()
     if model is not None:
         check_registered(settings, model)
-    engine = Engine(settings, model_name=model, ask=passphrase_prompt())
+    engine = Engine(settings, model_name=model, ask=passphrase_prompt(), checkins=checkins)
     try:
         with err.status("Loading the model…", spinner="dots"):
             loaded = engine.load_model()
@@ -42,6 +42,9 @@ def open_engine(model: str | None) -> Engine:
         raise
     if loaded.notice:
         err.print(f"Note: {loaded.notice}", markup=False)
+    if engine.checkin is not None:  # the conversation goes on in a check-in the user has not answered yet
+        said = next((m.text for m in engine.messages() if m.role == "assistant"), "")
+        err.print(f"{engine.persona.name} (checking in): {said}", markup=False)
     return engine
 
 
@@ -130,7 +133,7 @@ def ask(
     """Answer one message and exit."""
     if not message.strip():
         raise CompanionError('The message is empty; give the text to ask, e.g. `companion ask "hello"`.')
-    engine = open_engine(model)
+    engine = open_engine(model, checkins=False)
     try:
         run_turn(engine, message, stats, seed, max_tokens, show_prompt)
     finally:

@@ -7,23 +7,31 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from companion import config as config_mod
+from companion import timeutil
 from companion.cli.common import MemoryContext, err, when
 from companion.paths import get_paths
 
 if TYPE_CHECKING:
+    from companion import checkins
     from companion.llm.base import ChatModel
 
 
 def maintain(
     now: Annotated[str | None, typer.Option("--now", help="Treat this ISO time as now.")] = None,
     only: Annotated[
-        str | None, typer.Option("--only", help="Run just this job (forget, consolidate, digest, index).")
+        str | None,
+        typer.Option("--only", help="Run just this job (forget, consolidate, digest, index, checkin)."),
     ] = None,
     show_status: Annotated[
         bool, typer.Option("--status", help="Show last and next runs and failures.")
     ] = False,
+    due: Annotated[
+        bool, typer.Option("--due", help="Run only the jobs that are due (what the timer runs).")
+    ] = False,
 ) -> None:
-    """Run memory upkeep once, headless (for cron or a systemd timer): forgetting, consolidation, digests, index."""
+    """Run memory upkeep once, headless (for cron or a systemd timer): forgetting, consolidation, digests, index,
+    and a check-in when one is due (`checkins.enabled`)."""
+    from companion import checkins
     from companion.background import lower_this_thread
     from companion.memory.upkeep import scheduler
 
@@ -54,14 +62,54 @@ def maintain(
 
         options = scheduler.UpkeepOptions.from_settings(settings, model=model)
         try:
-            outcomes = scheduler.run_jobs(memory, moment, only=only, force=True, options=options)
+            jobs_only = None if only == CHECKIN else only
+            outcomes = (
+                {}
+                if only == CHECKIN
+                else scheduler.run_jobs(memory, moment, only=jobs_only, force=not due, options=options)
+            )
+            checkin = None
+            if only in (None, CHECKIN):
+                checkin = checkins.run(memory, settings, moment or timeutil.now(), model=model)
+                outcomes[CHECKIN] = checkin.said
         finally:
             if loaded:
                 loaded[0].close()
+    if checkin is not None and checkin.made is not None:
+        outcomes[CHECKIN] += "; " + _tell_the_desktop(settings, checkin)
     for name, outcome in outcomes.items():
         print(f"{name}: {outcome}")
     if any(outcome.startswith("failed") for outcome in outcomes.values()):
         raise typer.Exit(1)
+
+
+CHECKIN = "checkin"
+OPEN_WAIT_SECONDS = 600.0  # under the timer, how long the notification's "Open" is listened for
+
+
+def _tell_the_desktop(settings: config_mod.Settings, checkin: checkins.Outcome) -> str:
+    """Show the check-in's notification; under a timer (no terminal), wait a while for its "Open" click."""
+    import sys
+
+    from companion import checkins
+    from companion.desktop import launcher, notify
+    from companion.memory.tables import checkins as checkin_table
+    from companion.paths import assets_dir
+
+    assert checkin.made is not None
+    title, body = checkins.notification(settings.persona.name, checkin.text, settings.checkins.preview)
+    sent = notify.send(
+        title,
+        body,
+        icon=assets_dir() / "personas" / "avatar.png",
+        on_open=launcher.open_app,
+        wait_seconds=0.0 if sys.stdin.isatty() else OPEN_WAIT_SECONDS,
+    )
+    if not sent.ok:
+        return f"not shown: {sent.detail}"
+    with MemoryContext() as memory:
+        checkin_table.mark_notified(memory.store, checkin.made.id, timeutil.now_iso())
+    return f"notification {sent.detail}"
 
 
 def _remote_consent(settings: config_mod.Settings) -> config_mod.Settings:

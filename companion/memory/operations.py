@@ -305,12 +305,13 @@ class LongTermMemory:
             messages.restore(w, message_id)
         self.embed_messages([message_id])
 
-    def close_thread(self, memory_id: int) -> None:
+    def close_thread(self, memory_id: int, reason: str = "thread closed") -> None:
+        """An open thread (or one a check-in asked about) is closed: the companion does not bring it up."""
         memory = self.require_memory(memory_id)
-        if memory.thread != "open":
+        if memory.thread not in ("open", "asked"):
             raise CompanionError(f"Memory {memory_id} is not an open thread; see `companion memory threads`.")
         with self.write() as w:
-            memories.close_thread(w, memory_id, "thread closed")
+            memories.close_thread(w, memory_id, reason)
 
     def restore(self, memory_id: int) -> None:
         memory = self.require_memory(memory_id)

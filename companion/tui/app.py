@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from companion.memory.operations import LongTermMemory
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
+PRESENCE_SECONDS = 60
 FORGET_WATCH_SECONDS = 2.0
 MODEL_KEYS = {"model.name", "model.n_gpu_layers", "model.n_ctx"}
 
@@ -92,6 +93,8 @@ class CompanionApp(App[None]):
         self._apply_keymap()
         self.push_screen(self.chat)
         self.set_interval(FORGET_WATCH_SECONDS, self._watch_forgets)
+        self.set_interval(PRESENCE_SECONDS, self._mark_presence)
+        self._mark_presence()
         if self.show_welcome:
             from companion.tui.screens.welcome import WelcomeScreen
 
@@ -100,10 +103,19 @@ class CompanionApp(App[None]):
 
     def _watch_forgets(self) -> None:
         """A forget from another process (or this one) takes its turns off the screen within seconds; the next
-        turn's prompt is rebuilt without them (`Engine.catch_up`)."""
+        turn's prompt is rebuilt without them (`Engine.catch_up`). A check-in made while the app was not in use
+        becomes the conversation on screen."""
         if self.engine.forgets_changed():
             self.chat.drop_forgotten()
             self.post_message(MemoryChanged("forgotten"))
+        if not self.chat.busy and self.engine.take_checkin() is not None:
+            self._back_to_chat()
+            self.chat.session_started(False, checkin=True)
+
+    @work(thread=True, exit_on_error=False, group="presence")
+    def _mark_presence(self) -> None:
+        """The app is open: `maintain` elsewhere leaves check-ins to it (see `companion.checkins`)."""
+        self.engine.mark_presence()
 
     def _apply_keymap(self) -> None:
         known = {binding_id for _, _, _, binding_id in self.key_table()}

@@ -31,6 +31,7 @@ class EngineReady(Message):
 @dataclass
 class Greeted(Message):
     text: str | None
+    checkin: str | None = None  # the conversation is a check-in not answered yet: its message
 
 
 # What a reply answers: a new message, the last message again, or an edited earlier message (a branch).

@@ -294,6 +294,17 @@ def m011_kept_reasoning(db: sqlite_utils.Database) -> None:
     db.execute("alter table messages add column reasoning text")
 
 
+def m012_checkins(db: sqlite_utils.Database) -> None:
+    # A check-in: the companion's first message of a new session, about an open thread that came due (opt-in,
+    # `checkins.enabled`). Ids and times only: the text is the message, forgotten with it.
+    db.execute(
+        "create table checkins (id integer primary key, memory_id integer, session_id integer not null,"
+        " message_id integer, made_at text not null, notified_at text)"
+    )
+    db.execute("create index checkins_made on checkins(made_at)")
+    db.execute("create index checkins_session on checkins(session_id)")
+
+
 # Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_sessions_and_messages,
@@ -307,4 +318,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m009_vector_fingerprints,
     m010_term_counts,
     m011_kept_reasoning,
+    m012_checkins,
 ]

@@ -3,6 +3,8 @@ committed before the model is asked anything, so a crash mid-reply never loses w
 
 from __future__ import annotations
 
+import sqlite3
+
 from companion import timeutil
 from companion.memory.db.store import Store
 from companion.memory.recall.timewords import event_time
@@ -34,11 +36,12 @@ def add(
     created_at: str | None = None,
     source_id: str | None = None,
     reasoning: str | None = None,
+    conn: sqlite3.Connection | None = None,
 ) -> int:
-    """Insert one message and commit it before returning. `reasoning` is kept beside the text (a reasoning
-    model's, when the user keeps it), never as part of it."""
+    """Insert one message and commit it before returning (or in the caller's transaction `conn`). `reasoning`
+    is kept beside the text (a reasoning model's, when the user keeps it), never as part of it."""
     check_length(text)
-    with store.transaction() as conn:
+    with store.writing(conn) as conn:
         said_at = timeutil.normalize(created_at) or timeutil.now_iso()
         cursor = conn.execute(
             "insert into messages (session_id, role, speaker, text, created_at, source_id, token_count,"

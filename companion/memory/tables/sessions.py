@@ -3,6 +3,8 @@ continues)."""
 
 from __future__ import annotations
 
+import sqlite3
+
 from companion import timeutil
 from companion.memory.db.store import Store
 from companion.memory.records import SessionActivity, SessionOverview, new_uid
@@ -16,8 +18,10 @@ def new(
     parent_id: int | None = None,
     branch_at: int | None = None,
     started_at: str | None = None,
+    conn: sqlite3.Connection | None = None,
 ) -> int:
-    with store.transaction() as conn:
+    """A new session (in the caller's transaction `conn`, when it passes one)."""
+    with store.writing(conn) as conn:
         cursor = conn.execute(
             "insert into sessions (title, persona, started_at, parent_id, branch_at, uid)"
             " values (?, ?, ?, ?, ?, ?)",

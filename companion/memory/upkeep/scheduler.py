@@ -312,9 +312,13 @@ class Scheduler:
     Jobs and chat share the memory file; each job is short transactions, so a chat turn never waits long. A
     lock keeps two runs from overlapping (a slow run and the next check)."""
 
-    def __init__(self, memory: LongTermMemory, options: UpkeepOptions) -> None:
+    def __init__(
+        self, memory: LongTermMemory, options: UpkeepOptions, after: Callable[[], None] | None = None
+    ) -> None:
+        """`after` runs after each check's jobs (the app's check-ins); its failure is logged, like a job's."""
         self.memory = memory
         self.options = options
+        self.after = after
         self._lock = threading.Lock()
         self._scheduler: Any = None
 
@@ -323,6 +327,11 @@ class Scheduler:
             return
         try:
             run_jobs(self.memory, options=self.options)
+            if self.after is not None:
+                try:
+                    self.after()
+                except JOB_ERRORS as error:
+                    log.warning("after upkeep: %s", error)
         finally:
             self._lock.release()
 

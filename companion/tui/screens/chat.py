@@ -142,11 +142,22 @@ class ChatScreen(Screen[None]):
             text = engine.greet()
         except CompanionError:
             text = None
-        self.post_message(Greeted(text))
+        checkin = None
+        if text is None and engine.checkin is not None:
+            checkin = next((m.text for m in engine.messages() if m.role == "assistant"), None)
+        self.post_message(Greeted(text, checkin))
 
     def on_greeted(self, message: Greeted) -> None:
         if message.text:
             self.add("assistant", message.text, before=self._queued_widget())
+        if message.checkin:
+            self.add(
+                "notice",
+                "**A check-in.** Answer here. Say “don't ask me about that” and it is not brought up again, or "
+                "“stop checking in” to turn check-ins off.",
+                before=self._queued_widget(),
+            )
+            self.add("assistant", message.checkin, before=self._queued_widget())
         self._status("")
         self._send_queued()
 
@@ -466,8 +477,9 @@ class ChatScreen(Screen[None]):
     def action_off_record(self) -> None:
         companion(self).new_session(True)
 
-    def session_started(self, off_record: bool) -> None:
-        """The app started a new conversation: the old one moves up as an earlier one."""
+    def session_started(self, off_record: bool, checkin: bool = False) -> None:
+        """The app started a new conversation (or moved to a check-in made while it was not in use): the old
+        one moves up as an earlier one."""
         for child in self.query_one("#log", VerticalScroll).children:
             child.add_class("earlier")
         self.query_one(RecallPanel).show_hits([], companion(self).now())
@@ -478,7 +490,7 @@ class ChatScreen(Screen[None]):
                 "**Off the record.** Nothing of this conversation is written to your memory "
                 "file, and it is gone when it ends (Ctrl+N starts a normal one).",
             )
-        else:
+        elif not checkin:
             self.add("notice", "A new conversation.")
         self.query_one("#status", Static).set_class(off_record, "off-record")
         self.greet()

@@ -26,6 +26,24 @@ TEXT_FIELDS = [
     ("chat.temperature", "Temperature", "0 = focused … 2 = wild"),
     ("memory.tau_days", "Forgetting: τ (days)", "how fast an unrecalled memory fades"),
     ("memory.archive_below", "Forgetting: archive below", "retention under which a memory is archived"),
+    ("checkins.per_week", "Check-ins per week", "at most one a day, and at most this many in seven days"),
+    ("checkins.quiet_hours", "Check-ins: quiet hours", "local time, HH:MM-HH:MM: none is made or shown then"),
+]
+# (key, label, [(shown, value)], help) of the fields chosen from a list.
+CHOICES = [
+    (
+        "checkins.enabled",
+        "Check-ins",
+        [("off", "false"), ("on", "true")],
+        "on: when something you mentioned has come due (an interview, a trip), the companion asks how it went, "
+        "once, in a new conversation, with a desktop notification; never while you are using the app",
+    ),
+    (
+        "checkins.preview",
+        "Check-in notification",
+        [("only that there is one", "false"), ("shows the question", "true")],
+        "lock screens show notifications: by default they say only that the companion would like to check in",
+    ),
 ]
 
 
@@ -74,6 +92,17 @@ class SettingsScreen(Screen[None]):
                 yield Select(
                     [], id="field-persona-name", allow_blank=True, prompt=settings.persona.name, compact=True
                 )
+            for key, label, options, help_text in CHOICES:
+                with Horizontal(classes="row"):
+                    yield Label(label)
+                    yield Select(
+                        options,
+                        value=str(config_mod.get_value(settings, key)).lower(),
+                        id=field_id(key),
+                        allow_blank=False,
+                        compact=True,
+                    )
+                yield Label(help_text, classes="help")
             with Horizontal(classes="row"):
                 yield Label("Theme")
                 yield Select(
@@ -127,7 +156,7 @@ class SettingsScreen(Screen[None]):
 
     def values(self) -> dict[str, str]:
         out = {key: self.query_one(f"#{field_id(key)}", Input).value.strip() for key, _, _ in TEXT_FIELDS}
-        for key in ("model.name", "persona.name", "ui.theme"):
+        for key in ("model.name", "persona.name", "ui.theme", *(key for key, _, _, _ in CHOICES)):
             value = self.query_one(f"#{field_id(key)}", Select).value
             if value is not Select.BLANK:
                 out[key] = str(value)

@@ -5,59 +5,81 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Input, Label, Markdown, Select
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from companion.tui.access import companion
 from companion.tui.messages import PersonasLoaded
 
 WELCOME = """\
-# Welcome to companion
-
-A companion that talks with you over weeks and months and **remembers you**, privately: it all runs on this
-machine, and your memory is one file you can inspect, export or delete (`companion memory …`).
-
-**The model.** You start with the built-in *demo model* (Gemma 3 270M, tiny and offline): it shows how it all
-fits together, but its replies are simple. For real conversations get a chat model with
-`companion model pull REPO FILE.gguf` (or `model add PATH`) and choose it in Settings (F5).
-
-**Keys.** Enter sends · Ctrl+J new line · Esc stops · Ctrl+B what was recalled · F1 help · Ctrl+P commands
-"""
+[b]Welcome to companion[/b], a companion that talks with you over weeks and months
+and [b]remembers you[/b], privately: it all runs on this machine, and your memory is
+one file you can inspect, export or delete. The tiny offline [i]demo model[/i] gives
+simple replies; for real conversations get a chat model (companion model pull)
+and choose it in Settings (F5).
+Enter sends · Ctrl+J new line · Esc stops · Ctrl+B what was recalled · F1 help"""
 
 
 ENCRYPT_OFF = "Encrypt my memory file: OFF (Space turns it on)"
 ENCRYPT_ON = "Encrypt my memory file: ON (SQLCipher, when you start)"
+CHECKINS_OFF = "Check in with me now and then: OFF (Space turns it on)"
+CHECKINS_ON = "Check in with me now and then: ON"
+CHECKINS_HELP = (
+    "When something you mentioned has come due (an interview, a trip), the companion asks how it went: once, "
+    "at most one a day, never at night, with a notification that shows only that it would like to check in."
+)
+
+
+class Choice(Checkbox):
+    """A checkbox where Space toggles and Enter starts, as the screen says (a plain Checkbox toggles on both)."""
+
+    BINDINGS = [Binding("enter", "start", "Start", show=False)]
+
+    def action_start(self) -> None:
+        self.post_message(Input.Submitted(Input(), ""))
 
 
 class WelcomeScreen(Screen[dict[str, str] | None]):
     DEFAULT_CSS = """
-    WelcomeScreen VerticalScroll { padding: 0 2; }
+    WelcomeScreen VerticalScroll { padding: 0 1; }
     WelcomeScreen #form { height: auto; }
-    WelcomeScreen Input, WelcomeScreen Select { width: 40; margin-bottom: 1; }
-    WelcomeScreen Markdown { margin: 0; }
+    WelcomeScreen .row { height: 1; }
+    WelcomeScreen .row Label { width: 37; }
+    WelcomeScreen .row Input, WelcomeScreen .row Select { width: 1fr; max-width: 40; }
+    WelcomeScreen #intro { margin: 0 0 1 0; }
     WelcomeScreen #secret { height: auto; display: none; }
     WelcomeScreen #secret.shown { display: block; }
-    WelcomeScreen Checkbox { margin-bottom: 1; }
+    WelcomeScreen #checkins-help { color: $text-muted; padding: 0 0 0 4; width: 1fr; }
+    WelcomeScreen #start { margin-top: 1; }
     """
     BINDINGS = [Binding("escape", "skip", "Skip")]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Markdown(WELCOME)
+            yield Static(WELCOME, id="intro")
             with Vertical(id="form"):
-                yield Label("What should the companion call you? (Enter starts; Tab for more choices)")
-                yield Input(placeholder="your name (optional)", id="name", compact=True)
-                yield Label("Who would you like to talk with?")
-                yield Select([], id="persona", allow_blank=True, prompt="Sam (the default)", compact=True)
-                yield Checkbox(ENCRYPT_OFF, id="encrypt", compact=True)
+                yield Label("Enter starts with these choices; Tab moves between them.")
+                with Horizontal(classes="row"):
+                    yield Label("What should the companion call you?")
+                    yield Input(placeholder="your name (optional)", id="name", compact=True)
+                with Horizontal(classes="row"):
+                    yield Label("Who would you like to talk with?")
+                    yield Select([], id="persona", allow_blank=True, prompt="Sam (the default)", compact=True)
+                yield Choice(ENCRYPT_OFF, id="encrypt", compact=True)
                 with Vertical(id="secret"):
                     yield Label("No OS keyring here: choose a passphrase (you type it each time you start).")
-                    yield Input(
-                        placeholder="passphrase (8+ characters)", password=True, id="passphrase", compact=True
-                    )
-                    yield Input(placeholder="the passphrase again", password=True, id="again", compact=True)
-                yield Button("Start", id="start", variant="primary")
+                    with Horizontal(classes="row"):
+                        yield Label("Passphrase (8+ characters)")
+                        yield Input(
+                            placeholder="at least 8 characters", password=True, id="passphrase", compact=True
+                        )
+                    with Horizontal(classes="row"):
+                        yield Label("The passphrase again")
+                        yield Input(placeholder="the same again", password=True, id="again", compact=True)
+                yield Choice(CHECKINS_OFF, id="checkins", compact=True)
+                yield Label(CHECKINS_HELP, id="checkins-help")
+                yield Button("Start", id="start", variant="primary", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
@@ -92,6 +114,10 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
         event.checkbox.label = ENCRYPT_ON if event.value else ENCRYPT_OFF
         self.query_one("#secret").set_class(event.value and not keyring_usable(), "shown")
 
+    @on(Checkbox.Changed, "#checkins")
+    def checkins_changed(self, event: Checkbox.Changed) -> None:
+        event.checkbox.label = CHECKINS_ON if event.value else CHECKINS_OFF
+
     @on(Button.Pressed, "#start")
     def start(self) -> None:
         from companion.memory.encryption import MIN_PASSPHRASE
@@ -100,18 +126,21 @@ class WelcomeScreen(Screen[dict[str, str] | None]):
         answers = {
             "user.name": self.query_one("#name", Input).value.strip(),
             "persona.name": "" if persona is Select.BLANK else str(persona),
+            "checkins.enabled": "true" if self.query_one("#checkins", Checkbox).value else "",
         }
         if self.query_one("#encrypt", Checkbox).value:
             answers["encrypt"] = "keyring"
             if self.query_one("#secret").has_class("shown"):
                 secret = self.query_one("#passphrase", Input).value
                 if len(secret) < MIN_PASSPHRASE:
+                    self.query_one("#passphrase", Input).focus()
                     self.notify(
                         f"The passphrase is too short; use at least {MIN_PASSPHRASE} characters.",
                         severity="error",
                     )
                     return
                 if secret != self.query_one("#again", Input).value:
+                    self.query_one("#again", Input).focus()
                     self.notify("The two passphrases differ; type them again.", severity="error")
                     return
                 answers["encrypt"] = "passphrase"
