@@ -1,3 +1,4 @@
+# ruff: noqa: F722, F821, N802 — dbus-fast reads D-Bus signatures ("as", "a{sv}") from annotations
 """A freedesktop notification server for tests: it owns org.freedesktop.Notifications on the session bus it is
 started on, records every Notify call (summary, body, actions) as one JSON line in the file given as its first
 argument, and answers each one as a user would: "open" invokes the notification's Open action (`ActionInvoked`),
@@ -24,25 +25,25 @@ class Notifications(ServiceInterface):
         self.last = 0
 
     @method()
-    def GetCapabilities(self) -> "as":  # type: ignore[name-defined]  # noqa: F821, N802
+    def GetCapabilities(self) -> "as":
         return ["actions", "body", "icon-static"]
 
     @method()
-    def GetServerInformation(self) -> "ssss":  # type: ignore[name-defined]  # noqa: F821, N802
+    def GetServerInformation(self) -> "ssss":
         return ["test-notifications", "companion tests", "1.0", "1.2"]
 
     @method()
-    def Notify(  # noqa: N802
+    def Notify(
         self,
-        app_name: "s",  # type: ignore[name-defined]  # noqa: F821
-        replaces_id: "u",  # type: ignore[name-defined]  # noqa: F821
-        app_icon: "s",  # type: ignore[name-defined]  # noqa: F821
-        summary: "s",  # type: ignore[name-defined]  # noqa: F821
-        body: "s",  # type: ignore[name-defined]  # noqa: F821
-        actions: "as",  # type: ignore[name-defined]  # noqa: F821
-        hints: "a{sv}",  # type: ignore[name-defined]  # noqa: F821
-        expire_timeout: "i",  # type: ignore[name-defined]  # noqa: F821
-    ) -> "u":  # type: ignore[name-defined]  # noqa: F821
+        app_name: "s",
+        replaces_id: "u",
+        app_icon: "s",
+        summary: "s",
+        body: "s",
+        actions: "as",
+        hints: "a{sv}",
+        expire_timeout: "i",
+    ) -> "u":
         self.last += 1
         nid = self.last
         with self.record.open("a", encoding="utf-8") as out:
@@ -56,7 +57,7 @@ class Notifications(ServiceInterface):
         loop = asyncio.get_running_loop()
         if self.answer == "open":
             key = next(
-                (k for k, title in zip(actions[0::2], actions[1::2]) if title == "Open"),
+                (k for k, title in zip(actions[0::2], actions[1::2], strict=False) if title == "Open"),
                 keys[0] if keys else "",
             )
             loop.call_later(0.3, self.ActionInvoked, nid, key)
@@ -65,15 +66,15 @@ class Notifications(ServiceInterface):
         return nid
 
     @method()
-    def CloseNotification(self, nid: "u"):  # type: ignore[name-defined, no-untyped-def]  # noqa: F821, N802, ANN201
+    def CloseNotification(self, nid: "u"):  # type: ignore[no-untyped-def]
         self.NotificationClosed(nid, 3)
 
     @signal()
-    def ActionInvoked(self, nid, key) -> "us":  # type: ignore[name-defined]  # noqa: F821, N802
+    def ActionInvoked(self, nid, key) -> "us":
         return [nid, key]
 
     @signal()
-    def NotificationClosed(self, nid, reason) -> "uu":  # type: ignore[name-defined]  # noqa: F821, N802
+    def NotificationClosed(self, nid, reason) -> "uu":
         return [nid, reason]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 

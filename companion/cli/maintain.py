@@ -41,7 +41,7 @@ def maintain(
     settings = config_mod.load()
     if not show_status:
         settings = _remote_consent(settings)
-    with MemoryContext(ready=not show_status) as memory:
+    with MemoryContext(ready=not show_status and only != CHECKIN) as memory:
         if show_status:
             for row in scheduler.status(memory):
                 failed = f"; {row.failures} failures, last: {row.last_error}" if row.failures else ""

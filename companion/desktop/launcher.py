@@ -65,7 +65,7 @@ def entry_text(run: list[str], icon: Path, env: dict[str, str]) -> str:
         f"Exec={exec_line}\n"
         f"Icon={icon}\n"
         "Terminal=true\n"
-        "Categories=Utility;Chat;\n"
+        "Categories=Utility;\n"
         "Keywords=chat;companion;memory;\n"
         "StartupNotify=false\n"
     )

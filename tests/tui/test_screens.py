@@ -212,7 +212,7 @@ async def test_welcome_asks_the_name_and_persona_then_greets(make_scripted_app: 
         from companion.tui.screens.welcome import WelcomeScreen
 
         assert isinstance(app.screen, WelcomeScreen)
-        assert "demo model" in str(app.screen.query_one("Markdown").source)
+        assert "demo model" in str(app.screen.query_one("#intro").render())
         await pilot.press(*"Rita")
         app.screen.query_one("#start").press()
         await settle(app, pilot)
@@ -303,3 +303,40 @@ async def test_welcome_can_encrypt_the_memory_file_with_a_passphrase(
     from tests.test_cli import run
 
     assert "quillibee" in run("memory", "export").stdout
+
+
+async def test_welcome_fits_80x24_with_encryption_on_and_enter_does_what_it_says(
+    make_scripted_app: Any, paths: Paths
+) -> None:
+    """Every field the welcome asks is on screen at 80×24 with the passphrase fields shown; Enter on a checkbox
+    starts (it does not toggle it back), and a short passphrase puts the cursor in the field that is wrong."""
+    import tomllib
+
+    from textual.widgets import Checkbox
+
+    app = make_scripted_app(welcome=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        encrypt = screen.query_one("#encrypt", Checkbox)
+        encrypt.focus()
+        await pilot.press("space")
+        await pilot.pause()
+        assert encrypt.value and screen.query_one("#secret").has_class("shown")  # no OS keyring here
+        for widget_id in ("name", "persona", "encrypt", "passphrase", "again", "checkins", "start"):
+            region = screen.query_one(f"#{widget_id}").region
+            assert region.height and region.bottom <= 24, (widget_id, region)
+        screen.query_one("#passphrase", Input).value = "short"
+        screen.query_one("#checkins", Checkbox).focus()
+        await pilot.press("space")  # check-ins on
+        await pilot.press("enter")  # starts: the passphrase is too short, and the cursor goes there
+        await pilot.pause()
+        assert encrypt.value and screen.query_one("#checkins", Checkbox).value
+        assert app.focused is screen.query_one("#passphrase", Input)
+        encrypt.focus()
+        await pilot.press("space")  # encryption off after all
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.screen is app.chat
+    saved = tomllib.loads(paths.config_file.read_text())
+    assert saved["checkins"]["enabled"] is True

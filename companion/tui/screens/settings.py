@@ -58,7 +58,7 @@ class SettingsScreen(Screen[None]):
     SettingsScreen .row { margin-top: 1; }
     SettingsScreen .row Label { width: 26; padding: 0 1 0 0; }
     SettingsScreen .row Input, SettingsScreen .row Select { width: 1fr; }
-    SettingsScreen .help { color: $text-muted; padding: 0 0 0 26; }
+    SettingsScreen .help { color: $text-muted; padding: 0 0 0 26; width: 1fr; height: auto; }
     SettingsScreen #jobs { height: auto; max-height: 8; margin-top: 1; }
     SettingsScreen #save { margin: 1 0; }
     """
