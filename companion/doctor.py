@@ -243,6 +243,34 @@ def _index() -> Check:
     return Check("vector index", True, "no leftovers of an interrupted save")
 
 
+def _checkins(settings: config_mod.Settings) -> Check:
+    """Check-ins need their settings to work, upkeep without the app (the timer), and a notification service."""
+    from companion import checkins
+    from companion.desktop import notify, schedule
+    from companion.errors import CompanionError
+
+    try:
+        checkins.Rules.from_settings(settings)
+    except CompanionError as error:
+        return Check(
+            "check-ins", False, str(error), "companion config set checkins.… (see `companion config show`)"
+        )
+    timer = schedule.state()
+    service = notify.reachable()
+    parts = [
+        "on" if settings.checkins.enabled else "off (companion config set checkins.enabled true)",
+        timer or "no upkeep timer (upkeep runs only while the app is open)",
+        "notification service reachable" if service is None else service,
+    ]
+    wanted = settings.checkins.enabled
+    fix = ""
+    if wanted and timer is None:
+        fix = "companion schedule install"
+    elif wanted and service is not None:
+        fix = "check-ins are still made; the app opens on them, but the desktop cannot be told"
+    return Check("check-ins", not fix, "; ".join(parts), fix, warning=True)
+
+
 def run_checks() -> list[Check]:
     checks = [
         Check(
@@ -266,6 +294,7 @@ def run_checks() -> list[Check]:
         ("keyring", _keyring),
         ("encryption", _encryption),
         ("vector index", _index),
+        ("check-ins", lambda: _checkins(settings)),
     ):
         checks.append(_guarded(name, check))
     return checks

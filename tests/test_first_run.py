@@ -27,6 +27,17 @@ def readme_install_command() -> str:
     return block.group(1).strip()
 
 
+def externally_managed_python() -> Path | None:
+    """The system's own Python where the distribution marks it externally managed (PEP 668), with venv."""
+    import glob
+
+    system = Path("/usr/bin/python3")
+    if not system.exists() or not glob.glob("/usr/lib/python3*/EXTERNALLY-MANAGED"):
+        return None
+    works = subprocess.run([str(system), "-c", "import venv, ensurepip"], capture_output=True)
+    return system if works.returncode == 0 else None
+
+
 class Terminal:
     def __init__(self, name: str, env: dict[str, str]) -> None:
         self.name = name
@@ -84,9 +95,23 @@ class Terminal:
 def test_the_readme_first_run_in_a_real_terminal(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
+    path = os.environ["PATH"]
+    managed = externally_managed_python()
+    if managed is not None:  # as on Debian 12 or Ubuntu 24.04: `pip install --user` is refused (PEP 668)
+        shim = tmp_path / "system-python"
+        shim.mkdir()
+        (shim / "python3").symlink_to(managed)
+        path = f"{shim}{os.pathsep}{path}"
+        refused = subprocess.run(
+            ["python3", "-m", "pip", "install", "--user", "--dry-run", "pipx"],
+            env={"PATH": path, "HOME": str(home)},
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode != 0 and "externally-managed-environment" in refused.stderr
     env = {
         "HOME": str(home),
-        "PATH": os.environ["PATH"],
+        "PATH": path,
         "TERM": "xterm-256color",
         "LANG": "C.UTF-8",
         # The machine's own pip settings and cache (a built llama-cpp-python wheel is reused, not rebuilt).
@@ -110,7 +135,7 @@ def test_the_readme_first_run_in_a_real_terminal(tmp_path: Path) -> None:
     # A new terminal: `companion` is on the PATH and remembers.
     found = subprocess.run(
         ["bash", "-lic", "command -v companion && companion memory search peanuts --limit 5"],
-        env={**env, "PATH": os.environ["PATH"]},
+        env={**env, "PATH": path},
         capture_output=True,
         text=True,
         timeout=300,

@@ -87,3 +87,18 @@ def test_a_folder_that_cannot_be_written_is_one_sentence(xdg: dict[str, Path]) -
     done = run("desktop", "install")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "The launcher cannot be written to" in done.stderr
+
+
+def test_doctor_says_whether_the_timer_is_installed_and_a_notification_service_answers(
+    xdg: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    line = next(x for x in run("doctor").stdout.splitlines() if "check-ins:" in x)
+    assert line.startswith("[ok  ] check-ins: off") and "no upkeep timer" in line
+    assert run("config", "set", "checkins.enabled", "true").returncode == 0
+    shown = run("doctor").stdout
+    assert "[warn] check-ins: on; no upkeep timer" in shown and "fix: companion schedule install" in shown
+    assert "no notification service could be reached" in shown
+    run("schedule", "install")
+    shown = run("doctor").stdout
+    assert "systemd user timer companion-upkeep.timer: active" in shown
