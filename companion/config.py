@@ -132,9 +132,14 @@ def _choice(*allowed: str) -> Callable[[Any], str | None]:
     return check
 
 
+def _number(value: float) -> str:
+    """A bound as people write it: 1048576 as 1,048,576, 0.5 as 0.5 (never 1.04858e+06)."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
+
+
 def _range(low: float, high: float) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
-        return None if low <= value <= high else f"must be between {low:g} and {high:g}"
+        return None if low <= value <= high else f"must be between {_number(low)} and {_number(high)}"
 
     return check
 

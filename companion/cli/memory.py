@@ -35,7 +35,8 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     if as_json:
         print(json.dumps(figures, indent=2))
         return
-    kinds = ", ".join(f"{n} {k}" for k, n in sorted(figures["memories"].items())) or "none yet"
+    many = {"summary": "summaries"}
+    kinds = ", ".join(plural(n, k, many.get(k)) for k, n in sorted(figures["memories"].items())) or "none yet"
     print(f"messages:  {plural(figures['messages'], 'message')} in {plural(figures['sessions'], 'session')}")
     print(
         f"memories:  {kinds}; {figures['archived']} archived, {figures['superseded']} superseded, "
@@ -361,7 +362,9 @@ def export(
         raise CompanionError(f"'{fmt}' is not an export format; use json, jsonl or markdown.")
     if encrypt and output is None:
         raise CompanionError("An encrypted export needs a file to go to; add -o FILE.")
-    secret = encryption.passphrase(ask(), "Passphrase for the export: ", confirm=True) if encrypt else None
+    secret = encryption.passphrase(
+        ask(), "Passphrase for the export: ", confirm=True, what="an encrypted export"
+    ) if encrypt else None
     with MemoryContext() as memory:
         if fmt == "json":
             text = json.dumps(exports.export_json(memory), ensure_ascii=False, indent=1) + "\n"

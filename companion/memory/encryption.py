@@ -51,22 +51,25 @@ def _keyring() -> object:
     return keyring
 
 
-def passphrase(ask: Ask | None, prompt: str, confirm: bool = False) -> str:
-    """COMPANION_PASSPHRASE, else typed at `ask` (twice when choosing one)."""
+def passphrase(ask: Ask | None, prompt: str, confirm: bool = False, what: str = "the memory file") -> str:
+    """COMPANION_PASSPHRASE, else typed at `ask` (twice when choosing one; a choice too short is refused
+    before it is asked again). `what` is whose passphrase it is, for the sentences."""
     value = os.environ.get(PASSPHRASE_ENV)
     if value is None:
         if ask is None:
             raise CompanionError(
-                f"The memory file needs a passphrase: set {PASSPHRASE_ENV}, or run companion in a terminal to "
-                "type it."
+                f"{what[:1].upper()}{what[1:]} needs a passphrase: set {PASSPHRASE_ENV}, or run companion in a "
+                "terminal to type it."
             )
         value = ask(prompt)
+        if confirm and len(value) < MIN_PASSPHRASE:
+            raise CompanionError(f"The passphrase is too short; use at least {MIN_PASSPHRASE} characters.")
         if confirm and ask("Type it again: ") != value:
             raise CompanionError("The two passphrases differ; nothing was changed.")
     if confirm and len(value) < MIN_PASSPHRASE:
         raise CompanionError(f"The passphrase is too short; use at least {MIN_PASSPHRASE} characters.")
     if not value:
-        raise CompanionError("The passphrase is empty; type the passphrase of the memory file.")
+        raise CompanionError(f"The passphrase is empty; type the passphrase of {what}.")
     return value
 
 

@@ -96,3 +96,18 @@ def test_bad_memory_commands(tmp_path: Path, log_file: Path) -> None:
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     assert_clean_error(run("import", str(binary)), "not UTF-8")
+
+
+def test_a_forgotten_memorys_id_is_never_given_again(home: Path) -> None:
+    from tests.test_cli import run as run_here
+
+    first = run_here("memory", "add", "I keep bees on the roof.")
+    second = run_here("memory", "add", "My neighbour is called Rui.")
+    assert first.returncode == 0 and second.returncode == 0
+    listed = run_here("memory", "list").stdout
+    top = max(int(line.split()[0]) for line in listed.splitlines() if line[:1].isdigit())
+    assert run_here("memory", "forget", "--matching", "Rui", "--yes").returncode == 0
+    assert run_here("memory", "add", "I prefer green tea.").returncode == 0
+    after = run_here("memory", "list").stdout
+    tea = next(line for line in after.splitlines() if "green tea" in line)
+    assert int(tea.split()[0]) == top + 1, after

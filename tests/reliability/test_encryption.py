@@ -237,3 +237,19 @@ def test_a_command_that_waits_out_an_encrypt_opens_the_file_as_it_is_after(
     assert encrypting.returncode == 0, errors
     assert waited.returncode == 0, waited.stderr
     assert SECRETS[2] in waited.stdout
+
+
+def test_a_passphrase_too_short_is_refused_before_it_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from companion.errors import CompanionError
+    from companion.memory.encryption import passphrase
+
+    monkeypatch.delenv("COMPANION_PASSPHRASE", raising=False)
+    asked: list[str] = []
+
+    def typed(prompt: str) -> str:
+        asked.append(prompt)
+        return "abc"
+
+    with pytest.raises(CompanionError, match="too short"):
+        passphrase(typed, "Choose a passphrase: ", confirm=True)
+    assert asked == ["Choose a passphrase: "]

@@ -233,7 +233,7 @@ def read_import(path: Path, fmt: str | None, ask: Callable[[str], str] | None = 
     if fmt not in ("json", "jsonl", "chatgpt"):
         raise CompanionError(f"'{fmt}' is not an import format; use json, jsonl or chatgpt.")
     if sealed.is_sealed_file(path):
-        secret = encryption.passphrase(ask, "Passphrase of the encrypted export: ")
+        secret = encryption.passphrase(ask, "Passphrase of the encrypted export: ", what="the encrypted export")
         try:
             text = sealed.unseal(path.read_bytes(), secret).decode("utf-8-sig")
         except UnicodeDecodeError:

@@ -13,7 +13,7 @@ from companion import timeutil
 from companion.errors import CompanionError
 from companion.memory.db.store import Store
 from companion.memory.records import MEMORY_KINDS, VARIANT_MEMORY, Memory, Message, new_uid, vector_key
-from companion.memory.tables import Write, audit, chunks, marks, vectors
+from companion.memory.tables import Write, audit, chunks, marks, meta, vectors
 
 # A derived memory in use: not archived by forgetting, not superseded by a newer one. The one definition.
 ACTIVE = "archived = 0 and valid_to is null"
@@ -51,10 +51,11 @@ def add(
     event_time = timeutil.normalize(event_time)
     now = timeutil.now_iso()
     cursor = w.conn.execute(
-        "insert into memories (kind, text, event_time, created_at, updated_at, importance, strength,"
+        "insert into memories (id, kind, text, event_time, created_at, updated_at, importance, strength,"
         " valid_from, session_id, period, uid, thread, pinned, persona)"
-        " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
+            meta.next_id(w.conn, "memories"),
             kind,
             text,
             event_time,
