@@ -25,6 +25,10 @@ class ConfigError(CompanionError):
     """A setting has a bad key or value."""
 
 
+class WrongKeyError(CompanionError):
+    """The memory file does not open with the key or passphrase given (a typed passphrase may be asked again)."""
+
+
 class StorageError(CompanionError):
     """The memory file could not be read or written (full disk, read-only, locked, damaged)."""
 

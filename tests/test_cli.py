@@ -185,11 +185,14 @@ def test_a_typo_is_one_sentence_not_a_traceback(args: list[str], phrase: str, ho
 def test_settings_and_counts_read_as_english(home: Path) -> None:
     assert_clean_error(run("config", "set", "chat.max_tokens", "lots"), "needs a whole number, not 'lots'")
     assert_clean_error(run("config", "set", "memory.archive_messages", "maybe"), "needs true or false")
-    assert_clean_error(run("config", "set", "model.n_ctx", "-5"), "must be between 256 and 1,048,576; got '-5'")
+    assert_clean_error(
+        run("config", "set", "model.n_ctx", "-5"), "must be between 256 and 1,048,576; got '-5'"
+    )
     assert_clean_error(run("config", "set", "chat.temperature", "9"), "must be between 0 and 2;")
     # Whose passphrase is missing is said: an encrypted export's, not the (unencrypted) memory file's.
     assert_clean_error(
-        run("memory", "export", "--encrypt", "-o", str(home / "out.bin")), "An encrypted export needs a passphrase"
+        run("memory", "export", "--encrypt", "-o", str(home / "out.bin")),
+        "An encrypted export needs a passphrase",
     )
     assert run("memory", "add", "I like tea").returncode == 0
     stats = run("memory", "stats").stdout

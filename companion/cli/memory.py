@@ -362,9 +362,11 @@ def export(
         raise CompanionError(f"'{fmt}' is not an export format; use json, jsonl or markdown.")
     if encrypt and output is None:
         raise CompanionError("An encrypted export needs a file to go to; add -o FILE.")
-    secret = encryption.passphrase(
-        ask(), "Passphrase for the export: ", confirm=True, what="an encrypted export"
-    ) if encrypt else None
+    secret = (
+        encryption.passphrase(ask(), "Passphrase for the export: ", confirm=True, what="an encrypted export")
+        if encrypt
+        else None
+    )
     with MemoryContext() as memory:
         if fmt == "json":
             text = json.dumps(exports.export_json(memory), ensure_ascii=False, indent=1) + "\n"

@@ -226,6 +226,11 @@ def test_chatgpt_export_import(tmp_path: Path, paths: Paths) -> None:
     assert result.messages == 3
     texts = [r[0] for r in store.conn.execute("select text from messages order by id")]
     assert texts == ["Plan a trip to Madeira", "Levadas and swimming!", "And food?"]
+    # The conversation keeps its title, and ChatGPT's replies are ChatGPT's (what upkeep summarises by).
+    assert list(store.conn.execute("select title, persona from sessions")) == [("Trip", "ChatGPT")]
+    assert [r[0] for r in store.conn.execute("select speaker from messages where role = 'assistant'")] == [
+        "ChatGPT"
+    ]
     file.write_text(json.dumps([{"no": "mapping"}]))
     with pytest.raises(CompanionError, match="ChatGPT"):
         import_file(memory, file, "chatgpt")

@@ -253,3 +253,36 @@ def test_a_passphrase_too_short_is_refused_before_it_is_asked_again(monkeypatch:
     with pytest.raises(CompanionError, match="too short"):
         passphrase(typed, "Choose a passphrase: ", confirm=True)
     assert asked == ["Choose a passphrase: "]
+
+
+def test_a_mistyped_passphrase_at_start_is_asked_again(
+    paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typed at the terminal (the app's start, `chat`), a passphrase that does not open the file is asked
+    again, three times in all; from COMPANION_PASSPHRASE it fails at once (see above)."""
+    from companion import config
+    from companion.errors import CompanionError
+    from companion.memory import open_memory
+
+    remember(paths, tmp_path)
+    monkeypatch.setenv("COMPANION_PASSPHRASE", PASSPHRASE)
+    assert run("memory", "encrypt").returncode == 0
+    monkeypatch.delenv("COMPANION_PASSPHRASE")
+    prompts: list[str] = []
+    answers = iter(["not it", PASSPHRASE])
+
+    def typed(prompt: str) -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    memory = open_memory(paths, config.Settings().memory, typed)
+    assert memory.store.count("messages") > 0
+    memory.close()
+    assert prompts == [
+        "Passphrase for the memory file: ",
+        "That passphrase does not open the memory file; type it again: ",
+    ]
+    prompts.clear()
+    with pytest.raises(CompanionError, match="does not open with this key or passphrase"):
+        open_memory(paths, config.Settings().memory, lambda prompt: prompts.append(prompt) or "wrong")  # type: ignore[func-returns-value]
+    assert len(prompts) == 3

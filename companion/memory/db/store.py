@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlite_utils
 
-from companion.errors import CompanionError, storage_error
+from companion.errors import CompanionError, WrongKeyError, storage_error
 from companion.memory.db import cipher
 from companion.memory.db.cipher import SQL_ERRORS, SQL_OPERATIONAL_ERRORS
 from companion.memory.db.lock import SharedLock, opening
@@ -89,7 +89,7 @@ class Store:
             self._close_connections()
             self._lock.release()
             if self.key is not None and "not a database" in str(error):
-                raise CompanionError(
+                raise WrongKeyError(
                     f"The memory file {path} does not open with this key or passphrase; check "
                     "COMPANION_PASSPHRASE (or the OS keyring entry) and try again."
                 ) from None

@@ -40,6 +40,8 @@ class LogLine:
     speaker: str
     text: str
     id: str | None
+    title: str = ""  # the conversation's title, where the file has one (a ChatGPT export)
+    persona: str = ""  # who the other side of the conversation was (ChatGPT), where the file says
 
 
 def normalize_time(value: Any, where: str) -> str:
@@ -130,6 +132,9 @@ def log_line(item: dict[str, Any], where: str) -> LogLine:
     )
 
 
+CHATGPT = "ChatGPT"
+
+
 def parse_chatgpt(text: str) -> list[LogLine]:
     """A ChatGPT export's conversations.json: each conversation's main branch (current node up to the root)."""
     try:
@@ -149,6 +154,8 @@ def parse_chatgpt(text: str) -> list[LogLine]:
             )
         mapping: dict[str, Any] = conversation["mapping"]
         session = str(conversation.get("conversation_id") or conversation.get("id") or f"chatgpt-{number}")
+        title = conversation.get("title")
+        title = title.strip() if isinstance(title, str) else ""
         node_id = conversation.get("current_node")
         branch: list[tuple[str, dict[str, Any]]] = []
         seen: set[str] = set()
@@ -185,9 +192,11 @@ def parse_chatgpt(text: str) -> list[LogLine]:
                     session,
                     timeutil.iso(when),
                     role,
-                    "",
+                    CHATGPT if role == "assistant" else "",  # its replies are ChatGPT's, not the persona's
                     body,
                     str(message.get("id") or ident),
+                    title,
+                    CHATGPT,
                 )
             )
     if not lines:
@@ -233,7 +242,9 @@ def read_import(path: Path, fmt: str | None, ask: Callable[[str], str] | None = 
     if fmt not in ("json", "jsonl", "chatgpt"):
         raise CompanionError(f"'{fmt}' is not an import format; use json, jsonl or chatgpt.")
     if sealed.is_sealed_file(path):
-        secret = encryption.passphrase(ask, "Passphrase of the encrypted export: ", what="the encrypted export")
+        secret = encryption.passphrase(
+            ask, "Passphrase of the encrypted export: ", what="the encrypted export"
+        )
         try:
             text = sealed.unseal(path.read_bytes(), secret).decode("utf-8-sig")
         except UnicodeDecodeError:

@@ -150,10 +150,14 @@ def _write_plan(w: Write, model: str, plan: _Plan, found: np.ndarray) -> int:
     new_sessions = 0
     for name, session_id in ids.items():
         if session_id is None:
-            times = [new.line.time for new in plan.fresh if new.line.session == name]
-            if not times:
+            lines = [new.line for new in plan.fresh if new.line.session == name]
+            if not lines:
                 continue
-            ids[name] = session_table.add_imported(w, name, min(times), max(times))
+            times = [line.time for line in lines]
+            first = lines[0]
+            ids[name] = session_table.add_imported(
+                w, name, min(times), max(times), title=first.title, persona=first.persona
+            )
             new_sessions += 1
     keys: list[int] = []
     picks: list[int] = []

@@ -109,11 +109,14 @@ def with_messages(store: Store) -> list[SessionActivity]:
     return [SessionActivity(int(r[0]), r[1], str(r[2]), int(r[3])) for r in rows]
 
 
-def add_imported(w: Write, name: str, started_at: str, ended_at: str) -> int:
-    """A session of an imported conversation log, known by its name in the file (`external_id`)."""
+def add_imported(
+    w: Write, name: str, started_at: str, ended_at: str, title: str = "", persona: str = ""
+) -> int:
+    """A session of an imported conversation log, known by its name in the file (`external_id`); its title
+    and the other side's name (ChatGPT) where the file has them."""
     cursor = w.conn.execute(
-        "insert into sessions (title, started_at, ended_at, external_id, uid) values (?, ?, ?, ?, ?)",
-        (name, started_at, ended_at, name, new_uid()),
+        "insert into sessions (title, persona, started_at, ended_at, external_id, uid) values (?, ?, ?, ?, ?, ?)",
+        (title or name, persona, started_at, ended_at, name, new_uid()),
     )
     return int(cursor.lastrowid or 0)
 
