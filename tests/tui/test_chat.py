@@ -309,3 +309,23 @@ async def test_f6_shows_the_prompt_the_model_got(make_scripted_app: Any, paths: 
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, PromptDialog)
+
+
+async def test_a_reply_cut_short_reads_as_stopped_when_scrolled_back(
+    make_scripted_app: Any, paths: Paths
+) -> None:
+    """The app was killed mid-reply: the draft was kept, marked incomplete, and it shows "(stopped)" in the
+    earlier conversation as it did live."""
+    from companion.memory.db.store import Store
+
+    store = Store(paths.database)
+    earlier = session_table.new(store)
+    message_table.add(store, earlier, "user", "Tell me about the mountains.")
+    message_table.add(store, earlier, "assistant", "The mountains were tall and", incomplete=True)
+    session_table.close(store, earlier)
+    store.close()
+    app = make_scripted_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        cut = next(w for w in app.chat.query(ChatMessage) if "mountains were tall" in w.text)
+        assert cut.has_class("earlier") and cut.has_class("incomplete") and "(stopped)" in cut.text

@@ -340,3 +340,25 @@ async def test_welcome_fits_80x24_with_encryption_on_and_enter_does_what_it_says
         assert app.screen is app.chat
     saved = tomllib.loads(paths.config_file.read_text())
     assert saved["checkins"]["enabled"] is True
+
+
+async def test_after_enter_in_the_memories_search_letters_act_on_the_rows(
+    make_scripted_app: Any, paths: Paths
+) -> None:
+    ids = seed(paths, facts=5)
+    app = make_scripted_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("f2")
+        await settle(app, pilot)
+        screen = app.screen
+        await pilot.press("slash", *"cello", "enter")
+        await settle(app, pilot)
+        table = screen.query_one(DataTable)
+        assert app.focused is table and screen.query_one("#search", Input).value == "cello"
+        row = next(n for n, text in enumerate(table_texts(table)) if text.startswith("The user plays the c"))
+        table.move_cursor(row=row)
+        await pilot.press("p")  # the row key, not a letter typed into the search
+        await settle(app, pilot)
+        assert screen.query_one("#search", Input).value == "cello"
+    assert one(paths, f"select pinned from memories where id = {ids['fact']}") == (1,)

@@ -41,6 +41,9 @@ def usage_text(usage: ContextUsage | None) -> str:
     )
 
 
+STOPPED = "*(stopped)*"  # the mark of a reply cut short, live and when scrolled back
+
+
 class ChatScreen(Screen[None]):
     DEFAULT_CSS = """
     ChatScreen #main { height: 1fr; }
@@ -203,7 +206,12 @@ class ChatScreen(Screen[None]):
                     )
                 )
             who = said.speaker or (user if said.role == "user" else "companion")
-            widgets.append(ChatMessage(f"**{who}:** {said.text}", said.role, said.id, classes="earlier"))
+            # A reply cut short (stopped, or the app was killed mid-reply) reads as it did live.
+            stopped = f"\n\n{STOPPED}" if said.incomplete and said.role == "assistant" else ""
+            classes = "earlier incomplete" if stopped else "earlier"
+            widgets.append(
+                ChatMessage(f"**{who}:** {said.text}{stopped}", said.role, said.id, classes=classes)
+            )
         old_height = log.virtual_size.height
         anchor = log.children[0] if log.children else None
         if anchor is not None:
@@ -396,7 +404,7 @@ class ChatScreen(Screen[None]):
                 await reply.set_text(f"*({message.unanswered})*")
                 reply.add_class("incomplete")
             elif message.incomplete:
-                await reply.append("\n\n*(stopped)*")
+                await reply.append(f"\n\n{STOPPED}")
                 reply.add_class("incomplete")
         self.tok_s = message.tok_s
         if message.usage:
