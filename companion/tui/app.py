@@ -396,7 +396,7 @@ class CompanionApp(App[None]):
         places: list[tuple[str, list[Any]]] = [
             ("everywhere", self.BINDINGS),
             ("chat", ChatScreen.BINDINGS),
-            ("a chat message", ChatMessage.BINDINGS),
+            ("chat message", ChatMessage.BINDINGS),
             ("recall panel", RecallPanel.BINDINGS),
             ("memories", MemoriesScreen.BINDINGS),
             ("a memory", MemoryDetail.BINDINGS),
@@ -407,15 +407,16 @@ class CompanionApp(App[None]):
         keymap = self.settings.keys
         rows = [
             ("Enter", "composer", "send the message", "-"),
-            ("Ctrl+J / Shift+Enter", "composer", "new line", "-"),
-            ("Up", "composer", "edit your last message (a new branch)", "-"),
-            ("Ctrl+P", "everywhere", "command palette: every action", "-"),
+            ("Ctrl+J", "composer", "new line (Shift+Enter)", "-"),
+            ("Up", "composer", "edit your last message", "-"),
+            ("Ctrl+P", "everywhere", "every action (palette)", "-"),
         ]
         for where, bindings in places:
             for binding in bindings:
                 if not isinstance(binding, Binding) or not binding.id:
                     continue
-                rows.append((keymap.get(binding.id, binding.key), where, binding.description, binding.id))
+                key = keymap.get(binding.id, binding.key)
+                rows.append((key_name(key), where, binding.description, binding.id))
         return rows
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -437,6 +438,28 @@ class CompanionApp(App[None]):
 
     def on_unmount(self) -> None:
         self.engine.cancel()
+
+
+KEY_NAMES = {"left_square_bracket": "[", "right_square_bracket": "]", "escape": "Esc", "slash": "/"}
+
+
+def key_name(key: str) -> str:
+    """A key as people write it (`Ctrl+Q`, `F1`, `[`), for the help screen; several keys joined by `, `."""
+
+    def one(key: str) -> str:
+        parts = key.split("+")
+        *mods, last = parts
+        if last in KEY_NAMES:
+            last = KEY_NAMES[last]
+        elif len(last) == 1:
+            last = last.upper() if mods else last  # Ctrl+G; a plain letter key stays as typed
+        elif last[:1] == "f" and last[1:].isdigit():
+            last = last.upper()
+        else:
+            last = last.capitalize()
+        return "+".join([*(m.capitalize() for m in mods), last])
+
+    return ", ".join(one(k.strip()) for k in key.split(","))
 
 
 def _copy(settings: Settings) -> Settings:

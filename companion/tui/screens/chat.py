@@ -540,4 +540,9 @@ class ChatScreen(Screen[None]):
             usage = self.usage or (engine.context_usage() if engine is not None and self.ready else None)
             if usage:
                 parts.append(usage_text(usage))
-        self.query_one("#status", Static).update(" · ".join(parts))
+        line = " · ".join(parts)
+        width = self.app.size.width - 2
+        if len(line) > width and parts and parts[-1].startswith("ctx "):
+            parts[-1] = parts[-1].split(" (", 1)[0]  # narrow: the share of the context, not its parts
+            line = " · ".join(parts)
+        self.query_one("#status", Static).update(line)

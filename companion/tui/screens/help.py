@@ -36,8 +36,9 @@ class HelpScreen(Screen[None]):
         app = companion(self)
         table: DataTable[Any] = self.query_one(DataTable)
         # Widths that fit 80 columns with every column on screen (the id is what [keys] remaps).
-        for title, width in (("key", 20), ("where", 13), ("what it does", 22), ("id (to remap)", 16)):
+        # The id is never cut: it is what the user types under [keys].
+        for title, width in (("key", 13), ("where", 13), ("what it does", 22), ("id (to remap)", 19)):
             table.add_column(title, width=width)
         for key, where, description, binding_id in app.key_table():
-            table.add_row(shorten(key, 20), shorten(where, 13), shorten(description, 22), binding_id)
+            table.add_row(shorten(key, 13), shorten(where, 13), shorten(description, 22), binding_id)
         table.focus()

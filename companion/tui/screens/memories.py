@@ -41,6 +41,7 @@ class MemoriesScreen(Screen[None]):
     MemoriesScreen #search { width: 1fr; }
     MemoriesScreen #kind { width: 20; }
     MemoriesScreen #table { height: 1fr; }
+    MemoriesScreen #preview { width: 1fr; height: auto; max-height: 3; padding: 0 1; border-top: solid $primary-darken-2; }
     MemoriesScreen #pager { height: 1; padding: 0 1; color: $text-muted; }
     """
     BINDINGS = [
@@ -64,6 +65,7 @@ class MemoriesScreen(Screen[None]):
         self.kind: str | None = None
         self.text_width = 36
         self.matching = ""
+        self.texts: dict[str, str] = {}  # row key -> the memory's whole text
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -72,6 +74,7 @@ class MemoriesScreen(Screen[None]):
             yield Select([(k, k) for k in MEMORY_KINDS], prompt="all kinds", id="kind", allow_blank=True)
         table: DataTable[Any] = DataTable(id="table", cursor_type="row", zebra_stripes=True)
         yield table
+        yield Label("", id="preview", markup=False)  # the highlighted memory whole (its row is shortened)
         yield Label("", id="pager")
         yield Footer()
 
@@ -122,6 +125,9 @@ class MemoriesScreen(Screen[None]):
         table = self.query_one(DataTable)
         cursor = table.cursor_row
         table.clear()
+        self.texts = {str(row.id): row.text for row in rows}
+        if not rows:
+            self.query_one("#preview", Label).update("")
         for row in rows:
             table.add_row(
                 str(row.id),
@@ -174,6 +180,12 @@ class MemoriesScreen(Screen[None]):
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return int(key) if key is not None else None
+
+    @on(DataTable.RowHighlighted)
+    def preview(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value if event.row_key is not None else None
+        text = self.texts.get(str(key), "")
+        self.query_one("#preview", Label).update(f"{key}: {text}" if text else "")
 
     @on(DataTable.RowSelected)
     def open_detail(self, event: DataTable.RowSelected) -> None:

@@ -13,7 +13,11 @@ from textual.widgets import Button, Input, Label, TextArea
 class ConfirmDialog(ModalScreen[bool]):
     DEFAULT_CSS = """
     ConfirmDialog { align: center middle; }
-    ConfirmDialog > Vertical { width: 64; height: auto; border: thick $warning; background: $surface; padding: 1 2; }
+    ConfirmDialog > Vertical {
+        width: 64; max-width: 100%; height: auto; max-height: 100%; border: thick $warning; background: $surface;
+        padding: 1 2;
+    }
+    ConfirmDialog Label { width: 1fr; }  /* the whole question, wrapped: it says what goes */
     ConfirmDialog Horizontal { height: auto; margin-top: 1; }
     ConfirmDialog Button { margin-right: 2; }
     """
