@@ -242,6 +242,11 @@ class Engine:
             self._upkeep = Scheduler(self.memory, self.upkeep_options(), after=self._checkin_in_background)
             self._upkeep.start()
 
+    def upkeep_now(self) -> None:
+        """Run what the schedule would run now (the due jobs, then a check-in), in this thread."""
+        if self._upkeep is not None:
+            self._upkeep.run_due(wait=True)
+
     # -- check-ins ----------------------------------------------------------------------------------------------
     def _waiting_checkin(self) -> Checkin | None:
         from companion import checkins

@@ -329,3 +329,48 @@ async def test_a_reply_cut_short_reads_as_stopped_when_scrolled_back(
         await settle(app, pilot)
         cut = next(w for w in app.chat.query(ChatMessage) if "mountains were tall" in w.text)
         assert cut.has_class("earlier") and cut.has_class("incomplete") and "(stopped)" in cut.text
+
+
+async def test_a_check_in_made_while_the_app_sits_unused_becomes_the_conversation(paths: Paths) -> None:
+    """The app is open in the background: once the user has not typed for a while, upkeep makes a due check-in
+    and the chat moves to it (the app's own check-in, as `maintain` would make one with the app closed)."""
+    import asyncio
+    from datetime import timedelta
+
+    from companion import config
+    from companion.engine import Engine
+    from companion.tui.app import CompanionApp
+    from tests.rows import add_memory
+    from tests.scripted import ScriptedModel
+    from tests.tui.conftest import NOW
+
+    store_memory = __import__("companion.memory", fromlist=["open_memory"]).open_memory(
+        paths, config.Settings().memory
+    )
+    add_memory(
+        store_memory.store,
+        "fact",
+        'Ana said: "My piano exam is tomorrow."',
+        event_time=(NOW - timedelta(days=1)).isoformat(),
+        thread="open",
+    )
+    store_memory.close()
+    values = config.load(paths)
+    values.user.name = "Ana"
+    values.checkins.enabled = True
+    clock = [NOW]
+    model = ScriptedModel(replies=["How did the piano exam go, Ana?"])  # a chat model writes it
+    engine = Engine(values, paths, now=lambda: clock[0], model=model)
+    app = CompanionApp(engine=engine, welcome=False, upkeep=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await asyncio.to_thread(engine.upkeep_now)
+        assert engine.checkin is None  # just opened: in use
+        clock[0] = NOW + timedelta(minutes=20)  # and left alone since
+        await asyncio.to_thread(engine.upkeep_now)
+        await pilot.pause(2.5)  # the app's watch (every 2 s) moves to it
+        await settle(app, pilot)
+        assert engine.checkin is not None
+        shown = [w.text for w in app.chat.query(ChatMessage) if not w.has_class("earlier")]
+        assert shown[-1] == "How did the piano exam go, Ana?" and "A check-in." in shown[-2], shown
+    engine.close()

@@ -360,6 +360,8 @@ async def test_after_enter_in_the_memories_search_letters_act_on_the_rows(
         assert app.focused is table and screen.query_one("#search", Input).value == "cello"
         row = next(n for n, text in enumerate(table_texts(table)) if text.startswith("The user plays the c"))
         table.move_cursor(row=row)
+        await pilot.pause()
+        assert str(screen.query_one("#preview").render()).endswith("The user plays the cello.")  # whole
         await pilot.press("p")  # the row key, not a letter typed into the search
         await settle(app, pilot)
         assert screen.query_one("#search", Input).value == "cello"

@@ -322,8 +322,9 @@ class Scheduler:
         self._lock = threading.Lock()
         self._scheduler: Any = None
 
-    def run_due(self) -> None:
-        if not self._lock.acquire(blocking=False):
+    def run_due(self, wait: bool = False) -> None:
+        """Run the due jobs, then `after`; a check while a run is going on is skipped (`wait`: waits for it)."""
+        if not self._lock.acquire(blocking=wait):
             return
         try:
             run_jobs(self.memory, options=self.options)
