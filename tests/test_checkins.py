@@ -73,6 +73,10 @@ def test_one_check_in_after_the_day_and_never_before_at_night_twice_a_day_or_whe
         paths, f"select role, speaker, text from messages where session_id = {made.made.session_id}"
     ) == [("assistant", "Sam", made.text)]
     assert rows(paths, f"select thread from memories where id = {thread}") == [("asked",)]
+    from tests.test_cli import run as command
+
+    listed = command("memory", "threads").stdout
+    assert f"{thread}\t2026-12-08\t{INTERVIEW}\t(asked in a check-in)" in listed, listed
     later = run_at(paths, "2026-12-10T12:00:00+00:00")  # the next day: the other thread, not this one again
     assert later.made is not None and "sister arrives" in later.text
 

@@ -477,7 +477,10 @@ def threads(
             print("Closed.")
             return
         items = memory_table.threads(memory.store, "closed" if closed else "open")
+        if not closed:  # asked about in a check-in: still open, not asked again
+            items += memory_table.threads(memory.store, "asked")
     if not items:
         print("No closed threads." if closed else "No open threads.")
     for item in items:
-        print(f"{item.id}\t{timeutil.day(item.event_time)}\t{item.text}")
+        asked = "\t(asked in a check-in)" if item.thread == "asked" else ""
+        print(f"{item.id}\t{timeutil.day(item.event_time)}\t{item.text}{asked}")
