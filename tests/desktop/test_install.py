@@ -102,3 +102,14 @@ def test_doctor_says_whether_the_timer_is_installed_and_a_notification_service_a
     run("schedule", "install")
     shown = run("doctor").stdout
     assert "systemd user timer companion-upkeep.timer: active" in shown
+
+
+def test_maintain_due_runs_only_the_jobs_that_are_due(xdg: dict[str, Path]) -> None:
+    """What the timer runs every 30 minutes: the first run does every job, the next only what came due."""
+    first = run("maintain", "--due", "--now", "2026-12-01T12:00:00")
+    assert first.returncode == 0 and "consolidate:" in first.stdout and "index:" in first.stdout
+    soon = run("maintain", "--due", "--now", "2026-12-01T12:05:00")
+    assert soon.returncode == 0
+    assert [line.split(":")[0] for line in soon.stdout.splitlines()] == ["checkin"], soon.stdout
+    later = run("maintain", "--due", "--now", "2026-12-01T12:31:00")
+    assert "consolidate:" in later.stdout and "digest:" not in later.stdout
