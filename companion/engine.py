@@ -338,7 +338,7 @@ class Engine:
         self.last_turn = Turn(
             self.turns,
             user_id,
-            Stream(iter([said]), StreamStats(), _threading.Event()),
+            Stream(iter([said]), StreamStats(finish_reason="stop"), _threading.Event()),
             time.perf_counter(),
             TurnStats(turn=self.turns),
             [],

@@ -157,8 +157,10 @@ def test_the_conversation_opens_on_the_check_in_and_understands_dont_ask_and_sto
     engine = make_engine(paths, model)
     assert engine.checkin is not None and engine.session_id == made.made.session_id
     assert engine.greet() is None  # the check-in is the companion's first message
-    reply, _ = engine.ask("Please don't ask me about that again.")
+    reply, turn = engine.ask("Please don't ask me about that again.")
     assert reply == "All right, I won't ask about that again." and not model.prompts
+    assert not turn.incomplete  # a whole answer, not one stopped short
+    assert rows(paths, f"select incomplete from messages where id = {turn.reply_id}") == [(0,)]
     assert rows(paths, f"select thread from memories where id = {thread}") == [("closed",)]
     reply, _ = engine.ask("It went fine, thanks.")  # conversation goes to the model as ever
     assert reply == "I'm glad!"
