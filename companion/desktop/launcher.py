@@ -31,7 +31,12 @@ def icon_path() -> Path:
 def command() -> list[str]:
     """How to run this installation of companion from anywhere (a pipx venv's script, else this Python)."""
     script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if script is not None and script.name == "companion" and script.exists():
+    if (
+        script is not None
+        and script.name == "companion"
+        and script.is_file()  # not the source folder called companion
+        and os.access(script, os.X_OK)
+    ):
         return [str(script.resolve())]
     found = shutil.which("companion")
     if found:

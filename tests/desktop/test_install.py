@@ -42,6 +42,10 @@ def test_schedule_install_writes_a_user_timer_enables_it_and_remove_takes_it_awa
     assert exec_line.endswith("maintain --due")
     assert f"Environment=COMPANION_HOME={Path(os.environ['COMPANION_HOME']).resolve()}" in service
     assert "OnCalendar=*:0/30" in timer and "Persistent=true" in timer and "WantedBy=timers.target" in timer
+    if shutil.which("systemd-analyze"):  # systemd's own reading of the two units
+        files = [str(units / "companion-upkeep.service"), str(units / "companion-upkeep.timer")]
+        check = subprocess.run(["systemd-analyze", "verify", *files], capture_output=True, text=True)
+        assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check.stderr
     assert xdg["calls"].read_text().splitlines() == [
         "--user daemon-reload",
         "--user enable --now companion-upkeep.timer",
