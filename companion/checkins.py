@@ -3,7 +3,7 @@
 Opt-in (`checkins.enabled`). Upkeep — `companion maintain` from the timer `companion schedule install` writes,
 or the app while it runs unused in the background — calls `run`: when an open thread's day has passed
 ("job interview on Tuesday", and it is Wednesday), outside quiet hours, at most one a day and
-`checkins.per_week` in seven days, and never while the app is open and in use, the companion writes a short
+`checkins.per_week` in seven days, and never while the app is in use (and `maintain` leaves it to an open app), the companion writes a short
 question (the model when it writes well, else a sentence built from the thread) and stores it as the first
 message of a new session. The app (and `chat --plain`) opens on an unanswered check-in, so the user answers in
 place; the thread is marked asked, so it is asked once. The desktop is told through its own notification
@@ -124,14 +124,16 @@ def _presence(memory: LongTermMemory) -> dict[str, object]:
 
 
 def app_in_use(memory: LongTermMemory, now: datetime) -> bool:
-    """Whether the app is open (alive within minutes) and the user typed in it lately. This process's own
-    presence (the app deciding in the background) counts only by its typing."""
+    """Whether no check-in may be made for the app's sake. Deciding in the app itself: the user typed there
+    lately. Deciding elsewhere (`maintain`): an app is open at all (alive within minutes) — it makes its own
+    check-in once it sits unused, and moves its conversation to it, so the user never gets a second window."""
     p = _presence(memory)
     seen, typed = timeutil.parse(str(p.get("seen"))), timeutil.parse(str(p.get("input")))
     if seen is None or typed is None:
         return False
-    alive = p.get("pid") == os.getpid() or now - seen <= ALIVE
-    return alive and now - typed <= IN_USE
+    if p.get("pid") == os.getpid():
+        return now - typed <= IN_USE
+    return now - seen <= ALIVE
 
 
 # -- the words -------------------------------------------------------------------------------------------------

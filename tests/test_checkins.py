@@ -5,6 +5,7 @@ tests/desktop/."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from datetime import datetime, timedelta
@@ -113,6 +114,17 @@ def test_the_app_in_use_gets_no_check_in_and_two_deciders_make_one(paths: Paths)
     assert checkins.app_in_use(memory, now)
     assert checkins.run(memory, settings(), now).said == "none (the app is in use)"
     assert not checkins.app_in_use(memory, now + timedelta(minutes=20))  # open but not used for a while
+    # Seen from another process (`maintain` from the timer), an open app makes its own check-ins.
+    from companion.memory.tables import meta
+
+    other = {
+        "pid": -1,
+        "seen": (now - timedelta(minutes=1)).isoformat(),
+        "input": (now - timedelta(hours=2)).isoformat(),
+    }
+    meta.put(memory.store, checkins.PRESENCE, json.dumps(other))
+    assert checkins.app_in_use(memory, now) and not checkins.app_in_use(memory, now + timedelta(minutes=5))
+    meta.put(memory.store, checkins.PRESENCE, "{}")
     memory.close()
     outcomes: list[checkins.Outcome] = []
 
