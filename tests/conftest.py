@@ -97,3 +97,17 @@ def tiny_gguf(path: Path) -> bytes:
     writer.write_tensors_to_file()
     writer.close()
     return path.read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def the_runner_keeps_its_cpu_priority() -> Iterator[None]:
+    """Upkeep lowers its own thread to nice 19; run in this process (a command called in-process), it would
+    slow every test after it and fail the priority tests far from the cause. Caught here, at the test that did it."""
+    import threading
+
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if hasattr(os, "getpriority") else 0
+
+    before = priority()
+    yield
+    assert priority() == before, "this test lowered the test runner's CPU priority (run upkeep as a process)"
