@@ -34,6 +34,7 @@ from companion.memory.tables import memories as memory_table
 from companion.memory.tables import meta
 
 if TYPE_CHECKING:
+    from companion.desktop.notify import Sent
     from companion.llm.base import ChatModel
     from companion.memory.tables.checkins import Checkin
     from companion.persona.card import Card
@@ -173,6 +174,11 @@ _WHEN = re.compile(
 )
 
 
+def _i_verb(m: re.Match[str]) -> str:
+    """ "Ana has" / "The user is" in the first person: "I have", "I am"."""
+    return "I " + {"has": "have", "is": "am"}.get(m[1], m[1])
+
+
 def sentence(thread_text: str, user: str, when: datetime | None = None) -> str:
     """A check-in without a model: the thread in the user's own words, turned towards them. A time word said
     then ("next Tuesday") is replaced by the day itself, which has passed now."""
@@ -183,19 +189,10 @@ def sentence(thread_text: str, user: str, when: datetime | None = None) -> str:
         words = thread_text
         for name in [re.escape(user)] if user else []:
             words = re.sub(rf"\b{name}'s\b", "my", words)
-            words = re.sub(
-                rf"\b{name} (has|is|was|will)\b",
-                lambda m: "I " + {"has": "have", "is": "am"}.get(m[1], m[1]),
-                words,
-            )
+            words = re.sub(rf"\b{name} (has|is|was|will)\b", _i_verb, words)
             words = re.sub(rf"\b{name}\b", "I", words)
         words = re.sub(r"\bThe user's\b", "my", words, flags=re.I)
-        words = re.sub(
-            r"\bThe user (has|is|was|will)\b",
-            lambda m: "I " + {"has": "have", "is": "am"}.get(m[1], m[1]),
-            words,
-            flags=re.I,
-        )
+        words = re.sub(r"\bThe user (has|is|was|will)\b", _i_verb, words, flags=re.I)
         words = re.sub(r"\bThe user\b", "I", words, flags=re.I)
     for pattern, replacement in _SECOND_PERSON:
         words = re.sub(pattern, replacement, words)
@@ -330,3 +327,19 @@ def notification(persona: str, text: str, preview: bool) -> tuple[str, str]:
     """The notification's title and body: by default only that there is a check-in (lock screens show
     notifications); the question itself with `checkins.preview`."""
     return f"{persona} would like to check in", (text if preview else "")
+
+
+def tell_the_desktop(
+    persona: str,
+    text: str,
+    preview: bool,
+    on_open: Callable[[], object] | None = None,
+    wait_seconds: float = 0.0,
+) -> Sent:
+    """Show a check-in's notification (the persona's avatar as its icon); with `on_open`, offer "Open"."""
+    from companion.desktop import notify
+    from companion.paths import assets_dir
+
+    title, body = notification(persona, text, preview)
+    icon = assets_dir() / "personas" / "avatar.png"
+    return notify.send(title, body, icon=icon, on_open=on_open, wait_seconds=wait_seconds)

@@ -279,11 +279,7 @@ class Engine:
         if outcome.made is None:
             return
         self._made_checkin = outcome.made
-        from companion.desktop import notify
-        from companion.paths import assets_dir
-
-        title, body = checkins.notification(self.persona.name, outcome.text, self.settings.checkins.preview)
-        if notify.send(title, body, icon=assets_dir() / "personas" / "avatar.png").ok:
+        if checkins.tell_the_desktop(self.persona.name, outcome.text, self.settings.checkins.preview).ok:
             from companion.memory.tables import checkins as checkin_table
 
             checkin_table.mark_notified(self.store, outcome.made.id, timeutil.now_iso())
@@ -299,14 +295,7 @@ class Engine:
 
     def open_checkin(self, checkin: Checkin) -> None:
         """Go on in a check-in's session (the current conversation ends, as with a new one)."""
-        self.log.end()
-        self.log = SavedLog(self.store, checkin.session_id)
-        self.checkin = checkin
-        self.builder = self._new_builder()
-        self.turns = 0
-        self.last_turn = None
-        if self._upkeep is not None:
-            self._upkeep.options = self.upkeep_options()
+        self._go_on_in(lambda: SavedLog(self.store, checkin.session_id), checkin)
 
     def _answer_checkin(self, text: str, action: str) -> Turn:
         """The user asked not to be asked about this again, or for no more check-ins: done, and said so,
@@ -430,15 +419,20 @@ class Engine:
         if self.busy:
             assert self.last_turn is not None
             self.last_turn.close()
+        self._go_on_in(MemoryLog if off_record else self._open_log)
+        return self.session_id
+
+    def _go_on_in(self, open_log: Callable[[], ConversationLog], checkin: Checkin | None = None) -> None:
+        """This conversation ends (consolidation may take it) and the next turns go to the log `open_log`
+        opens, from a fresh start: a new prompt builder, no turns yet, upkeep told which one is going on."""
         self.log.end()
-        self.log = MemoryLog() if off_record else self._open_log()
-        self.checkin = None
+        self.log = open_log()
+        self.checkin = checkin
         self.builder = self._new_builder()
         self.turns = 0
         self.last_turn = None
         if self._upkeep is not None:
             self._upkeep.options = self.upkeep_options()
-        return self.session_id
 
     # -- forgets made elsewhere ---------------------------------------------------------------------------------
     def _read_forgets(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 schedule_app = typer.Typer(
@@ -35,10 +37,7 @@ def schedule_remove() -> None:
     """Disable and remove the timer."""
     from companion.desktop import schedule
 
-    gone = schedule.remove()
-    for path in gone:
-        print(f"Removed {path}")
-    print("The timer is removed." if gone else "No timer was installed.")
+    _say_removed(schedule.remove(), "The timer is removed.", "No timer was installed.")
 
 
 @desktop_app.command("install")
@@ -55,7 +54,10 @@ def desktop_remove() -> None:
     """Take companion out of the app menu."""
     from companion.desktop import launcher
 
-    gone = launcher.remove()
+    _say_removed(launcher.remove(), "The launcher is removed.", "No launcher was installed.")
+
+
+def _say_removed(gone: list[Path], removed: str, none: str) -> None:
     for path in gone:
         print(f"Removed {path}")
-    print("The launcher is removed." if gone else "No launcher was installed.")
+    print(removed if gone else none)

@@ -92,16 +92,14 @@ def _tell_the_desktop(settings: config_mod.Settings, checkin: checkins.Outcome) 
     import sys
 
     from companion import checkins
-    from companion.desktop import launcher, notify
+    from companion.desktop import launcher
     from companion.memory.tables import checkins as checkin_table
-    from companion.paths import assets_dir
 
     assert checkin.made is not None
-    title, body = checkins.notification(settings.persona.name, checkin.text, settings.checkins.preview)
-    sent = notify.send(
-        title,
-        body,
-        icon=assets_dir() / "personas" / "avatar.png",
+    sent = checkins.tell_the_desktop(
+        settings.persona.name,
+        checkin.text,
+        settings.checkins.preview,
         on_open=launcher.open_app,
         wait_seconds=0.0 if sys.stdin.isatty() else OPEN_WAIT_SECONDS,
     )
