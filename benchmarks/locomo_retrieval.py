@@ -39,7 +39,13 @@ def session_time(value: str) -> datetime:
     return datetime.strptime(value.strip(), "%I:%M %p on %d %B, %Y")
 
 
-def convert(conversation: dict[str, Any]) -> tuple[list[dict[str, Any]], datetime]:
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+
+
+def convert(conversation: dict[str, Any], bursts: bool = False) -> tuple[list[dict[str, Any]], datetime]:
+    """The conversation as JSON Lines log lines. With `bursts`, each turn is sent the way people type in a chat
+    app: one message per sentence, seconds apart (id `D1:3#2` for the second of turn D1:3), the next turn
+    half a minute later."""
     a, b = conversation["speaker_a"], conversation["speaker_b"]
     numbers = sorted(int(m.group(1)) for k in conversation if (m := re.fullmatch(r"session_(\d+)", k)))
     lines = []
@@ -50,20 +56,26 @@ def convert(conversation: dict[str, Any]) -> tuple[list[dict[str, Any]], datetim
             continue
         start = session_time(conversation[f"session_{n}_date_time"])
         last = max(last, start)
+        clock = start
         for i, turn in enumerate(turns):
             text = turn.get("text", "")
             if turn.get("blip_caption"):
                 text = f"{text} [shares an image: {turn['blip_caption']}]".strip()
-            lines.append(
-                {
-                    "session": f"session_{n}",
-                    "time": start.replace(second=min(i, 59)).isoformat(),
-                    "role": "user" if turn["speaker"] == a else "assistant",
-                    "speaker": turn["speaker"],
-                    "text": text,
-                    "id": turn["dia_id"],
-                }
-            )
+            parts = [p for p in SENTENCE_END.split(text) if p.strip()] if bursts else [text]
+            for j, part in enumerate(parts or [text]):
+                if bursts:
+                    clock += timedelta(seconds=30 if j == 0 else 6)
+                lines.append(
+                    {
+                        "session": f"session_{n}",
+                        "time": (clock if bursts else start.replace(second=min(i, 59))).isoformat(),
+                        "role": "user" if turn["speaker"] == a else "assistant",
+                        "speaker": turn["speaker"],
+                        "text": part,
+                        "id": f"{turn['dia_id']}#{j + 1}" if bursts else turn["dia_id"],
+                    }
+                )
+        last = max(last, clock)
     _ = b
     return lines, last
 
@@ -164,6 +176,7 @@ def sources(hits: list[dict[str, Any]], relevant_only: bool) -> list[str]:
         if relevant_only and not hit["relevant"]:
             continue
         for source in hit["source_ids"]:
+            source = source.split("#")[0]  # a sentence of a turn sent in bursts counts as the turn
             if source not in seen:
                 seen.append(source)
     return seen
@@ -175,17 +188,21 @@ def baselines(lines: list[dict[str, Any]], questions: list[str], embedder: Any) 
     from rank_bm25 import BM25Okapi
 
     docs = [f"{line['speaker']}: {line['text']}" for line in lines]
-    ids = [line["id"] for line in lines]
+    ids = [line["id"].split("#")[0] for line in lines]  # a sentence sent in a burst counts as its turn
+
+    def turns(order: Any) -> list[str]:
+        return list(dict.fromkeys(ids[i] for i in order if i >= 0))[:20]
+
     bm25 = BM25Okapi([re.findall(r"\w+", d.lower()) for d in docs])
     bm25_ranked = []
     for q in questions:
         scores = bm25.get_scores(re.findall(r"\w+", q.lower()))
-        bm25_ranked.append([ids[i] for i in np.argsort(-scores)[:20]])
+        bm25_ranked.append(turns(np.argsort(-scores)[:100]))
     vectors = embedder.encode(docs)
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
-    _, found = index.search(embedder.encode(questions), 20)
-    dense_ranked = [[ids[i] for i in row if i >= 0] for row in found]
+    _, found = index.search(embedder.encode(questions), 100)
+    dense_ranked = [turns(row) for row in found]
     return {"bm25": bm25_ranked, "dense": dense_ranked}
 
 
@@ -222,6 +239,12 @@ def main() -> int:
         help="also run `companion maintain --only consolidate` (the model) before searching, and "
         "report recall both ways",
     )
+    parser.add_argument(
+        "--bursts",
+        action="store_true",
+        help="send each turn as one message per sentence, seconds apart (as people type in a chat app); a hit on"
+        " any sentence counts as its turn",
+    )
     parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
     args = parser.parse_args()
     files = sorted(args.data.glob("*.json"))
@@ -254,7 +277,7 @@ def main() -> int:
     }
     for file in files:
         conversation = conversations[file.stem]
-        lines, last = convert(conversation)
+        lines, last = convert(conversation, bursts=args.bursts)
         questions = questions_of[file.stem]
         home = root / file.stem
         imported = import_conversation(lines, home, last)

@@ -39,11 +39,12 @@ GRID = {
 }
 
 
-def prepare(file: Path, homes: Path) -> tuple[Any, list[dict[str, Any]], Any, Any]:
-    """The conversation imported (once) into its own home, its questions, their vectors and `now`."""
+def prepare(file: Path, homes: Path, bursts: bool = False) -> tuple[Any, list[dict[str, Any]], Any, Any]:
+    """The conversation imported (once) into its own home, its questions, their vectors and `now`. With
+    `bursts`, each turn sent as one message per sentence, seconds apart (`locomo_retrieval.convert`)."""
     conversation = json.loads(file.read_text())
-    lines, last = convert(conversation)
-    home = homes / file.stem
+    lines, last = convert(conversation, bursts=bursts)
+    home = homes / (f"{file.stem}-bursts" if bursts else file.stem)
     if not (home / "data" / "memory.db").exists():
         home.mkdir(parents=True, exist_ok=True)
         log = home / "log.jsonl"
@@ -76,6 +77,7 @@ def evaluate(
         ranked: list[str] = []
         for hit in hits:
             for source in hit.source_ids:
+                source = source.split("#")[0]  # a sentence sent in a burst counts as its turn
                 if source not in ranked:
                     ranked.append(source)
         evidence = evidence_ids(qa)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,18 @@ from companion.memory.recall.index import VectorIndex, describe_saved
 from companion.memory.recall.retention import DEFAULT_TAU_DAYS
 from companion.memory.recall.retrieve import DEFAULT_WEIGHTS, Bar, Retriever, Weights
 from companion.memory.records import (
+    READ_WITH,
     VARIANT_MEMORY,
     VARIANT_MESSAGE,
     VARIANT_MESSAGE_CONTEXT,
     Hit,
     Memory,
     MessageText,
+    Sent,
+    TurnBefore,
     VectorChange,
     check_length,
+    read_with,
     vector_key,
 )
 from companion.memory.tables import Write, forget, memories, messages, scrub, vectors
@@ -148,41 +153,50 @@ class LongTermMemory:
         self,
         rows: list[MessageText],
         tick: Callable[[int], None] | None = None,
-        previous: dict[int, np.ndarray | None] | None = None,
+        before: dict[int, list[TurnBefore]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Messages, in conversation order -> (keys, vectors).
 
-        Each message gets two vectors: its text alone, and its text read with the turn before it. The second is
-        the normalized sum of the two turns' vectors rather than a second encoding of the joined text: on LoCoMo
-        both give the same recall (R@10 0.740 against 0.741) and it halves the embedding work of an import.
-        `previous` maps a session to the plain vector of its last message already stored, for rows that
-        continue it.
+        Each message gets two vectors: its text alone, and its text read with the turns it is read with
+        (`records.read_with`: the burst it ends and the turn before that; without a burst, the turn before it).
+        The second is the normalized sum of those turns' vectors rather than a second encoding of the joined
+        text: on LoCoMo both give the same recall (R@10 0.740 against 0.741) and it halves the embedding work of
+        an import. A row reads on from the row before it of its session in `rows`; `before` maps a row to the
+        turns before it in the file instead (each with its plain vector), for a row that does not follow the
+        row before it here (the first of a session that goes on, a row after a gap).
         """
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.embedder.dim), dtype=np.float32)
         plain = self.embedder.encode([r.text for r in rows], progress=tick)
-        last: dict[int, np.ndarray | None] = dict(previous or {})
+        given = before or {}
+        history: dict[int, list[tuple[Sent, np.ndarray]]] = {}
         context = np.empty_like(plain)
         for position, row in enumerate(rows):
-            before = last.get(row.session_id)
-            joined = plain[position] if before is None else plain[position] + before
+            if row.id in given:
+                history[row.session_id] = [(t, t.vector) for t in given[row.id] if t.vector is not None]
+            earlier = history.setdefault(row.session_id, [])
+            taken = read_with([turn for turn, _ in earlier], row)
+            joined = plain[position].copy()
+            for _, vector in earlier[len(earlier) - taken :]:
+                joined += vector
             context[position] = joined / max(float(np.linalg.norm(joined)), 1e-12)
-            last[row.session_id] = plain[position]
+            earlier.append((row, plain[position]))
+            del earlier[:-READ_WITH]
         keys = [vector_key(r.id, VARIANT_MESSAGE) for r in rows] + [
             vector_key(r.id, VARIANT_MESSAGE_CONTEXT) for r in rows
         ]
         return np.asarray(keys, dtype=np.int64), np.concatenate([plain, context])
 
-    def previous_vectors(self, first_ids: dict[int, int]) -> dict[int, np.ndarray | None]:
-        """For each session, the plain vector of its stored message just before `first_ids[session]` (the
-        conversation's turn before: a replaced reply is not one)."""
-        out: dict[int, np.ndarray | None] = {}
-        for session_id, first in first_ids.items():
-            before = vectors.before_in_session(self.store, self.embed_model, session_id, first)
-            if before is not None:  # not embedded yet: embedded on the way
-                out[session_id] = (
-                    before.vector if before.vector is not None else self.embedder.encode_one(before.text)
-                )
+    def turns_before(self, firsts: dict[int, tuple[int, int]]) -> dict[int, list[TurnBefore]]:
+        """For each row (`firsts`: row -> (session, the message id it comes before)), the last turns of its
+        session's conversation before it, each with its plain vector (embedded here when it has none yet)."""
+        out: dict[int, list[TurnBefore]] = {}
+        for row, (session_id, first) in firsts.items():
+            turns = vectors.before_in_session(self.store, self.embed_model, session_id, first)
+            out[row] = [
+                t if t.vector is not None else replace(t, vector=self.embedder.encode_one(t.text))
+                for t in turns
+            ]
         return out
 
     def embed_messages(self, ids: list[int], tick: Callable[[int], None] | None = None) -> None:
@@ -190,10 +204,13 @@ class LongTermMemory:
         if not ids:
             return
         rows = messages.texts(self.store, ids)
-        firsts: dict[int, int] = {}
+        last: dict[int, int] = {}
+        firsts: dict[int, tuple[int, int]] = {}
         for row in rows:
-            firsts.setdefault(row.session_id, row.id)
-        keys, found = self.message_vectors(rows, tick, self.previous_vectors(firsts))
+            if row.before_id is not None and last.get(row.session_id) != row.before_id:
+                firsts[row.id] = (row.session_id, row.id)  # the turns before it are not here: from the file
+            last[row.session_id] = row.id
+        keys, found = self.message_vectors(rows, tick, self.turns_before(firsts))
         with self.write() as w:
             vectors.put(w, "message", keys.tolist(), found, self.embed_model)
 

@@ -4,9 +4,11 @@ to the FAISS index. No SQL here; every room reads and hands these."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from companion import timeutil
 from companion.errors import CompanionError
 from companion.memory.recall.timewords import spoken_of
 
@@ -182,21 +184,30 @@ class SessionActivity:
 
 @dataclass(frozen=True)
 class MessageText:
-    """A message as its vectors are made from it."""
+    """A message as its vectors are made from it: its text, and who sent it when (what decides the turns it is
+    read with, `read_with`). `before_id`: the message before it in its session's conversation, when the
+    caller knows it."""
 
     id: int
     session_id: int
     text: str
+    role: str = ""
+    speaker: str = ""
+    time: str = ""
+    before_id: int | None = None
 
 
 @dataclass(frozen=True)
 class TurnBefore:
-    """The turn before a message in its session, and its plain vector when it has one (a message's context
-    vector is made from the two)."""
+    """A message before another in its session, and its plain vector when it has one (a message's context
+    vector is made from its own and those of the turns it is read with)."""
 
     id: int
     text: str
     vector: np.ndarray | None
+    role: str = ""
+    speaker: str = ""
+    time: str = ""
 
 
 @dataclass(frozen=True)
@@ -333,9 +344,56 @@ def new_uid() -> str:
     return uuid.uuid4().hex
 
 
-def context_text(previous: str | None, text: str) -> str:
-    """A message read together with the turn before it (what recall's context features see)."""
-    return f"{previous}\n{text}" if previous else text
+class Sent(Protocol):
+    """A message as `read_with` sees it: who sent it, when, and what it says."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def speaker(self) -> str: ...
+    @property
+    def time(self) -> str: ...
+
+
+# People type in bursts: "I love watching sports" / "basketball mostly" / "and tennis", seconds apart. A
+# message sent by the same speaker within this many seconds of the one before belongs to its burst.
+BURST_SECONDS = 120.0
+# The most turns before a message that it is read with.
+READ_WITH = 3
+
+
+def read_with(before: Sequence[Sent], this: Sent) -> int:
+    """How many of the last turns of `before` (the conversation before `this`, oldest first) `this` is read
+    with, for recall's context features: the burst it ends (the messages its speaker sent just before it, each
+    within `BURST_SECONDS` of the next; a time that is not known does not break a burst) and the turn before
+    that burst: the other side's turn it answers. Without a burst, the turn before it. At most `READ_WITH`."""
+    taken = 0
+    after: Sent = this
+    for turn in reversed(before):
+        if taken == READ_WITH:
+            break
+        taken += 1
+        if not _same_burst(turn, after):
+            break
+        after = turn
+    return taken
+
+
+def _same_burst(turn: Sent, after: Sent) -> bool:
+    if (turn.role, turn.speaker.casefold()) != (after.role, after.speaker.casefold()):
+        return False
+    sent, next_sent = timeutil.parse(turn.time), timeutil.parse(after.time)
+    if sent is None or next_sent is None:
+        return True
+    return abs((next_sent - sent).total_seconds()) <= BURST_SECONDS
+
+
+def context_text(before: Sequence[str], text: str) -> str:
+    """A message read together with the turns it is read with (`read_with`): what recall's context features
+    see."""
+    return "\n".join([*before, text])
 
 
 MAX_TEXT_CHARS = 1_000_000  # one message, note or imported line: longer is refused before anything is stored

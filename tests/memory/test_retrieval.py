@@ -328,9 +328,12 @@ def test_words_in_most_messages_are_left_out_of_bm25_and_rare_ones_still_win(
     memory = LongTermMemory(store, paths.index_file)
     session = session_table.new(store)
     topics = ["the weather", "my commute", "lunch", "the news", "a film", "the garden", "work", "football"]
-    for n in range(150):
+    for n in range(150):  # turn about: each read with the one before it
         message_table.add(
-            store, session, "user", f"I really talked about {topics[n % len(topics)]} today, part {n}."
+            store,
+            session,
+            ("user", "assistant")[n % 2],
+            f"I really talked about {topics[n % len(topics)]} today, part {n}.",
         )
     target = message_table.add(store, session, "user", "I really want Mirela to teach me the cello.")
     memory.ready()
@@ -435,13 +438,13 @@ def test_a_gathering_question_brings_evidence_from_every_session(paths: Paths, t
     from companion.memory.portability.imports import import_file
     from companion.memory.recall.retrieve import AGGREGATE_QUESTION, DEFAULT_WEIGHTS
 
-    rows = [
+    rows = [  # minutes apart: thoughts of their own, not one burst (tests/memory/test_bursts.py)
         ("s1", "2023-05-01T10:00:00", "I watched the basketball final last night, what a game."),
-        ("s1", "2023-05-01T10:01:00", "Basketball is my favourite sport to watch on TV."),
-        ("s1", "2023-05-01T10:02:00", "I also watch tennis whenever a big tournament is on."),
-        ("s1", "2023-05-01T10:03:00", "Watching the tennis with my dad is a tradition."),
-        ("s1", "2023-05-01T10:04:00", "We watch every basketball game of the season together."),
-        ("s1", "2023-05-01T10:05:00", "My dad and I shout at the TV when our team plays."),
+        ("s1", "2023-05-01T10:05:00", "Basketball is my favourite sport to watch on TV."),
+        ("s1", "2023-05-01T10:10:00", "I also watch tennis whenever a big tournament is on."),
+        ("s1", "2023-05-01T10:15:00", "Watching the tennis with my dad is a tradition."),
+        ("s1", "2023-05-01T10:20:00", "We watch every basketball game of the season together."),
+        ("s1", "2023-05-01T10:25:00", "My dad and I shout at the TV when our team plays."),
         ("s2", "2023-05-08T10:00:00", "Work was busy today, lots of meetings."),
         ("s3", "2023-05-15T10:00:00", "I baked bread this weekend."),
         (
@@ -449,7 +452,7 @@ def test_a_gathering_question_brings_evidence_from_every_session(paths: Paths, t
             "2023-05-22T10:00:00",
             "Lately I have started watching martial arts fights on Saturday nights.",
         ),
-        ("s4", "2023-05-22T10:01:00", "My cousin is getting married in June."),
+        ("s4", "2023-05-22T10:05:00", "My cousin is getting married in June."),
     ]
     log = tmp_path / "log.jsonl"
     log.write_text(

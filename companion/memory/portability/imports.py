@@ -23,10 +23,14 @@ from companion.memory.operations import LongTermMemory, progress_counter
 from companion.memory.portability.formats import TABLES, LogLine, Parsed, read_import
 from companion.memory.recall.timewords import event_time
 from companion.memory.records import (
+    READ_WITH,
     VARIANT_MESSAGE,
     VARIANT_MESSAGE_CONTEXT,
     MessageText,
+    Sent,
+    TurnBefore,
     context_text,
+    read_with,
     vector_key,
 )
 from companion.memory.tables import Write, restore, vectors
@@ -73,7 +77,7 @@ def _line_key(line: LogLine) -> tuple[str, ...]:
 
 def _plan(store: Store, lines: list[LogLine]) -> _Plan:
     found: dict[str, int | None] = {}
-    last_text: dict[str, str | None] = {}
+    history: dict[str, list[Sent]] = {}  # each session's last turns: what a new line is read with
     known: dict[str, set[tuple[str, ...]]] = {}
     for line in lines:
         if line.session in found:
@@ -81,14 +85,14 @@ def _plan(store: Store, lines: list[LogLine]) -> _Plan:
         session_id = session_table.for_import(store, line.session)
         found[line.session] = session_id
         known[line.session] = set()
-        last_text[line.session] = None
+        history[line.session] = []
         if session_id is None:
             continue
         for message in message_table.page(store, session_id, limit=-1):
             known[line.session].add(("line", message.created_at, message.role, message.text))
             if message.source_id is not None:
                 known[line.session].add(("id", message.source_id))
-            last_text[line.session] = message.text
+        history[line.session] = list(message_table.turns_before(store.conn, session_id))
     fresh: list[_NewLine] = []
     skipped = 0
     for line in lines:
@@ -97,8 +101,13 @@ def _plan(store: Store, lines: list[LogLine]) -> _Plan:
             skipped += 1
             continue
         known[line.session].add(key)
-        fresh.append(_NewLine(line, context_text(last_text[line.session], line.text)))
-        last_text[line.session] = line.text
+        earlier = history[line.session]
+        taken = read_with(earlier, line)
+        fresh.append(
+            _NewLine(line, context_text([t.text for t in earlier[len(earlier) - taken :]], line.text))
+        )
+        earlier.append(line)
+        del earlier[:-READ_WITH]
     return _Plan(found, fresh, skipped)
 
 
@@ -133,12 +142,18 @@ def _embed_plan(memory: LongTermMemory, plan: _Plan, progress: Progress | None) 
     tick = progress_counter(progress, "Embedding messages", len(plan.fresh))
     # Temporary session keys for the vectors: existing sessions continue from their last stored message.
     session_keys = {name: index for index, name in enumerate(plan.sessions)}
-    stored = memory.previous_vectors({sid: 1 << 62 for sid in plan.sessions.values() if sid is not None})
-    previous = {
-        session_keys[n]: stored[sid] for n, sid in plan.sessions.items() if sid is not None and sid in stored
-    }
-    rows = [MessageText(i, session_keys[new.line.session], new.line.text) for i, new in enumerate(plan.fresh)]
-    _, found = memory.message_vectors(rows, tick, previous)
+    firsts: dict[
+        int, tuple[int, int]
+    ] = {}  # the first new line of a session that goes on -> (session, after all)
+    for position, new in enumerate(plan.fresh):
+        session_id = plan.sessions[new.line.session]
+        if session_id is not None and not any(s == session_id for s, _ in firsts.values()):
+            firsts[position] = (session_id, 1 << 62)
+    rows = [
+        MessageText(i, session_keys[line.session], line.text, line.role, line.speaker, line.time)
+        for i, line in enumerate(new.line for new in plan.fresh)
+    ]
+    _, found = memory.message_vectors(rows, tick, memory.turns_before(firsts))
     return found
 
 
@@ -251,7 +266,7 @@ class _JsonImport:
             self.new_sessions.add(new_id)
             have_sessions[uid] = new_id
             branches.append((new_id, row))
-        previous: dict[int, str] = {}
+        previous: dict[int, list[TurnBefore]] = {}  # each new session's last turns
         existing: dict[int, dict[tuple[str, str, str], int]] = {}
         for row in self.rows("messages"):
             session_id = self.sessions[row["session_id"]]
@@ -268,8 +283,13 @@ class _JsonImport:
                 if found is not None:
                     self.messages[row["id"]] = found
                 continue
-            context = context_text(previous.get(session_id), row["text"])
-            previous[session_id] = row["text"]
+            turn = TurnBefore(0, row["text"], None, row["role"], row.get("speaker") or "", row["created_at"])
+            earlier = previous.setdefault(session_id, [])
+            taken = read_with(earlier, turn)
+            context = context_text([t.text for t in earlier[len(earlier) - taken :]], row["text"])
+            if not row.get("replaced"):  # a regenerated reply is not part of the conversation
+                earlier.append(turn)
+                del earlier[:-READ_WITH]
             new_id = self.insert(
                 "messages",
                 row

@@ -11,8 +11,19 @@ from typing import Any
 
 from companion import timeutil
 from companion.memory.db.store import Store
-from companion.memory.records import VARIANT_MEMORY, context_text, message_keys, vector_key
-from companion.memory.tables import Write, audit, chunks, marks, meta, personas, profile, scrub, vectors
+from companion.memory.records import READ_WITH, VARIANT_MEMORY, TurnBefore, message_keys, vector_key
+from companion.memory.tables import (
+    Write,
+    audit,
+    chunks,
+    marks,
+    messages,
+    meta,
+    personas,
+    profile,
+    scrub,
+    vectors,
+)
 from companion.memory.tables.words import Words, register
 
 
@@ -224,27 +235,28 @@ def forget(w: Write, store: Store, criteria: Criteria) -> Forgotten:
             audit.record(conn, "forget", "memory", memory_id, None, None, "forgotten by the user")
     profile.drop_sources(conn, sorted(memory_ids))
     result = Forgotten(len(message_ids), len(memory_ids), len(session_ids))
+    followers: dict[int, tuple[int, str, str, str, str]] = {}
     for chunk in chunks(message_ids_sorted):
-        # The turn after a forgotten one carries it in its context: rebuild that context without it.
-        followers = conn.execute(
-            "select n.id, n.session_id, n.text from messages n where n.id in (select (select min(id) from"
-            " messages x where x.session_id = m.session_id and x.id > m.id) from messages m where m.id in"
-            f" ({marks(chunk)}))",
+        # The turns after a forgotten one may be read with it (`records.read_with`): found before it goes.
+        for row in conn.execute(
+            "select n.id, n.session_id, n.text, n.role, n.speaker, n.created_at from messages m join messages n"
+            f" on n.id in (select x.id from messages x where x.session_id = m.session_id and x.id > m.id"
+            f" order by x.id limit {READ_WITH}) where m.id in ({marks(chunk)})",
             chunk,
-        ).fetchall()
+        ):
+            followers[row[0]] = row[1:]
         vectors.remove(w, message_keys(chunk))
         conn.execute(f"delete from messages where id in ({marks(chunk)})", chunk)
-        for follower_id, session_id, text in followers:
-            if follower_id in message_ids:
-                continue
-            previous = conn.execute(
-                "select text from messages where session_id = ? and id < ? and replaced = 0 order by id desc limit 1",
-                (session_id, follower_id),
-            ).fetchone()
-            conn.execute(
-                "update messages set context = ? where id = ?",
-                (context_text(previous[0] if previous else None, text), follower_id),
-            )
+    for follower_id, (session_id, text, role, speaker, said_at) in sorted(followers.items()):
+        if follower_id in message_ids:
+            continue
+        # Rebuilt without what was forgotten; a context that did not hold it stays (and keeps its vectors).
+        turn = TurnBefore(follower_id, text, None, role, speaker, said_at)
+        context = messages.context_of(conn, session_id, turn, text, follower_id)
+        if conn.execute(
+            "update messages set context = ? where id = ? and context is not ?",
+            (context, follower_id, context),
+        ).rowcount:
             result.rebuilt.append(follower_id)
     if message_ids:
         audit.record(

@@ -8,19 +8,39 @@ import sqlite3
 from companion import timeutil
 from companion.memory.db.store import Store
 from companion.memory.recall.timewords import event_time
-from companion.memory.records import Message, MessageText, Said, check_length, context_text, message_keys
+from companion.memory.records import (
+    READ_WITH,
+    Message,
+    MessageText,
+    Said,
+    Sent,
+    TurnBefore,
+    check_length,
+    context_text,
+    message_keys,
+    read_with,
+)
 from companion.memory.tables import Write, audit, chunks, marks
 
 
-def _previous_text(conn: object, session_id: int, before_id: int | None = None) -> str | None:
-    """The text of the turn before (the last one, or the last before `before_id`) in a session's
-    conversation: a replaced (regenerated) reply is not part of it."""
+def turns_before(conn: object, session_id: int, before_id: int | None = None) -> list[TurnBefore]:
+    """The last turns (`READ_WITH` of them, oldest first) of a session's conversation, or the last before
+    `before_id`: a replaced (regenerated) reply is not part of it. Without vectors."""
     clause, params = ("and id < ?", (session_id, before_id)) if before_id is not None else ("", (session_id,))
-    row = conn.execute(  # type: ignore[attr-defined]
-        f"select text from messages where session_id = ? and replaced = 0 {clause} order by id desc limit 1",
+    rows = conn.execute(  # type: ignore[attr-defined]
+        f"select id, text, role, speaker, created_at from messages where session_id = ? and replaced = 0 {clause}"
+        f" order by id desc limit {READ_WITH}",
         params,
-    ).fetchone()
-    return row[0] if row else None
+    ).fetchall()
+    return [TurnBefore(r[0], r[1], None, r[2], r[3], r[4]) for r in reversed(rows)]
+
+
+def context_of(conn: object, session_id: int, sent: Sent, text: str, before_id: int | None = None) -> str:
+    """The text recall reads a message with (`records.read_with`): the message `sent` in the session (the
+    last there, or the last before `before_id`)."""
+    before = turns_before(conn, session_id, before_id)
+    taken = read_with(before, sent)
+    return context_text([t.text for t in before[len(before) - taken :]], text)
 
 
 def add(
@@ -56,7 +76,7 @@ def add(
                 token_count,
                 int(incomplete),
                 model,
-                context_text(_previous_text(conn, session_id), text),
+                context_of(conn, session_id, TurnBefore(0, text, None, role, speaker, said_at), text),
                 event_time(text, said_at),
                 reasoning or None,
             ),
@@ -77,7 +97,7 @@ def update(
     """Rewrite a reply that was saved while being written (its text so far), keeping its place."""
     with store.transaction() as conn:
         row = conn.execute(
-            "select session_id, created_at from messages where id = ?", (message_id,)
+            "select session_id, created_at, role, speaker from messages where id = ?", (message_id,)
         ).fetchone()
         if row is None:
             return
@@ -86,7 +106,9 @@ def update(
             " model = coalesce(?, model), event_time = ?, reasoning = coalesce(?, reasoning) where id = ?",
             (
                 text,
-                context_text(_previous_text(conn, row[0], message_id), text),
+                context_of(
+                    conn, row[0], TurnBefore(message_id, text, None, row[2], row[3], row[1]), text, message_id
+                ),
                 int(incomplete),
                 token_count,
                 model,
@@ -236,13 +258,17 @@ def fading(store: Store, said_before: str) -> list[int]:
 
 
 def texts(store: Store, message_ids: list[int]) -> list[MessageText]:
-    """Messages' texts, in conversation order (session, then id): what their vectors are made from."""
+    """Messages' texts, in conversation order (session, then id), with who sent them when and the message
+    before each in its conversation: what their vectors are made from."""
     out: list[MessageText] = []
     for chunk in chunks(sorted(message_ids)):
         rows = store.conn.execute(
-            f"select id, session_id, text from messages where id in ({marks(chunk)})", chunk
+            "select m.id, m.session_id, m.text, m.role, m.speaker, m.created_at, (select max(p.id) from messages p"
+            " where p.session_id = m.session_id and p.id < m.id and p.replaced = 0)"
+            f" from messages m where m.id in ({marks(chunk)})",
+            chunk,
         )
-        out += [MessageText(r[0], r[1], r[2]) for r in rows]
+        out += [MessageText(*r) for r in rows]
     out.sort(key=lambda m: (m.session_id, m.id))
     return out
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from companion.memory.db.store import Store
-from companion.memory.records import VARIANT_MESSAGE, TurnBefore, split_key
+from companion.memory.records import READ_WITH, VARIANT_MESSAGE, TurnBefore, split_key
 from companion.memory.tables import Write, chunks, marks
 
 
@@ -121,14 +121,18 @@ def memories_without(store: Store, model: str) -> list[int]:
     return [r[0] for r in rows]
 
 
-def before_in_session(store: Store, model: str, session_id: int, first: int) -> TurnBefore | None:
-    """The message just before `first` in its session's conversation, with its plain vector if it has one."""
-    row = store.conn.execute(
-        "select m.id, m.text, v.vector from messages m left join vectors v on v.key = m.id * 4 + ?"
-        " and v.model = ? where m.session_id = ? and m.id < ? and m.replaced = 0 order by m.id desc limit 1",
+def before_in_session(store: Store, model: str, session_id: int, first: int) -> list[TurnBefore]:
+    """The last turns before `first` in its session's conversation (`READ_WITH` of them, oldest first), each
+    with its plain vector if it has one."""
+    rows = store.conn.execute(
+        "select m.id, m.text, v.vector, m.role, m.speaker, m.created_at from messages m left join vectors v on"
+        " v.key = m.id * 4 + ? and v.model = ? where m.session_id = ? and m.id < ? and m.replaced = 0"
+        f" order by m.id desc limit {READ_WITH}",
         (VARIANT_MESSAGE, model, session_id, first),
-    ).fetchone()
-    if row is None:
-        return None
-    vector = np.frombuffer(row[2], dtype=np.float32) if row[2] is not None else None
-    return TurnBefore(int(row[0]), str(row[1]), vector)
+    ).fetchall()
+    return [
+        TurnBefore(
+            int(r[0]), str(r[1]), np.frombuffer(r[2], dtype=np.float32) if r[2] is not None else None, *r[3:]
+        )
+        for r in reversed(rows)
+    ]

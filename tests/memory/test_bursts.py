@@ -1,0 +1,141 @@
+"""People type in bursts ("I signed up for a class" / "at the community centre" / "pottery!!"): a message is read
+with the burst it ends and the turn before that burst, so a short message is found by what its burst says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from companion.memory.db.store import Store
+from companion.memory.operations import LongTermMemory
+from companion.memory.records import READ_WITH, TurnBefore, read_with
+from companion.memory.tables import messages as message_table
+from companion.memory.tables import sessions as session_table
+from companion.memory.tables import vectors as vector_table
+from companion.paths import Paths
+
+
+def turn(role: str, time: str, speaker: str = "") -> TurnBefore:
+    return TurnBefore(0, "", None, role, speaker, time)
+
+
+def test_a_message_is_read_with_its_burst_and_the_turn_it_answers() -> None:
+    asked = turn("assistant", "2026-11-02T10:00:00", "Sam")
+    burst = [turn("user", f"2026-11-02T10:00:{s:02d}", "Ana") for s in (10, 15, 40)]
+    this = turn("user", "2026-11-02T10:01:30", "Ana")
+    assert read_with([asked, *burst[:2]], this) == 3  # the burst so far, and the question it answers
+    assert read_with([asked], burst[0]) == 1  # no burst: the turn before, as always
+    assert read_with([burst[0]], turn("assistant", "2026-11-02T10:00:20", "Sam")) == 1
+    # The same speaker after a while is a new thought: read with the message before only.
+    assert read_with([asked, burst[0]], turn("user", "2026-11-02T10:30:00", "Ana")) == 1
+    # A long burst: its latest messages, at most READ_WITH.
+    many = [turn("user", f"2026-11-02T10:0{m}:00", "Ana") for m in range(8)]
+    assert read_with(many[:-1], many[-1]) == READ_WITH
+    # A log without times: one speaker's messages in a row are a burst.
+    assert read_with([turn("assistant", "", "Sam"), turn("user", "", "Ana")], turn("user", "", "ana")) == 2
+    assert read_with([], this) == 0
+
+
+BURST = [
+    ("b", "2026-11-02T18:00:00", "assistant", "Sam", "What are you up to this winter?"),
+    ("b", "2026-11-02T18:00:40", "user", "Ana", "I finally signed up for an evening class"),
+    ("b", "2026-11-02T18:00:46", "user", "Ana", "at the community centre near the station"),
+    ("b", "2026-11-02T18:00:51", "user", "Ana", "pottery!!"),
+    ("b", "2026-11-02T18:01:30", "assistant", "Sam", "That sounds lovely."),
+]
+FILLER = [
+    "I signed the lease for the flat yesterday.",
+    "The station was closed again this morning.",
+    "My sister finally finished her evening shifts.",
+    "We went to the market and bought apples.",
+    "The class photo from school turned up in a box.",
+    "I walked to the centre of town after lunch.",
+    "My neighbour up the road has a new dog.",
+    "I am thinking about painting the kitchen.",
+]
+
+
+def write_log(path: Path) -> None:
+    lines = [
+        {
+            "session": f"f{n}",
+            "time": f"2026-10-{n + 1:02d}T09:00:00",
+            "role": role,
+            "speaker": who,
+            "text": text,
+        }
+        for n, text in enumerate(FILLER)
+        for role, who, text in (("user", "Ana", text), ("assistant", "Sam", "Tell me more."))
+    ]
+    lines += [{"session": s, "time": t, "role": r, "speaker": w, "text": x} for s, t, r, w, x in BURST]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def companion(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "companion", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ.copy(),
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_short_message_is_found_by_what_its_burst_says(paths: Paths, tmp_path: Path) -> None:
+    log = tmp_path / "chat.jsonl"
+    write_log(log)
+    companion("memory", "import", str(log))
+    store = Store(paths.database)
+    pottery = store.conn.execute("select id, context from messages where text = 'pottery!!'").fetchone()
+    assert pottery[1] == "\n".join(text for *_, text in BURST[:4])
+    store.close()
+    found = json.loads(companion("memory", "search", "What evening class did Ana sign up for?", "--json"))
+    assert "pottery!!" in [hit["text"] for hit in found[:3]], [hit["text"] for hit in found]
+
+
+def test_messages_stored_one_by_one_are_read_as_an_import_reads_them(paths: Paths) -> None:
+    """The chat's path (each message stored, then embedded) and an import give a burst the same context and the
+    same context vector."""
+    store = Store(paths.database)
+    memory = LongTermMemory(store, paths.index_file)
+    memory.ready()
+    session = session_table.new(store)
+    ids = [message_table.add(store, session, r, x, speaker=w, created_at=t) for _, t, r, w, x in BURST]
+    memory.embed_messages(ids[:2])
+    memory.embed_messages(ids[2:])  # goes on from the file: the burst's earlier messages are read from there
+    context = store.conn.execute("select context from messages where id = ?", (ids[3],)).fetchone()[0]
+    assert context == "\n".join(text for *_, text in BURST[:4])
+    assert_vectors_as_made_at_once(memory, ids)
+    memory.close()
+
+
+def test_forgetting_a_message_of_a_burst_rebuilds_the_messages_read_with_it(paths: Paths) -> None:
+    store = Store(paths.database)
+    memory = LongTermMemory(store, paths.index_file)
+    memory.ready()
+    session = session_table.new(store)
+    ids = [message_table.add(store, session, r, x, speaker=w, created_at=t) for _, t, r, w, x in BURST]
+    memory.embed_messages(ids)
+    memory.forget(messages=[ids[1]])
+    rows = dict(store.conn.execute("select id, context from messages"))
+    assert "signed up" not in rows[ids[2]] and "signed up" not in rows[ids[3]]
+    assert rows[ids[3]] == "\n".join(text for *_, text in (BURST[0], BURST[2], BURST[3]))
+    assert_vectors_as_made_at_once(memory, [i for i in ids if i != ids[1]])
+    memory.close()
+
+
+def assert_vectors_as_made_at_once(memory: LongTermMemory, ids: list[int]) -> None:
+    """The stored vectors of these messages (a whole conversation) are those made of it in one go."""
+    keys, made = memory.message_vectors(message_table.texts(memory.store, ids))
+    stored_keys, stored = vector_table.of_keys(memory.store, keys.tolist(), memory.embedder.dim)
+    by_key = dict(zip(stored_keys.tolist(), stored, strict=True))
+    assert sorted(by_key) == sorted(keys.tolist())
+    for key, vector in zip(keys.tolist(), made, strict=True):
+        assert by_key[key] == pytest.approx(vector, abs=1e-5), key
