@@ -1,7 +1,7 @@
 """Choose `Weights.spread` (how far a gathering question's further hits from one session step back) by
 leave-one-out over the LoCoMo development conversations, the other weights at their defaults.
 
-    python benchmarks/spread_tune.py ../shared/data/locomo-dev [--homes .bench/locomo] [--json]
+    python benchmarks/spread_tune.py ../shared/data/locomo-dev [--homes .bench/locomo] [--bursts] [--json]
 
 Each conversation is imported once (as `locomo_tune.py` does, into --homes) and searched in-process for every
 value; recall@10 is counted over what the chat recalls (hits that clear the relevance bar). Each conversation in
@@ -30,11 +30,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("--homes", type=Path, default=Path(".bench/locomo"))
+    parser.add_argument(
+        "--bursts", action="store_true", help="each turn sent as one message per sentence, seconds apart"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from companion.memory.recall.retrieve import AGGREGATE_QUESTION, Weights
 
-    conversations = {f.stem: prepare(f, args.homes) for f in sorted(args.data.glob("*.json"))}
+    conversations = {f.stem: prepare(f, args.homes, args.bursts) for f in sorted(args.data.glob("*.json"))}
     gathering = sum(
         1
         for _, qas, _, _ in conversations.values()

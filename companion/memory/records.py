@@ -361,22 +361,25 @@ class Sent(Protocol):
 # message sent by the same speaker within this many seconds of the one before belongs to its burst.
 BURST_SECONDS = 120.0
 # The most turns before a message that it is read with.
-READ_WITH = 3
+READ_WITH = 4
 
 
 def read_with(before: Sequence[Sent], this: Sent) -> int:
     """How many of the last turns of `before` (the conversation before `this`, oldest first) `this` is read
     with, for recall's context features: the burst it ends (the messages its speaker sent just before it, each
-    within `BURST_SECONDS` of the next; a time that is not known does not break a burst) and the turn before
-    that burst: the other side's turn it answers. Without a burst, the turn before it. At most `READ_WITH`."""
+    within `BURST_SECONDS` of the next; a time that is not known does not break a burst) and the turn it
+    answers: the other side's burst before that. Without bursts, the turn before it. At most `READ_WITH`."""
     taken = 0
     after: Sent = this
+    crossed = False  # into the other side's turn
     for turn in reversed(before):
         if taken == READ_WITH:
             break
-        taken += 1
         if not _same_burst(turn, after):
-            break
+            if crossed:
+                break
+            crossed = True
+        taken += 1
         after = turn
     return taken
 

@@ -1,5 +1,6 @@
 """People type in bursts ("I signed up for a class" / "at the community centre" / "pottery!!"): a message is read
-with the burst it ends and the turn before that burst, so a short message is found by what its burst says."""
+with the burst it ends and the turn it answers (the other side's burst before it), so a short message is found
+by what its burst says."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ def test_a_message_is_read_with_its_burst_and_the_turn_it_answers() -> None:
     assert read_with([asked, *burst[:2]], this) == 3  # the burst so far, and the question it answers
     assert read_with([asked], burst[0]) == 1  # no burst: the turn before, as always
     assert read_with([burst[0]], turn("assistant", "2026-11-02T10:00:20", "Sam")) == 1
+    # A reply is read with the whole burst it answers (but not with what came before that burst).
+    reply = turn("assistant", "2026-11-02T10:01:00", "Sam")
+    assert read_with([asked, *burst[:2]], reply) == 2
+    assert read_with([turn("user", "2026-11-02T09:00:00", "Ana"), asked], burst[0]) == 1
     # The same speaker after a while is a new thought: read with the message before only.
     assert read_with([asked, burst[0]], turn("user", "2026-11-02T10:30:00", "Ana")) == 1
     # A long burst: its latest messages, at most READ_WITH.
