@@ -104,7 +104,10 @@ class CompanionApp(App[None]):
     def _watch_forgets(self) -> None:
         """A forget from another process (or this one) takes its turns off the screen within seconds; the next
         turn's prompt is rebuilt without them (`Engine.catch_up`). A check-in made while the app was not in use
-        becomes the conversation on screen."""
+        becomes the conversation on screen. Not while the welcome screen's encryption rewrites the file: it
+        closes every connection, this thread's too (reading on one being closed crashed the process)."""
+        if self._encrypting:
+            return
         if self.engine.forgets_changed():
             self.chat.drop_forgotten()
             self.post_message(MemoryChanged("forgotten"))
@@ -114,8 +117,10 @@ class CompanionApp(App[None]):
 
     @work(thread=True, exit_on_error=False, group="presence")
     def _mark_presence(self) -> None:
-        """The app is open: `maintain` elsewhere leaves check-ins to it (see `companion.checkins`)."""
-        self.engine.mark_presence()
+        """The app is open: `maintain` elsewhere leaves check-ins to it (see `companion.checkins`); not while the
+        file is being encrypted (see `_watch_forgets`)."""
+        if not self._encrypting:
+            self.engine.mark_presence()
 
     def _apply_keymap(self) -> None:
         known = {binding_id for _, _, _, binding_id in self.key_table()}

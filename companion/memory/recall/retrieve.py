@@ -2,8 +2,9 @@
 
 How a hit is scored (no language model in the path):
   1. Candidates from FTS5 BM25 over each message (stopwords dropped, Porter stems), BM25 over the message read
-     together with the turn before it, BM25 over derived memories, and FAISS over the embeddings of the
-     message, of the message with its previous turn, and of derived memories.
+     together with the turns it is read with (`records.read_with`: its burst and the turn it answers), BM25
+     over derived memories, and FAISS over the embeddings of the message, of the message with those turns,
+     and of derived memories.
   2. Every candidate gets all its scores exactly (dense scores from the stored vectors), each feature is
      z-scored over the candidates, and they are fused by value, not rank:
          base = bm25 + max(dense, dense-with-context) + 0.4 * bm25-with-context
@@ -97,8 +98,8 @@ class Weights:
     cross-validation over the LoCoMo development conversations (`benchmarks/locomo_tune.py`)."""
 
     bm25: float = 1.0  # BM25 over the message alone
-    dense: float = 1.0  # max(dense of the message, dense of the message read with the turn before it)
-    context: float = 0.4  # BM25 over the message read with the turn before it
+    dense: float = 1.0  # max(dense of the message alone, dense of it read with its turns)
+    context: float = 0.4  # BM25 over the message read with its turns (`records.read_with`)
     time: float = 1.0  # inside the time window a question names ("last week", "in May")
     speaker: float = 1.0  # said by a speaker the question names
     pin: float = 0.5
@@ -429,7 +430,7 @@ class Retriever:
         bm25: dict[int, float],
         bm25_ctx: dict[int, float],
     ) -> None:
-        """BM25 candidates: messages (alone and read with the turn before), and derived memories."""
+        """BM25 candidates: messages (alone and read with their turns), and derived memories."""
         match = fts_match(terms)
         if messages:
             for rowid, text_score, ctx_score in self.store.conn.execute(
