@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from companion import timeutil
 from companion.errors import CompanionError
@@ -382,6 +382,20 @@ def read_with(before: Sequence[Sent], this: Sent) -> int:
         taken += 1
         after = turn
     return taken
+
+
+S = TypeVar("S", bound=Sent)
+
+
+def turns_read_with(before: Sequence[S], this: Sent) -> list[S]:
+    """The turns of `before` that `this` is read with (`read_with`), oldest first."""
+    return list(before[len(before) - read_with(before, this) :])
+
+
+def keep_turn(earlier: list[S], turn: S) -> None:
+    """`turn` joins a conversation's last turns, of which `READ_WITH` are kept: what the next one is read with."""
+    earlier.append(turn)
+    del earlier[:-READ_WITH]
 
 
 def _same_burst(turn: Sent, after: Sent) -> bool:

@@ -23,14 +23,14 @@ from companion.memory.operations import LongTermMemory, progress_counter
 from companion.memory.portability.formats import TABLES, LogLine, Parsed, read_import
 from companion.memory.recall.timewords import event_time
 from companion.memory.records import (
-    READ_WITH,
     VARIANT_MESSAGE,
     VARIANT_MESSAGE_CONTEXT,
     MessageText,
     Sent,
     TurnBefore,
     context_text,
-    read_with,
+    keep_turn,
+    turns_read_with,
     vector_key,
 )
 from companion.memory.tables import Write, restore, vectors
@@ -101,13 +101,9 @@ def _plan(store: Store, lines: list[LogLine]) -> _Plan:
             skipped += 1
             continue
         known[line.session].add(key)
-        earlier = history[line.session]
-        taken = read_with(earlier, line)
-        fresh.append(
-            _NewLine(line, context_text([t.text for t in earlier[len(earlier) - taken :]], line.text))
-        )
-        earlier.append(line)
-        del earlier[:-READ_WITH]
+        before = turns_read_with(history[line.session], line)
+        fresh.append(_NewLine(line, context_text([t.text for t in before], line.text)))
+        keep_turn(history[line.session], line)
     return _Plan(found, fresh, skipped)
 
 
@@ -142,9 +138,8 @@ def _embed_plan(memory: LongTermMemory, plan: _Plan, progress: Progress | None) 
     tick = progress_counter(progress, "Embedding messages", len(plan.fresh))
     # Temporary session keys for the vectors: existing sessions continue from their last stored message.
     session_keys = {name: index for index, name in enumerate(plan.sessions)}
-    firsts: dict[
-        int, tuple[int, int]
-    ] = {}  # the first new line of a session that goes on -> (session, after all)
+    # The first new line of each session that goes on -> (that session, after all its stored messages).
+    firsts: dict[int, tuple[int, int]] = {}
     for position, new in enumerate(plan.fresh):
         session_id = plan.sessions[new.line.session]
         if session_id is not None and not any(s == session_id for s, _ in firsts.values()):
@@ -285,11 +280,9 @@ class _JsonImport:
                 continue
             turn = TurnBefore(0, row["text"], None, row["role"], row.get("speaker") or "", row["created_at"])
             earlier = previous.setdefault(session_id, [])
-            taken = read_with(earlier, turn)
-            context = context_text([t.text for t in earlier[len(earlier) - taken :]], row["text"])
+            context = context_text([t.text for t in turns_read_with(earlier, turn)], row["text"])
             if not row.get("replaced"):  # a regenerated reply is not part of the conversation
-                earlier.append(turn)
-                del earlier[:-READ_WITH]
+                keep_turn(earlier, turn)
             new_id = self.insert(
                 "messages",
                 row

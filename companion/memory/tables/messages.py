@@ -18,7 +18,7 @@ from companion.memory.records import (
     check_length,
     context_text,
     message_keys,
-    read_with,
+    turns_read_with,
 )
 from companion.memory.tables import Write, audit, chunks, marks
 
@@ -38,9 +38,8 @@ def turns_before(conn: object, session_id: int, before_id: int | None = None) ->
 def context_of(conn: object, session_id: int, sent: Sent, text: str, before_id: int | None = None) -> str:
     """The text recall reads a message with (`records.read_with`): the message `sent` in the session (the
     last there, or the last before `before_id`)."""
-    before = turns_before(conn, session_id, before_id)
-    taken = read_with(before, sent)
-    return context_text([t.text for t in before[len(before) - taken :]], text)
+    before = turns_read_with(turns_before(conn, session_id, before_id), sent)
+    return context_text([t.text for t in before], text)
 
 
 def add(
