@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,10 +44,41 @@ def session_time(value: str) -> datetime:
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
-def convert(conversation: dict[str, Any], bursts: bool = False) -> tuple[list[dict[str, Any]], datetime]:
+KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+
+
+def misspelt(word: str, rng: random.Random) -> str:
+    """One slip of the fingers in `word`: two letters swapped, one dropped, one doubled, or one replaced by a key
+    next to it."""
+    i = rng.randrange(len(word) - 1)
+    slip = rng.randrange(4)
+    if slip == 0:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if slip == 1:
+        return word[:i] + word[i + 1 :]
+    if slip == 2:
+        return word[:i] + word[i] + word[i:]
+    row = next((r for r in KEYBOARD_ROWS if word[i].lower() in r), "")
+    j = row.find(word[i].lower())
+    near = row[max(0, j - 1) : j] + row[j + 1 : j + 2] if row else ""
+    return word[:i] + (rng.choice(near) if near else word[i]) + word[i + 1 :]
+
+
+def with_typos(text: str, rate: float, rng: random.Random) -> str:
+    """`text` with each word of four letters or more misspelt with probability `rate`."""
+    return re.sub(
+        r"[A-Za-z]{4,}", lambda m: misspelt(m.group(0), rng) if rng.random() < rate else m.group(0), text
+    )
+
+
+def convert(
+    conversation: dict[str, Any], bursts: bool = False, typos: float = 0.0, seed: int = 0
+) -> tuple[list[dict[str, Any]], datetime]:
     """The conversation as JSON Lines log lines. With `bursts`, each turn is sent the way people type in a chat
     app: one message per sentence, seconds apart (id `D1:3#2` for the second of turn D1:3), the next turn
-    half a minute later."""
+    half a minute later. With `typos`, that share of the words of four letters or more is misspelt (seeded by
+    `seed`; the questions stay as they are)."""
+    rng = random.Random(seed)
     a, b = conversation["speaker_a"], conversation["speaker_b"]
     numbers = sorted(int(m.group(1)) for k in conversation if (m := re.fullmatch(r"session_(\d+)", k)))
     lines = []
@@ -63,6 +96,8 @@ def convert(conversation: dict[str, Any], bursts: bool = False) -> tuple[list[di
                 text = f"{text} [shares an image: {turn['blip_caption']}]".strip()
             parts = [p for p in SENTENCE_END.split(text) if p.strip()] if bursts else [text]
             for j, part in enumerate(parts or [text]):
+                if typos:
+                    part = with_typos(part, typos, rng)
                 if bursts:
                     clock += timedelta(seconds=30 if j == 0 else 6)
                 lines.append(
@@ -245,6 +280,14 @@ def main() -> int:
         help="send each turn as one message per sentence, seconds apart (as people type in a chat app); a hit on"
         " any sentence counts as its turn",
     )
+    parser.add_argument(
+        "--typos",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="misspell this share of the messages' words of four letters or more (seeded per conversation; the"
+        " questions are not misspelt), as people type on a phone",
+    )
     parser.add_argument("--json", action="store_true", help="end with one JSON object of the figures")
     args = parser.parse_args()
     files = sorted(args.data.glob("*.json"))
@@ -277,7 +320,9 @@ def main() -> int:
     }
     for file in files:
         conversation = conversations[file.stem]
-        lines, last = convert(conversation, bursts=args.bursts)
+        lines, last = convert(
+            conversation, bursts=args.bursts, typos=args.typos, seed=zlib.crc32(file.stem.encode())
+        )
         questions = questions_of[file.stem]
         home = root / file.stem
         imported = import_conversation(lines, home, last)
@@ -334,7 +379,12 @@ def main() -> int:
         )
     print(f"\n{total_queries} questions over {len(files)} conversations, {total_messages} turns")
     print("companion: what the chat recalls (hits that clear the relevance bar); ranking: the whole ranking")
-    figures: dict[str, Any] = {"questions": total_queries, "turns": total_messages}
+    figures: dict[str, Any] = {
+        "questions": total_queries,
+        "turns": total_messages,
+        "bursts": args.bursts,
+        "typos": args.typos,
+    }
     for labels, by_system in scores.items():
         print(f"\nlabels: {labels}")
         print(f"{'method':<14}" + "".join(f"{'R@' + str(k):>8}" for k in KS) + "   R@10 per conversation")
