@@ -307,6 +307,30 @@ async def test_welcome_can_encrypt_the_memory_file_with_a_passphrase(
     assert "quillibee" in run("memory", "export").stdout
 
 
+async def test_the_app_reads_nothing_from_the_file_while_the_welcome_screen_encrypts_it(
+    make_scripted_app: Any, monkeypatch: Any
+) -> None:
+    """The rewrite closes every connection, the main thread's too: the two-second forget watch and the presence
+    mark read the file on it, and a read on a connection being closed crashed the process (a segfault seen in a
+    full test run). While it runs they wait; once it is done they read again."""
+    app = make_scripted_app(welcome=True)
+    async with app.run_test(size=(80, 40)) as pilot:
+        await settle(app, pilot)
+        calls: list[str] = []
+        for name in ("forgets_changed", "take_checkin", "mark_presence"):
+            monkeypatch.setattr(app.engine, name, lambda name=name: calls.append(name))
+        app._encrypting = True
+        app._watch_forgets()
+        app._mark_presence()  # a thread worker
+        await app.workers.wait_for_complete()
+        assert calls == []
+        app._encrypting = False
+        app._watch_forgets()
+        app._mark_presence()
+        await app.workers.wait_for_complete()
+        assert calls == ["forgets_changed", "take_checkin", "mark_presence"]
+
+
 async def test_welcome_fits_80x24_with_encryption_on_and_enter_does_what_it_says(
     make_scripted_app: Any, paths: Paths
 ) -> None:
