@@ -27,6 +27,7 @@ from companion.memory.recall.retention import DEFAULT_TAU_DAYS
 from companion.memory.recall.retrieve import DEFAULT_WEIGHTS, Bar, Retriever, Weights
 from companion.memory.records import (
     READ_WITH,
+    READ_WITH_RULE,
     VARIANT_MEMORY,
     VARIANT_MESSAGE,
     VARIANT_MESSAGE_CONTEXT,
@@ -40,7 +41,7 @@ from companion.memory.records import (
     read_with,
     vector_key,
 )
-from companion.memory.tables import Write, forget, memories, messages, scrub, vectors
+from companion.memory.tables import Write, forget, memories, messages, meta, scrub, vectors
 from companion.memory.tables import write as write_tables
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -57,6 +58,10 @@ def progress_counter(progress: Progress | None, what: str, total: int) -> Callab
             progress(what, done, total)
 
     return tick
+
+
+# The meta key that names the rule every message's context follows (`reread_contexts`).
+CONTEXTS_READ = "contexts.read_with"
 
 
 class LongTermMemory:
@@ -203,6 +208,14 @@ class LongTermMemory:
         """Messages enter recall: their two vectors, in the file and (when open) the index."""
         if not ids:
             return
+        keys, found = self._vectors_of_messages(ids, tick)
+        with self.write() as w:
+            vectors.put(w, "message", keys.tolist(), found, self.embed_model)
+
+    def _vectors_of_messages(
+        self, ids: list[int], tick: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The two vectors of each of these messages, as stored messages (each read on from the file)."""
         rows = messages.texts(self.store, ids)
         last: dict[int, int] = {}
         firsts: dict[int, tuple[int, int]] = {}
@@ -210,9 +223,39 @@ class LongTermMemory:
             if row.before_id is not None and last.get(row.session_id) != row.before_id:
                 firsts[row.id] = (row.session_id, row.id)  # the turns before it are not here: from the file
             last[row.session_id] = row.id
-        keys, found = self.message_vectors(rows, tick, self.turns_before(firsts))
-        with self.write() as w:
-            vectors.put(w, "message", keys.tolist(), found, self.embed_model)
+        return self.message_vectors(rows, tick, self.turns_before(firsts))
+
+    def reread_contexts(self, sessions_at_once: int = 200) -> int:
+        """A file stored under an earlier rule of what a message is read with (`records.READ_WITH_RULE`; before
+        bursts, the one message before it) is read again: each message whose context is not the rule's gets it,
+        and its vectors with it (only a burst's messages and the turns after them change), a batch of sessions
+        per transaction. Once every session is read, the rule is marked in `meta` and this costs nothing.
+        Returns how many messages were read again."""
+        if meta.get(self.store, CONTEXTS_READ) == READ_WITH_RULE:
+            return 0
+        changed, after, whole = 0, 0, True
+        while batch := messages.sessions_after(self.store, after, sessions_at_once):
+            after = batch[-1]
+            stale = messages.stale_contexts(self.store.conn, batch)
+            if not stale:
+                continue
+            _ = self.index  # open: a vector rewritten under its own key must reach the index (and its file)
+            keys, found = self._vectors_of_messages(
+                vectors.messages_with(self.store, self.embed_model, [*stale])
+            )
+            with self.write() as w:
+                # Read again inside the write: a forget or a message since then leaves this batch to the next
+                # run (no forgotten text comes back in a context, no vector is made of one).
+                if messages.stale_contexts(w.conn, batch) != stale:
+                    whole = False
+                    continue
+                messages.set_contexts(w, stale)
+                if len(keys):
+                    vectors.put(w, "message", keys.tolist(), found, self.embed_model)
+            changed += len(stale)
+        if whole:
+            meta.put(self.store, CONTEXTS_READ, READ_WITH_RULE)
+        return changed
 
     def embed_memories(self, ids: list[int], tick: Callable[[int], None] | None = None) -> None:
         if not ids:

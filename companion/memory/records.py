@@ -362,6 +362,9 @@ class Sent(Protocol):
 BURST_SECONDS = 120.0
 # The most turns before a message that it is read with.
 READ_WITH = 4
+# The name of the rule above, kept in a memory file once every message's context follows it (a file stored
+# under an earlier rule is read again: `LongTermMemory.reread_contexts`). Change it when the rule changes.
+READ_WITH_RULE = f"burst and the turn it answers, {BURST_SECONDS:g} s, at most {READ_WITH}"
 
 
 def read_with(before: Sequence[Sent], this: Sent) -> int:

@@ -10,11 +10,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from companion.memory.db.store import Store
 from companion.memory.operations import LongTermMemory
-from companion.memory.records import READ_WITH, TurnBefore, read_with
+from companion.memory.records import (
+    READ_WITH,
+    VARIANT_MESSAGE,
+    VARIANT_MESSAGE_CONTEXT,
+    TurnBefore,
+    read_with,
+    vector_key,
+)
 from companion.memory.tables import messages as message_table
 from companion.memory.tables import sessions as session_table
 from companion.memory.tables import vectors as vector_table
@@ -144,3 +152,92 @@ def assert_vectors_as_made_at_once(memory: LongTermMemory, ids: list[int]) -> No
     assert sorted(by_key) == sorted(keys.tolist())
     for key, vector in zip(keys.tolist(), made, strict=True):
         assert by_key[key] == pytest.approx(vector, abs=1e-5), key
+
+
+def make_it_old(store: Store, dim: int) -> None:
+    """What a file stored before bursts holds: each message read with the one message before it, whoever sent
+    it (its context and its context vector), and no mark of the rule."""
+    rows = store.conn.execute("select id, session_id, text from messages order by session_id, id").fetchall()
+    plain = dict(
+        (item, np.frombuffer(blob, dtype=np.float32))
+        for item, blob in store.conn.execute(
+            "select item_id, vector from vectors where variant = ?", (VARIANT_MESSAGE,)
+        )
+    )
+    with store.transaction() as conn:
+        before: dict[int, tuple[int, str]] = {}
+        for item, session, text in rows:
+            previous = before.get(session)
+            context = f"{previous[1]}\n{text}" if previous else text
+            joined = plain[item] + (plain[previous[0]] if previous else 0)
+            conn.execute("update messages set context = ? where id = ?", (context, item))
+            conn.execute(
+                "update vectors set vector = ? where key = ?",
+                (
+                    (joined / np.linalg.norm(joined)).astype(np.float32).tobytes(),
+                    vector_key(item, VARIANT_MESSAGE_CONTEXT),
+                ),
+            )
+            before[session] = (item, text)
+        conn.execute("delete from meta where key = 'contexts.read_with'")
+    assert dim == len(next(iter(plain.values())))
+
+
+def test_a_file_stored_before_bursts_is_read_again_by_the_index_job(paths: Paths, tmp_path: Path) -> None:
+    """An upgrade: `maintain` (its index job) reads every message again under the rule of now, contexts and
+    vectors (in the file and the saved index), once."""
+    log = tmp_path / "chat.jsonl"
+    write_log(log)
+    companion("memory", "import", str(log))
+    store = Store(paths.database)
+    fresh = dict(store.conn.execute("select id, context from messages"))
+    make_it_old(store, 384)
+    pottery = store.conn.execute("select id from messages where text = 'pottery!!'").fetchone()[0]
+    assert (
+        fresh[pottery]
+        != store.conn.execute("select context from messages where id = ?", (pottery,)).fetchone()[0]
+    )
+    store.close()
+
+    said = companion("maintain", "--only", "index")
+    # The burst's second and third messages and the reply to it: its first was read with the question before.
+    assert "3 messages read again" in said, said
+    store = Store(paths.database)
+    assert dict(store.conn.execute("select id, context from messages")) == fresh
+    memory = LongTermMemory(store, paths.index_file)
+    assert_vectors_as_made_at_once(memory, list(fresh))
+    # The saved index follows (its keys did not change, so nothing else would tell it).
+    key = vector_key(pottery, VARIANT_MESSAGE_CONTEXT)
+    assert memory.index.open() == "loaded"
+    saved = memory.index.reconstruct(key)
+    assert saved is not None
+    assert saved == pytest.approx(vector_table.of_keys(store, [key], 384)[1][0], abs=1e-3)
+    memory.close()
+    found = json.loads(companion("memory", "search", "What evening class did Ana sign up for?", "--json"))
+    assert "pottery!!" in [hit["text"] for hit in found[:3]], [hit["text"] for hit in found]
+    assert "read again" not in companion("maintain", "--only", "index")  # once
+
+
+def test_a_file_stored_now_has_nothing_to_read_again(paths: Paths, tmp_path: Path) -> None:
+    """The walk that reads a file again gives every message the context it was stored with, whichever way it
+    came in: the chat one by one (a regenerated reply, a message forgotten in a burst) and an import."""
+    log = tmp_path / "chat.jsonl"
+    write_log(log)
+    companion("memory", "import", str(log))
+    store = Store(paths.database)
+    memory = LongTermMemory(store, paths.index_file)
+    session = session_table.new(store)
+    ids = [message_table.add(store, session, r, x, speaker=w, created_at=t) for _, t, r, w, x in BURST]
+    message_table.mark_replaced(store, ids[-1])
+    ids.append(
+        message_table.add(
+            store, session, "assistant", "Lovely!", speaker="Sam", created_at="2026-11-02T18:01:40"
+        )
+    )
+    memory.embed_messages(ids)
+    memory.forget(messages=[ids[2]])
+    assert memory.reread_contexts() == 0
+    assert (
+        store.conn.execute("select value from meta where key = 'contexts.read_with'").fetchone() is not None
+    )
+    memory.close()

@@ -17,6 +17,7 @@ from companion.memory.records import (
     TurnBefore,
     check_length,
     context_text,
+    keep_turn,
     message_keys,
     turns_read_with,
 )
@@ -40,6 +41,41 @@ def context_of(conn: object, session_id: int, sent: Sent, text: str, before_id: 
     last there, or the last before `before_id`)."""
     before = turns_read_with(turns_before(conn, session_id, before_id), sent)
     return context_text([t.text for t in before], text)
+
+
+def sessions_after(store: Store, after: int, limit: int) -> list[int]:
+    """The next `limit` sessions (by id) after `after` that hold messages."""
+    rows = store.conn.execute(
+        "select distinct session_id from messages where session_id > ? order by session_id limit ?",
+        (after, limit),
+    )
+    return [r[0] for r in rows]
+
+
+def stale_contexts(conn: sqlite3.Connection, session_ids: list[int]) -> dict[int, str]:
+    """The messages of these sessions whose stored context is not the one `records.read_with` gives (a file
+    stored under an earlier rule), each with the context it gets: the same walk as `context_of` at every
+    message (a replaced reply is no part of what follows it)."""
+    out: dict[int, str] = {}
+    for session_id in session_ids:
+        earlier: list[TurnBefore] = []
+        for row in conn.execute(
+            "select id, text, role, speaker, created_at, replaced, context from messages where session_id = ?"
+            " order by id",
+            (session_id,),
+        ):
+            turn = TurnBefore(row[0], row[1], None, row[2], row[3], row[4])
+            context = context_text([t.text for t in turns_read_with(earlier, turn)], row[1])
+            if context != row[6]:
+                out[row[0]] = context
+            if not row[5]:
+                keep_turn(earlier, turn)
+    return out
+
+
+def set_contexts(w: Write, contexts: dict[int, str]) -> None:
+    """Messages read again (`stale_contexts`): their contexts (the FTS index follows by its triggers)."""
+    w.conn.executemany("update messages set context = ? where id = ?", [(c, i) for i, c in contexts.items()])
 
 
 def add(

@@ -101,6 +101,19 @@ def newest_message(store: Store, model: str) -> int:
     )
 
 
+def messages_with(store: Store, model: str, message_ids: list[int]) -> list[int]:
+    """Those of these messages that have a vector of this model (those in recall)."""
+    out: list[int] = []
+    for chunk in chunks(sorted(message_ids)):
+        rows = store.conn.execute(
+            "select distinct item_id from vectors where kind = 'message' and model = ?"
+            f" and item_id in ({marks(chunk)})",
+            (model, *chunk),
+        )
+        out += [r[0] for r in rows]
+    return sorted(out)
+
+
 def messages_without(store: Store, model: str, after: int = 0) -> list[int]:
     """Messages in recall (not archived) after `after` that have no vector of this model."""
     rows = store.conn.execute(

@@ -99,9 +99,10 @@ def _forget(memory: LongTermMemory, now: datetime, options: UpkeepOptions) -> st
 def _index(memory: LongTermMemory, now: datetime, options: UpkeepOptions) -> str:
     embedded = memory.embed_missing()
     state = memory.index.refresh()  # kept when it holds every vector, else loaded or rebuilt from SQLite
+    reread = memory.reread_contexts()  # once, for a file stored under an earlier rule (the index is open)
     memory.scrub()  # FTS merge + WAL checkpoint
     memory.store.optimize()
-    return f"embedded {embedded}, index {state}"
+    return f"embedded {embedded}" + (f", {reread} messages read again" if reread else "") + f", index {state}"
 
 
 def _consolidator(memory: LongTermMemory, options: UpkeepOptions) -> Consolidator:
@@ -160,7 +161,7 @@ JOBS: dict[str, Job] = {
         Job(
             "index",
             timedelta(days=1),
-            "embed what is missing, check the vector index, compact the search index",
+            "embed what is missing, check the vector index, re-read old contexts, compact the search index",
             _index,
         ),
     )
