@@ -159,6 +159,7 @@ class LongTermMemory:
         rows: list[MessageText],
         tick: Callable[[int], None] | None = None,
         before: dict[int, list[TurnBefore]] | None = None,
+        plain: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Messages, in conversation order -> (keys, vectors).
 
@@ -172,7 +173,8 @@ class LongTermMemory:
         """
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.embedder.dim), dtype=np.float32)
-        plain = self.embedder.encode([r.text for r in rows], progress=tick)
+        if plain is None:  # (given: the texts' own vectors, already stored)
+            plain = self.embedder.encode([r.text for r in rows], progress=tick)
         given = before or {}
         history: dict[int, list[tuple[Sent, np.ndarray]]] = {}
         context = np.empty_like(plain)
@@ -204,26 +206,34 @@ class LongTermMemory:
             ]
         return out
 
-    def embed_messages(self, ids: list[int], tick: Callable[[int], None] | None = None) -> None:
-        """Messages enter recall: their two vectors, in the file and (when open) the index."""
+    def embed_messages(
+        self, ids: list[int], tick: Callable[[int], None] | None = None, texts_unchanged: bool = False
+    ) -> None:
+        """Messages enter recall: their two vectors, in the file and (when open) the index. With
+        `texts_unchanged` (only what they are read with changed), their texts' stored vectors are used."""
         if not ids:
             return
-        keys, found = self._vectors_of_messages(ids, tick)
+        keys, found = self._vectors_of_messages(ids, tick, texts_unchanged)
         with self.write() as w:
             vectors.put(w, "message", keys.tolist(), found, self.embed_model)
 
     def _vectors_of_messages(
-        self, ids: list[int], tick: Callable[[int], None] | None = None
+        self, ids: list[int], tick: Callable[[int], None] | None = None, texts_unchanged: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """The two vectors of each of these messages, as stored messages (each read on from the file)."""
         rows = messages.texts(self.store, ids)
+        plain = None
+        if texts_unchanged and rows:
+            stored = vectors.plain_vectors(self.store, self.embed_model, ids)
+            if all(r.id in stored for r in rows):  # else (one was never embedded) all are embedded
+                plain = np.stack([stored[r.id] for r in rows])
         last: dict[int, int] = {}
         firsts: dict[int, tuple[int, int]] = {}
         for row in rows:
             if row.before_id is not None and last.get(row.session_id) != row.before_id:
                 firsts[row.id] = (row.session_id, row.id)  # the turns before it are not here: from the file
             last[row.session_id] = row.id
-        return self.message_vectors(rows, tick, self.turns_before(firsts))
+        return self.message_vectors(rows, tick, self.turns_before(firsts), plain)
 
     def reread_contexts(self, sessions_at_once: int = 200) -> int:
         """A file stored under an earlier rule of what a message is read with (`records.READ_WITH_RULE`; before
@@ -240,9 +250,8 @@ class LongTermMemory:
             if not stale:
                 continue
             _ = self.index  # open: a vector rewritten under its own key must reach the index (and its file)
-            keys, found = self._vectors_of_messages(
-                vectors.messages_with(self.store, self.embed_model, [*stale])
-            )
+            in_recall = vectors.messages_with(self.store, self.embed_model, [*stale])
+            made = self._vectors_of_messages(in_recall, texts_unchanged=True) if in_recall else None
             with self.write() as w:
                 # Read again inside the write: a forget or a message since then leaves this batch to the next
                 # run (no forgotten text comes back in a context, no vector is made of one).
@@ -250,8 +259,8 @@ class LongTermMemory:
                     whole = False
                     continue
                 messages.set_contexts(w, stale)
-                if len(keys):
-                    vectors.put(w, "message", keys.tolist(), found, self.embed_model)
+                if made is not None:
+                    vectors.put(w, "message", made[0].tolist(), made[1], self.embed_model)
             changed += len(stale)
         if whole:
             meta.put(self.store, CONTEXTS_READ, READ_WITH_RULE)
@@ -418,8 +427,8 @@ class LongTermMemory:
         self._index_forgets()
         self._forgets_seen = self.forgets()  # this process's own forget: nothing to catch up on
         scrub.pages(self.store)
-        if done.rebuilt and self._index is not None:
-            self.embed_messages(done.rebuilt)
+        if done.rebuilt:  # their context vectors went with the forget: made again without what it forgot
+            self.embed_messages(done.rebuilt, texts_unchanged=True)
         if self._retriever is not None:
             self._retriever.forget_caches()
         return {"messages": done.messages, "memories": done.memories, "sessions": done.sessions}

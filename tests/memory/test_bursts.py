@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -240,4 +241,61 @@ def test_a_file_stored_now_has_nothing_to_read_again(paths: Paths, tmp_path: Pat
     assert (
         store.conn.execute("select value from meta where key = 'contexts.read_with'").fetchone() is not None
     )
+    memory.close()
+
+
+def test_a_forget_while_a_file_is_read_again_brings_nothing_back(
+    paths: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process forgets a message of the burst while the index job reads the file again (after it read
+    the contexts, before it writes them): that batch is left for the next run, which reads what is there now."""
+    log = tmp_path / "chat.jsonl"
+    write_log(log)
+    companion("memory", "import", str(log))
+    store = Store(paths.database)
+    make_it_old(store, 384)
+    memory = LongTermMemory(store, paths.index_file)
+    made = LongTermMemory._vectors_of_messages
+    other = LongTermMemory(Store(paths.database), paths.index_file)  # a second connection: another companion
+
+    def forget_first(self: LongTermMemory, ids: list[int], *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(LongTermMemory, "_vectors_of_messages", made)
+        signed = other.store.conn.execute("select id from messages where text like '%signed up%'").fetchone()[
+            0
+        ]
+        other.forget(messages=[signed])
+        return made(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(LongTermMemory, "_vectors_of_messages", forget_first)
+    assert memory.reread_contexts() == 0
+    assert store.conn.execute("select value from meta where key = 'contexts.read_with'").fetchone() is None
+    contexts = [c for (c,) in store.conn.execute("select context from messages")]
+    assert not [c for c in contexts if "signed up" in c]
+    # The forget rebuilt the turns read with what it forgot, under the rule of now: nothing is left to read.
+    assert memory.reread_contexts() == 0
+    assert (
+        store.conn.execute("select value from meta where key = 'contexts.read_with'").fetchone() is not None
+    )
+    pottery = store.conn.execute("select context from messages where text = 'pottery!!'").fetchone()[0]
+    assert pottery == "\n".join(text for *_, text in (BURST[0], BURST[2], BURST[3]))
+    assert_vectors_as_made_at_once(memory, [i for (i,) in store.conn.execute("select id from messages")])
+    other.close()
+    memory.close()
+
+
+def test_companion_memory_forget_leaves_no_vector_made_with_what_it_forgot(
+    paths: Paths, tmp_path: Path
+) -> None:
+    """`companion memory forget` (a process with no index open): the turns read with the forgotten message get
+    context vectors made without it, not the ones made with it."""
+    log = tmp_path / "chat.jsonl"
+    write_log(log)
+    companion("memory", "import", str(log))
+    store = Store(paths.database)
+    signed = store.conn.execute("select id from messages where text like '%signed up%'").fetchone()[0]
+    store.close()
+    companion("memory", "forget", f"message:{signed}", "-y")
+    store = Store(paths.database)
+    memory = LongTermMemory(store, paths.index_file)
+    assert_vectors_as_made_at_once(memory, [i for (i,) in store.conn.execute("select id from messages")])
     memory.close()

@@ -11,7 +11,14 @@ from typing import Any
 
 from companion import timeutil
 from companion.memory.db.store import Store
-from companion.memory.records import READ_WITH, VARIANT_MEMORY, TurnBefore, message_keys, vector_key
+from companion.memory.records import (
+    READ_WITH,
+    VARIANT_MEMORY,
+    VARIANT_MESSAGE_CONTEXT,
+    TurnBefore,
+    message_keys,
+    vector_key,
+)
 from companion.memory.tables import (
     Write,
     audit,
@@ -258,6 +265,9 @@ def forget(w: Write, store: Store, criteria: Criteria) -> Forgotten:
             (context, follower_id, context),
         ).rowcount:
             result.rebuilt.append(follower_id)
+    # A rebuilt context's vector was made with what was forgotten: it goes in this transaction (the front makes
+    # it again from the texts' own vectors once this commits).
+    vectors.remove(w, [vector_key(i, VARIANT_MESSAGE_CONTEXT) for i in result.rebuilt])
     if message_ids:
         audit.record(
             conn, "forget", "messages", None, None, None, f"{len(message_ids)} messages forgotten by the user"

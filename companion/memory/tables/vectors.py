@@ -101,6 +101,20 @@ def newest_message(store: Store, model: str) -> int:
     )
 
 
+def plain_vectors(store: Store, model: str, message_ids: list[int]) -> dict[int, np.ndarray]:
+    """The vectors of these messages' texts alone (of this model), by message: what a context vector is the
+    sum of."""
+    out: dict[int, np.ndarray] = {}
+    for chunk in chunks(sorted(message_ids)):
+        rows = store.conn.execute(
+            f"select item_id, vector from vectors where kind = 'message' and variant = ? and model = ?"
+            f" and item_id in ({marks(chunk)})",
+            (VARIANT_MESSAGE, model, *chunk),
+        )
+        out |= {item: np.frombuffer(blob, dtype=np.float32).copy() for item, blob in rows}
+    return out
+
+
 def messages_with(store: Store, model: str, message_ids: list[int]) -> list[int]:
     """Those of these messages that have a vector of this model (those in recall)."""
     out: list[int] = []
