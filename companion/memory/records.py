@@ -410,10 +410,10 @@ def _same_burst(turn: Sent, after: Sent) -> bool:
     return abs((next_sent - sent).total_seconds()) <= BURST_SECONDS
 
 
-def context_text(before: Sequence[str], text: str) -> str:
-    """A message read together with the turns it is read with (`read_with`): what recall's context features
-    see."""
-    return "\n".join([*before, text])
+def context_text(before: Sequence[Sent], this: Sent) -> str:
+    """`this` read together with the turns of `before` (the conversation before it, oldest first) that it is
+    read with (`read_with`): what recall's context features see."""
+    return "\n".join([*(t.text for t in turns_read_with(before, this)), this.text])
 
 
 MAX_TEXT_CHARS = 1_000_000  # one message, note or imported line: longer is refused before anything is stored

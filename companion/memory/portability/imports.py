@@ -30,7 +30,6 @@ from companion.memory.records import (
     TurnBefore,
     context_text,
     keep_turn,
-    turns_read_with,
     vector_key,
 )
 from companion.memory.tables import Write, restore, vectors
@@ -101,8 +100,7 @@ def _plan(store: Store, lines: list[LogLine]) -> _Plan:
             skipped += 1
             continue
         known[line.session].add(key)
-        before = turns_read_with(history[line.session], line)
-        fresh.append(_NewLine(line, context_text([t.text for t in before], line.text)))
+        fresh.append(_NewLine(line, context_text(history[line.session], line)))
         keep_turn(history[line.session], line)
     return _Plan(found, fresh, skipped)
 
@@ -280,7 +278,7 @@ class _JsonImport:
                 continue
             turn = TurnBefore(0, row["text"], None, row["role"], row.get("speaker") or "", row["created_at"])
             earlier = previous.setdefault(session_id, [])
-            context = context_text([t.text for t in turns_read_with(earlier, turn)], row["text"])
+            context = context_text(earlier, turn)
             if not row.get("replaced"):  # a regenerated reply is not part of the conversation
                 keep_turn(earlier, turn)
             new_id = self.insert(

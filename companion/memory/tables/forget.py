@@ -259,7 +259,7 @@ def forget(w: Write, store: Store, criteria: Criteria) -> Forgotten:
             continue
         # Rebuilt without what was forgotten; a context that did not hold it stays (and keeps its vectors).
         turn = TurnBefore(follower_id, text, None, role, speaker, said_at)
-        context = messages.context_of(conn, session_id, turn, text, follower_id)
+        context = messages.context_of(conn, session_id, turn, follower_id)
         if conn.execute(
             "update messages set context = ? where id = ? and context is not ?",
             (context, follower_id, context),

@@ -19,7 +19,6 @@ from companion.memory.records import (
     context_text,
     keep_turn,
     message_keys,
-    turns_read_with,
 )
 from companion.memory.tables import Write, audit, chunks, marks
 
@@ -36,11 +35,10 @@ def turns_before(conn: object, session_id: int, before_id: int | None = None) ->
     return [TurnBefore(r[0], r[1], None, r[2], r[3], r[4]) for r in reversed(rows)]
 
 
-def context_of(conn: object, session_id: int, sent: Sent, text: str, before_id: int | None = None) -> str:
-    """The text recall reads a message with (`records.read_with`): the message `sent` in the session (the
+def context_of(conn: object, session_id: int, sent: Sent, before_id: int | None = None) -> str:
+    """The text recall reads a message with (`records.context_text`): the message `sent` in the session (the
     last there, or the last before `before_id`)."""
-    before = turns_read_with(turns_before(conn, session_id, before_id), sent)
-    return context_text([t.text for t in before], text)
+    return context_text(turns_before(conn, session_id, before_id), sent)
 
 
 def sessions_after(store: Store, after: int, limit: int) -> list[int]:
@@ -65,7 +63,7 @@ def stale_contexts(conn: sqlite3.Connection, session_ids: list[int]) -> dict[int
             (session_id,),
         ):
             turn = TurnBefore(row[0], row[1], None, row[2], row[3], row[4])
-            context = context_text([t.text for t in turns_read_with(earlier, turn)], row[1])
+            context = context_text(earlier, turn)
             if context != row[6]:
                 out[row[0]] = context
             if not row[5]:
@@ -111,7 +109,7 @@ def add(
                 token_count,
                 int(incomplete),
                 model,
-                context_of(conn, session_id, TurnBefore(0, text, None, role, speaker, said_at), text),
+                context_of(conn, session_id, TurnBefore(0, text, None, role, speaker, said_at)),
                 event_time(text, said_at),
                 reasoning or None,
             ),
@@ -142,7 +140,7 @@ def update(
             (
                 text,
                 context_of(
-                    conn, row[0], TurnBefore(message_id, text, None, row[2], row[3], row[1]), text, message_id
+                    conn, row[0], TurnBefore(message_id, text, None, row[2], row[3], row[1]), message_id
                 ),
                 int(incomplete),
                 token_count,
