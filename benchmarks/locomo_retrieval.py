@@ -359,6 +359,13 @@ def main() -> int:
                     "companion": [sources(hits, relevant_only=True) for hits in asked],
                     "ranking": [sources(hits, relevant_only=False) for hits in asked],
                 }
+                if args.with_consolidation:  # every system is asked the reworded questions, or none is scored
+                    labelled["consolidated"] = [
+                        sources(h, relevant_only=True)
+                        for h in search_all(
+                            root / f"{file.stem}-consolidated", [qa["question"] for qa in qas], last
+                        )[0]
+                    ]
                 if embedder is not None:
                     labelled |= baselines(lines, [qa["question"] for qa in qas], embedder)
             for name, ranking in labelled.items():

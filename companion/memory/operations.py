@@ -88,14 +88,19 @@ class LongTermMemory:
         """One transaction of table functions; once it commits, the index follows what it did to the vectors
         and is saved."""
         with write_tables(self.store) as w:
+            before = vectors.rewrites(w.conn, self.embed_model)
             yield w
-        self.apply(w.change)
+            after = vectors.rewrites(w.conn, self.embed_model)
+        self.apply(w.change, (before, after))
 
-    def apply(self, change: VectorChange) -> None:
+    def apply(self, change: VectorChange, rewrites: tuple[int, int] | None = None) -> None:
         """A committed write's change of the vectors, followed by the open index (a closed one catches up
-        from the file when it opens)."""
+        from the file when it opens); `rewrites`: the file's vector rewrites before and after the write (its
+        own rewrites are in `change`, anyone else's make the index open again, `VectorIndex.follow`)."""
         if change and self._index is not None:
             self._index.apply(change)
+            if rewrites is not None:
+                self._index.wrote(*rewrites)
             self._index.save()
         if change.removed and self._retriever is not None:
             self._retriever.forget_caches()

@@ -92,6 +92,34 @@ def test_pin_edit_restore_and_history(memory: LongTermMemory) -> None:
         memory.pin(999)
 
 
+def test_a_saved_index_older_than_a_rewritten_vector_is_rebuilt_not_trusted(
+    paths: Paths, memory: LongTermMemory
+) -> None:
+    """A vector rewritten under its own key by a process that never opened the index leaves the saved index
+    with the same keys (count and checksum match) and the old vector: the next process must not load it."""
+    note = memory.add_note("Ana prefers tea to coffee")
+    memory.search("tea", limit=1)  # the index is open and saved with the note's vector
+    memory.close()
+    store = Store(paths.database)
+    writer = LongTermMemory(store, paths.index_file)  # the index is never opened here
+    text = "Ana rides her bicycle to work along the river"
+    with writer.write() as w:
+        memory_table.update_text(
+            w, note, text, "edited", vector=writer.vector_of(text), model=writer.embed_model
+        )
+    assert writer.stats()["index_state"].startswith("saved before a vector changed")
+    reader = LongTermMemory(store, paths.index_file)
+    query = "how does Ana get to work?"
+    hit = next(h for h in reader.search(query, limit=5, everything=True) if h.id == note and h.kind == "note")
+    expected = float(reader.embedder.encode_one(text) @ reader.embedder.encode_one(query))
+    assert abs(hit.features["cosine"] - expected) < 1e-3
+    assert reader.index.state == "rebuilt"
+    reader.close()
+    writer.close()
+    assert LongTermMemory(store, paths.index_file).stats()["index_state"] == "saved, up to date"
+    store.close()
+
+
 def test_json_round_trip_is_lossless(
     tmp_path: Path, memory: LongTermMemory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -192,3 +192,40 @@ def test_imports_a_chat_upkeep_and_an_encrypt_at_once(demo_home: Paths, tmp_path
     assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
     assert conn.execute("select count(*) from messages").fetchone()[0] == 240 + 120 + 2 * len(said)
     conn.close()
+
+
+def test_a_memory_edited_by_another_process_is_recalled_by_its_new_text(paths: Paths) -> None:
+    """The app has the index open; `companion memory edit` in a shell rewrites a memory's vector under its own
+    key. The app's next search scores the new text (not the old vector it held), and a save by the app does not
+    put the old vector back in the index file every later process opens."""
+    from companion import config
+    from companion.memory import open_memory
+
+    def cosine(hits: list[dict[str, object]], memory_id: int) -> float:
+        found = [h for h in hits if h["kind"] == "note" and h["id"] == memory_id]
+        assert found, hits
+        features = found[0]["features"]
+        assert isinstance(features, dict)
+        return float(features["cosine"])
+
+    for text in ("I love drinking green tea every morning", "My sister lives in Lisbon"):
+        assert finish(companion("memory", "add", text))[0] == 0
+    app = open_memory(paths.ensure(), config.load(paths).memory)
+    try:
+        app.ready()
+        query = "Do I have a dog called Rex?"
+        before = app.search(query, limit=5, everything=True)  # the index is open and holds every vector
+        code, _, err = finish(companion("memory", "edit", "1", "I adopted a dog named Rex last spring"))
+        assert code == 0, err
+        q = app.embedder.encode_one(query)
+        new = float(app.embedder.encode_one("I adopted a dog named Rex last spring") @ q)
+        old = float(app.embedder.encode_one("I love drinking green tea every morning") @ q)
+        assert abs(new - old) > 0.2
+        assert abs(cosine([h.__dict__ for h in before], 1) - old) < 1e-3
+        assert abs(cosine([h.__dict__ for h in app.search(query, limit=5, everything=True)], 1) - new) < 1e-3
+        app.add_note("I work as a nurse at the hospital")  # the app writes, and saves its index
+    finally:
+        app.close()
+    code, out, err = finish(companion("memory", "search", query, "--json", "--all"))
+    assert code == 0, err
+    assert abs(cosine(json.loads(out), 1) - new) < 1e-3

@@ -305,6 +305,18 @@ def m012_checkins(db: sqlite_utils.Database) -> None:
     db.execute("create index checkins_session on checkins(session_id)")
 
 
+def m013_vector_rewrites(db: sqlite_utils.Database) -> None:
+    # A vector rewritten under its own key (a memory edited, a message read again with other turns) changes
+    # neither the count nor the checksum of keys: this counter does, so a process holding the FAISS index (the
+    # app, while `memory edit` or `maintain` runs in a shell) and a saved index know they are behind.
+    db.execute("alter table vector_fingerprints add column rewrites integer not null default 0")
+    db.execute(
+        "create trigger vectors_fingerprint_av after update of vector on vectors"
+        " when old.vector is not new.vector begin"
+        " update vector_fingerprints set rewrites = rewrites + 1 where model in (old.model, new.model); end"
+    )
+
+
 # Each migration runs once, in order, in one transaction with the version bump; the list only ever grows.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_sessions_and_messages,
@@ -319,4 +331,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m010_term_counts,
     m011_kept_reasoning,
     m012_checkins,
+    m013_vector_rewrites,
 ]

@@ -53,6 +53,8 @@ def describe_saved(store: Store, model: str, path: Path | None) -> tuple[str, st
     count, checksum = vector_table.fingerprint(store, model)
     if meta.get("model") != model:
         return kind, "saved for another embedding model: rebuilt at the next search"
+    if int(meta.get("rewrites") or 0) != vector_table.rewrites(store.conn, model):
+        return kind, "saved before a vector changed: rebuilt at the next search"
     if meta.get("count") == count and meta.get("checksum") == checksum:
         return kind, "saved, up to date"
     return kind, "saved, brought up to date at the next search"
@@ -127,6 +129,7 @@ class VectorIndex:
         self._base_keys = np.zeros(0, dtype=np.int64)  # the mapped index's keys, sorted
         self.state = "empty"
         self.dirty = False
+        self.rewrites = 0  # the file's vector rewrites this index has followed (`vector_table.rewrites`)
 
     @property
     def sidecar(self) -> Path | None:
@@ -155,7 +158,9 @@ class VectorIndex:
                 for part in stale_parts(self.path):  # a save that a crash cut short: its vectors go
                     shred(part)
             count, checksum = vector_table.fingerprint(self.store, self.model)
-            if self._open_saved():
+            rewrites = vector_table.rewrites(self.store.conn, self.model)
+            if self._open_saved(rewrites):
+                self.rewrites = rewrites
                 self._tune()
                 meta = read_sidecar(self.sidecar) if self.sidecar else {}
                 how = "mapped" if self.mapped is not None else "loaded"
@@ -169,8 +174,10 @@ class VectorIndex:
             self.state = "rebuilt"
             return self.state
 
-    def _open_saved(self) -> bool:
-        """The saved index (and what changed beside it), when it is there, readable and of this model."""
+    def _open_saved(self, rewrites: int) -> bool:
+        """The saved index (and what changed beside it), when it is there, readable, of this model and saved
+        after the file's latest vector rewrite (`rewrites`: which vector changed is not known, so an older one
+        is rebuilt rather than synced)."""
         self.index = self.mapped = self.delta = None
         self.hidden = set()
         if not (self.path and self.path.exists() and self.sidecar and self.sidecar.exists()):
@@ -181,6 +188,8 @@ class VectorIndex:
             if not meta:
                 return False
             if meta.get("model") != self.model or meta.get("dim") != self.dim:
+                return False
+            if int(meta.get("rewrites") or 0) != rewrites:
                 return False
             large = self.path.stat().st_size > MAP_ABOVE_BYTES
             if not large and meta.get("digest") and file_digest(self.path) != meta["digest"]:
@@ -234,10 +243,12 @@ class VectorIndex:
         """The upkeep job's check. An open index is brought in line with the vectors in SQLite by adding what
         it lacks and removing what it should not hold (rebuilding a large index would stall recall for
         minutes); a mapped one is then folded into one writable index and saved whole. Only an index that is
-        not open is loaded or rebuilt."""
+        not open, or behind another process's rewrite of a vector (`follow`), is loaded or rebuilt."""
         with self._lock:
             if self.index is None and self.mapped is None:
                 return self.open()
+            if self.follow():
+                return "reopened, " + self.state
             synced = self._sync()
         compacted = self.compact()
         return "kept " + synced + (", compacted" if compacted else "")
@@ -259,6 +270,25 @@ class VectorIndex:
             self.dirty = True
             self.save()
             return True
+
+    def follow(self) -> bool:
+        """Another process rewrote a vector under its own key since this index was made (`memory edit`, a file
+        read again by `maintain`): keys alone do not show it, so the index is opened again, from the saved
+        index that process wrote when it matches, else rebuilt. One small read when nothing changed."""
+        with self._lock:
+            if self.index is None and self.mapped is None:
+                return False
+            if vector_table.rewrites(self.store.conn, self.model) == self.rewrites:
+                return False
+            self.open()
+            return True
+
+    def wrote(self, before: int, after: int) -> None:
+        """This process's own committed write took the file's rewrites from `before` to `after`, and its
+        vectors are applied here: the index is not behind for them (it stays behind for anyone else's)."""
+        with self._lock:
+            if self.rewrites == before:
+                self.rewrites = after
 
     def _keys(self) -> np.ndarray:
         """Every key the open index holds (lock held)."""
@@ -291,6 +321,7 @@ class VectorIndex:
 
     def rebuild(self) -> None:
         with self._lock:
+            self.rewrites = vector_table.rewrites(self.store.conn, self.model)  # before: a later one shows
             keys, vectors = self._all_vectors()
             sample = (
                 vectors[np.random.default_rng(0).permutation(len(vectors))[:20_000]] if len(vectors) else None
@@ -358,6 +389,8 @@ class VectorIndex:
         with self._lock:
             if self.index is None and self.mapped is None:
                 self.open()
+            else:
+                self.follow()
             q = np.asarray(query, dtype=np.float32).reshape(1, -1)
             if self.index is not None:
                 if self.index.ntotal == 0:
@@ -429,9 +462,12 @@ class VectorIndex:
             count, checksum = vector_table.fingerprint(self.store, self.model)
             if count != self.size:
                 return  # a writer is mid-way; the next save (or the next open) settles it
+            if vector_table.rewrites(self.store.conn, self.model) != self.rewrites:
+                return  # behind another process's rewrite: it is opened again, not saved over that one's
             meta: dict[str, Any] = {
                 "count": count,
                 "checksum": checksum,
+                "rewrites": self.rewrites,
                 "model": self.model,
                 "dim": self.dim,
             }

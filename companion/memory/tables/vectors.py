@@ -4,6 +4,8 @@ write's `Write.change` once the write has committed."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 
 from companion.memory.db.store import Store
@@ -56,6 +58,13 @@ def fingerprint(store: Store, model: str) -> tuple[int, int]:
         "select count, checksum from vector_fingerprints where model = ?", (model,)
     ).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def rewrites(conn: sqlite3.Connection, model: str) -> int:
+    """How many times a vector of one model was rewritten under its own key (kept by a trigger): a FAISS index
+    made before the latest of them holds an old vector somewhere."""
+    row = conn.execute("select rewrites from vector_fingerprints where model = ?", (model,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def other_models(store: Store, model: str) -> bool:
