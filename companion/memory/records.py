@@ -3,6 +3,7 @@ to the FAISS index. No SQL here; every room reads and hands these."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -414,6 +415,11 @@ def context_text(before: Sequence[Sent], this: Sent) -> str:
     """`this` read together with the turns of `before` (the conversation before it, oldest first) that it is
     read with (`read_with`): what recall's context features see."""
     return "\n".join([*(t.text for t in turns_read_with(before, this)), this.text])
+
+
+def sentences_of(text: str) -> list[str]:
+    """A message's sentences of three words or more: what an extractive summary quotes, word for word."""
+    return [p.strip() for p in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if len(p.strip().split()) >= 3]
 
 
 MAX_TEXT_CHARS = 1_000_000  # one message, note or imported line: longer is refused before anything is stored

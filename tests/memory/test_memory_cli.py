@@ -80,6 +80,46 @@ def test_forget_needs_confirmation(log_file: Path) -> None:
     assert "Nothing matches" in run("forget", "--matching", "no-such-words", "--yes").stdout
 
 
+def test_a_forgotten_message_leaves_no_summary_that_quotes_it(tmp_path: Path) -> None:
+    """Without a model the session's summary is its central sentences word for word: forgetting a message it
+    quotes takes the summary with it (it stayed, re-linked, still saying the message and still recalled); one
+    it does not quote leaves it."""
+    said = [
+        ("user", "Ana", "I went hiking in the mountains with my brother."),
+        ("assistant", "Sam", "That sounds wonderful. How was the weather?"),
+        ("user", "Ana", "I told him I am pregnant with twins."),
+        ("assistant", "Sam", "Congratulations to both of you!"),
+    ]
+    log = tmp_path / "walk.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps({"session": "a", "time": f"2026-11-02T10:0{n}:00", "role": r, "speaker": w, "text": t})
+            + "\n"
+            for n, (r, w, t) in enumerate(said)
+        )
+    )
+    assert run("import", str(log)).returncode == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "companion", "maintain", "--only", "consolidate", "--now", "2026-11-05T10:00"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+    )
+    assert "1 summary" in done.stdout, done.stderr
+    summary = run("list", "--kind", "summary").stdout
+    assert "pregnant with twins" in summary and "weather" not in summary
+    kept = run("forget", "message:2", "--yes")
+    assert kept.returncode == 0 and "0 memories" in kept.stdout
+    assert "pregnant with twins" in run("list", "--kind", "summary").stdout
+    assert "(summary)" in run("forget", "message:3").stdout  # the preview names it
+    gone = run("forget", "message:3", "--yes")
+    assert gone.returncode == 0 and "1 memory" in gone.stdout
+    assert "pregnant" not in run("list", "--kind", "summary").stdout
+    assert "Nothing relevant remembered" in run("search", "pregnant twins").stdout
+    assert "twins" not in run("export", "--format", "jsonl").stdout
+
+
 def test_bad_memory_commands(tmp_path: Path, log_file: Path) -> None:
     assert_clean_error(run("import", str(tmp_path / "missing.jsonl")), "does not exist")
     broken = tmp_path / "broken.jsonl"

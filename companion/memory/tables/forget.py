@@ -17,6 +17,7 @@ from companion.memory.records import (
     VARIANT_MESSAGE_CONTEXT,
     TurnBefore,
     message_keys,
+    sentences_of,
     vector_key,
 )
 from companion.memory.tables import (
@@ -186,8 +187,8 @@ def _with_sessions(conn: sqlite3.Connection, messages: list[int], sessions: list
 
 
 def _derived_only(conn: sqlite3.Connection, message_ids: list[int]) -> tuple[list[int], list[int]]:
-    """Memories whose every source is among `message_ids` (they go), and those with other sources too (they
-    stay, re-linked)."""
+    """Memories whose every source is among `message_ids`, or that quote one of them (an extractive summary is
+    its session's central sentences word for word), go; those with other sources too stay, re-linked."""
     forgotten = set(message_ids)
     linked: set[int] = set()
     for chunk in chunks(message_ids):
@@ -204,8 +205,20 @@ def _derived_only(conn: sqlite3.Connection, message_ids: list[int]) -> tuple[lis
             r[0]
             for r in conn.execute("select message_id from memory_sources where memory_id = ?", (memory_id,))
         }
-        (only if sources <= forgotten else shared).append(memory_id)
+        (only if sources <= forgotten or _quotes(conn, memory_id, sources & forgotten) else shared).append(
+            memory_id
+        )
     return only, shared
+
+
+def _quotes(conn: sqlite3.Connection, memory_id: int, message_ids: set[int]) -> bool:
+    """Whether a memory's text holds a sentence of one of these messages word for word."""
+    text = conn.execute("select text from memories where id = ?", (memory_id,)).fetchone()[0] or ""
+    for chunk in chunks(sorted(message_ids)):
+        for (said,) in conn.execute(f"select text from messages where id in ({marks(chunk)})", chunk):
+            if any(sentence in text for sentence in sentences_of(said or "")):
+                return True
+    return False
 
 
 FORGETS = "forgets"  # meta: how many forgets the file has seen; every process with it open watches it

@@ -21,6 +21,7 @@ from companion import timeutil
 from companion.memory.recall import timewords
 from companion.memory.recall.embed import Embedder
 from companion.memory.recall.timewords import find_window
+from companion.memory.records import sentences_of
 
 SUMMARY_SENTENCES = 3
 FIRST_PERSON = re.compile(
@@ -59,9 +60,8 @@ class Said:
 
 
 def sentences(message_id: int, who: str, role: str, text: str, time: str) -> list[Said]:
-    parts = re.split(r"(?<=[.!?])\s+|\n+", text.strip())
     acted = bool(ACTION.search(text))
-    return [Said(message_id, who, role, p.strip(), time, acted) for p in parts if len(p.strip().split()) >= 3]
+    return [Said(message_id, who, role, part, time, acted) for part in sentences_of(text)]
 
 
 def summary(said: list[Said], embedder: Embedder, limit: int = SUMMARY_SENTENCES) -> str:
