@@ -109,6 +109,8 @@ def test_a_forgotten_message_leaves_no_summary_that_quotes_it(tmp_path: Path) ->
     assert "1 summary" in done.stdout, done.stderr
     summary = run("list", "--kind", "summary").stdout
     assert "pregnant with twins" in summary and "weather" not in summary
+    shown = run("show", summary.split()[0]).stdout  # its provenance: the messages it quotes
+    assert "message:3" in shown and "message:1" in shown and "message:2" not in shown
     kept = run("forget", "message:2", "--yes")
     assert kept.returncode == 0 and "0 memories" in kept.stdout
     assert "pregnant with twins" in run("list", "--kind", "summary").stdout

@@ -278,9 +278,9 @@ class Consolidator:
             except ModelError:
                 if self.mode != "auto":
                     raise
-        summaries, decisions = self._extractive(whole, rows, char)
+        summaries, decisions, quoted = self._extractive(whole, rows, char)
         report.extractive += 1
-        self.write_session(session_id, whole, rows, summaries, decisions, report)
+        self.write_session(session_id, whole, rows, summaries, decisions, report, summary_sources=quoted)
 
     def _by_model(
         self, whole: list[Said], rows: list[Said], char: str, now: datetime, report: Report
@@ -319,9 +319,12 @@ class Consolidator:
                     report.dropped += 1
         return summaries, self.plan_facts(self.dedupe(facts))
 
-    def _extractive(self, whole: list[Said], new: list[Said], char: str) -> tuple[list[str], list[Decision]]:
-        """The session's summary and the new turns' facts without a model: the session's central sentences,
-        the user's first-person statements (one about a day ahead becomes an open thread)."""
+    def _extractive(
+        self, whole: list[Said], new: list[Said], char: str
+    ) -> tuple[list[str], list[Decision], list[int]]:
+        """The session's summary and the new turns' facts without a model: the session's central sentences
+        (and the messages they quote, its sources), the user's first-person statements (one about a day ahead
+        becomes an open thread)."""
 
         def said(raw: list[Said]) -> list[extractive.Said]:
             return [
@@ -332,7 +335,7 @@ class Consolidator:
                 )
             ]
 
-        summary = extractive.summary(said(whole), self.memory.embedder)
+        summary, quoted = extractive.summary(said(whole), self.memory.embedder)
         facts = [
             Fact(
                 statement.text,
@@ -345,7 +348,7 @@ class Consolidator:
                 said(new), self.user, scene=extractive.is_scene([r.text for r in whole if r.role == "user"])
             )
         ]
-        return ([summary] if summary else []), self.plan_facts(self.dedupe(facts), decide=False)
+        return ([summary] if summary else []), self.plan_facts(self.dedupe(facts), decide=False), quoted
 
     def valid_facts(self, answer: dict[str, Any], chunk: list[Said], day: date) -> list[Fact]:
         out = []
@@ -444,9 +447,11 @@ class Consolidator:
         summaries: list[str],
         decisions: list[Decision],
         report: Report,
+        summary_sources: list[int] | None = None,
     ) -> None:
         """The session's plan, with the vectors of what it writes, applied in one transaction with its
-        marker (nothing when another process consolidated it meanwhile)."""
+        marker (nothing when another process consolidated it meanwhile). A model's summary comes from the
+        whole session; an extractive one from the messages it quotes (`summary_sources`)."""
         summary = " ".join(summaries) or None
         texts = [t for t in dict.fromkeys([summary, *(d.text for d in decisions if d.action != "NOOP")]) if t]
         found = self.memory.embedder.encode(texts) if texts else np.zeros((0, 0), dtype=np.float32)
@@ -454,7 +459,7 @@ class Consolidator:
             session_id=session_id,
             summary=summary,
             summary_time=whole[0].time,
-            summary_sources=[row.id for row in whole],
+            summary_sources=summary_sources or [row.id for row in whole],
             decisions=decisions,
             last_message=rows[-1].id,
             vectors=dict(zip(texts, found, strict=True)),

@@ -64,17 +64,19 @@ def sentences(message_id: int, who: str, role: str, text: str, time: str) -> lis
     return [Said(message_id, who, role, part, time, acted) for part in sentences_of(text)]
 
 
-def summary(said: list[Said], embedder: Embedder, limit: int = SUMMARY_SENTENCES) -> str:
-    """The session's most central sentences, in the order they were said."""
+def summary(said: list[Said], embedder: Embedder, limit: int = SUMMARY_SENTENCES) -> tuple[str, list[int]]:
+    """The session's most central sentences, in the order they were said, and the messages they are from
+    (the summary's provenance: what it quotes, not the whole session)."""
     if not said:
-        return ""
+        return "", []
     if len(said) <= limit:
         chosen = list(range(len(said)))
     else:
         vectors = embedder.encode([s.text for s in said])
         centrality = (vectors @ vectors.T).mean(axis=1)
         chosen = sorted(int(i) for i in np.argsort(-centrality)[:limit])
-    return " … ".join(f"{said[i].who}: {said[i].text}" for i in chosen)
+    sources = list(dict.fromkeys(said[i].message_id for i in chosen))
+    return " … ".join(f"{said[i].who}: {said[i].text}" for i in chosen), sources
 
 
 @dataclass(frozen=True)
