@@ -239,7 +239,9 @@ class Engine:
         from companion.memory.upkeep.scheduler import Scheduler
 
         if self._upkeep is None:
-            self._upkeep = Scheduler(self.memory, self.upkeep_options(), after=self._checkin_in_background)
+            self._upkeep = Scheduler(
+                self.memory, self.upkeep_options(), after=self._checkin_in_background, now=self.now
+            )
             self._upkeep.start()
 
     def upkeep_now(self) -> None:

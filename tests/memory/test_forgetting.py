@@ -147,6 +147,22 @@ def test_jobs_catch_up_back_off_and_survive_the_clock(monkeypatch: pytest.Monkey
     assert scheduler.load_state(memory, "forget").failures == 2
 
 
+def test_the_in_app_schedule_runs_the_jobs_at_the_clock_it_is_given(store: Store) -> None:
+    """The app's schedule and the check-in after it read one clock (the engine's): a job at the wall clock
+    while the check-in reads another closed the thread the check-in was about (a test failed once the calendar
+    passed a week after its fixed date)."""
+    memory = LongTermMemory(store)
+    add(store, "fleeting", 0.1, T0)
+    seen: list[datetime] = []
+    upkeep = scheduler.Scheduler(
+        memory, scheduler.UpkeepOptions(), after=lambda: seen.append(T0), now=lambda: T0 + timedelta(days=3)
+    )
+    upkeep.run_due(wait=True)
+    state = scheduler.load_state(memory, "forget")
+    assert state.last_run == T0 + timedelta(days=3) and state.last_result == "checked 1, archived 1"
+    assert seen == [T0]
+
+
 def test_maintain_command(paths: Paths, store: Store) -> None:
     add(store, "old trivia", 0.2, T0)
     store.close()

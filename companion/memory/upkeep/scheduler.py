@@ -314,12 +314,19 @@ class Scheduler:
     lock keeps two runs from overlapping (a slow run and the next check)."""
 
     def __init__(
-        self, memory: LongTermMemory, options: UpkeepOptions, after: Callable[[], None] | None = None
+        self,
+        memory: LongTermMemory,
+        options: UpkeepOptions,
+        after: Callable[[], None] | None = None,
+        now: Callable[[], datetime] = timeutil.now,
     ) -> None:
-        """`after` runs after each check's jobs (the app's check-ins); its failure is logged, like a job's."""
+        """`after` runs after each check's jobs (the app's check-ins); its failure is logged, like a job's.
+        `now` is the clock the jobs run at: the engine's, so that the jobs and the check-in after them see one
+        time (a thread the check-in would ask about is not closed by a job that reads another clock)."""
         self.memory = memory
         self.options = options
         self.after = after
+        self.now = now
         self._lock = threading.Lock()
         self._scheduler: Any = None
 
@@ -328,7 +335,7 @@ class Scheduler:
         if not self._lock.acquire(blocking=wait):
             return
         try:
-            run_jobs(self.memory, options=self.options)
+            run_jobs(self.memory, self.now(), options=self.options)
             if self.after is not None:
                 try:
                     self.after()
