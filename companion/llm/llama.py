@@ -11,6 +11,7 @@ import codecs
 import concurrent.futures
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from companion.llm.reasoning import HarmonyFormat, TagFormat
 from companion.llm.templates import TemplateRenderer
 
 _LOG_CALLBACK: Any = None
+_WEIGHTS_LAYOUT_CHECKED = False
 PREFILL_STEP = 64  # prompt tokens a background job evaluates between checks for a waiting chat turn
 JSON_TIME_LIMIT = 180.0  # seconds for one structured answer (background jobs); past it the answer is refused
 JOB_N_CTX = 4096  # the background jobs' own context: their prompts are a transcript chunk and a schema
@@ -62,6 +64,37 @@ def _route_llama_logs() -> None:
 
     for module in (llama_cpp.llama, llama_cpp._internals):
         module.suppress_stdout_stderr = _Unsilenced  # type: ignore[attr-defined]
+
+
+def uses_amx(system_info: str) -> bool:
+    """Whether llama.cpp was built with its AMX matrix path (`AMX_INT8 = 1` in its system info): a build made
+    with `-march=native` on an Intel Xeon with AMX (Sapphire Rapids and later)."""
+    return re.search(r"\bAMX_INT8 = 1\b", system_info) is not None
+
+
+def _keep_weights_as_stored() -> None:
+    """On a llama.cpp built with AMX, load weights without llama.cpp's extra buffer types (AMX, and the
+    repacked layouts beside it). Its AMX path stops the whole process with an illegal instruction on the first
+    prompt (seen with llama-cpp-python 0.3.36 built from source by gcc 12 on a Xeon with AMX: `tilezero` in
+    `ggml_backend_amx_mul_mat` on a worker thread; llama.cpp pull request 26954), and llama-cpp-python has no
+    argument for it: its `llama_model_default_params` is wrapped, once, to turn `use_extra_bufts` off. A build
+    without AMX is left as it is."""
+    global _WEIGHTS_LAYOUT_CHECKED
+    if _WEIGHTS_LAYOUT_CHECKED:
+        return
+    _WEIGHTS_LAYOUT_CHECKED = True
+    import llama_cpp.llama_cpp as native
+
+    if not uses_amx(native.llama_print_system_info().decode("utf-8", "replace")):
+        return
+    default = native.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    native.llama_model_default_params = without_extra_buffers
 
 
 class _Unsilenced:
@@ -151,6 +184,7 @@ class LlamaModel:
                 f"llama-cpp-python is not installed or broken ({error}); reinstall companion."
             ) from None
         _route_llama_logs()
+        _keep_weights_as_stored()
         self.gpu_layers = resolve_gpu_layers(n_gpu_layers)
         self.threads = threads or physical_cores()
         self.flash_attn = _flash_attention(flash_attn)

@@ -18,6 +18,24 @@ from companion.llm.llama import LlamaModel
 CHAT = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Name three colours.")]
 
 
+def test_a_build_with_amx_loads_the_weights_as_stored(demo_model: LlamaModel) -> None:
+    """llama.cpp built with `-march=native` on a Xeon with AMX stopped the process with an illegal instruction
+    on the first prompt (its AMX matrix path): such a build loads without its extra buffer types; any other
+    build keeps them. On an AMX machine the rest of this file is what failed before (the test process died)."""
+    import llama_cpp
+
+    from companion.llm.llama import uses_amx
+
+    info = llama_cpp.llama_print_system_info().decode()
+    assert demo_model.llm.model_params.use_extra_bufts is not uses_amx(info)
+    assert uses_amx("CPU : AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 |")
+    assert not uses_amx("CPU : AVX2 = 1 | AVX512 = 1 | REPACK = 1 |")
+    assert not uses_amx("CPU : AMX_INT8 = 10 |")
+    stream = demo_model.stream(CHAT, GenerationOptions(max_tokens=4, seed=1))
+    list(stream)
+    assert stream.stats.completion_tokens > 0
+
+
 def test_demo_model_has_no_template_and_gets_a_transcript(demo_model: LlamaModel) -> None:
     assert demo_model.info.architecture == "gemma3"
     assert demo_model.info.chat_template is None
