@@ -2,7 +2,7 @@
 
     python benchmarks/locomo_retrieval.py ../shared/data/locomo-dev [--keep DIR]
 
-    python benchmarks/locomo_retrieval.py ../shared/data/locomo-dev --labels ../shared/data/locomo-dev-corrected
+    python benchmarks/locomo_retrieval.py ../shared/data/locomo-dev --labels corrected  # locomo-dev-corrected
 
 For each conversation: convert it to the JSON Lines log (speaker_a as user, speaker_b as assistant, id = dia_id,
 time from the session date, an image's blip_caption appended), import it with `companion memory import` into a
@@ -263,8 +263,8 @@ def main() -> int:
     parser.add_argument(
         "--labels",
         type=Path,
-        help="a folder with the same conversations under other labels (e.g. ../shared/data/locomo-dev-corrected):"
-        " every figure is reported against both",
+        help="a folder with the same conversations under other labels (e.g. ../shared/data/locomo-dev-corrected),"
+        " or `corrected` for the folder beside DATA named DATA-corrected: every figure is reported against both",
     )
     parser.add_argument("--keep", type=Path, help="keep each conversation's COMPANION_HOME under this folder")
     parser.add_argument("--no-baselines", action="store_true")
@@ -295,6 +295,8 @@ def main() -> int:
         print(f"No .json conversations in {args.data}", file=sys.stderr)
         return 2
     label_sets = {"original": args.data}
+    if args.labels == Path("corrected") and not args.labels.exists():
+        args.labels = args.data.resolve().parent / f"{args.data.resolve().name}-corrected"
     if args.labels:
         if not all((args.labels / f.name).exists() for f in files):
             print(f"{args.labels} does not hold every conversation of {args.data}", file=sys.stderr)
