@@ -46,6 +46,10 @@ def _llama_build() -> Check:
     offload = bool(llama_cpp.llama_supports_gpu_offload())
     build = "/".join(kinds) if kinds else "CPU"
     detail = f"llama-cpp-python {llama_cpp.__version__}, {build} build, GPU offload {'supported' if offload else 'not supported'}"
+    from companion.llm.llama import uses_amx
+
+    if uses_amx(info):  # see llama._keep_weights_as_stored
+        detail += "; its AMX path is not used (it stops the process on this build)"
     fix = (
         ""
         if offload
