@@ -48,7 +48,7 @@ def _llama_build() -> Check:
     detail = f"llama-cpp-python {llama_cpp.__version__}, {build} build, GPU offload {'supported' if offload else 'not supported'}"
     from companion.llm.llama import uses_amx
 
-    if uses_amx(info):  # see llama._keep_weights_as_stored
+    if uses_amx(info):  # see llama.keep_weights_as_stored
         detail += "; its AMX path is not used (it stops the process on this build)"
     fix = (
         ""

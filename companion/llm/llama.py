@@ -72,7 +72,7 @@ def uses_amx(system_info: str) -> bool:
     return re.search(r"\bAMX_INT8 = 1\b", system_info) is not None
 
 
-def _keep_weights_as_stored() -> None:
+def keep_weights_as_stored() -> None:
     """On a llama.cpp built with AMX, load weights without llama.cpp's extra buffer types (AMX, and the
     repacked layouts beside it). Its AMX path stops the whole process with an illegal instruction on the first
     prompt (seen with llama-cpp-python 0.3.36 built from source by gcc 12 on a Xeon with AMX: `tilezero` in
@@ -184,7 +184,7 @@ class LlamaModel:
                 f"llama-cpp-python is not installed or broken ({error}); reinstall companion."
             ) from None
         _route_llama_logs()
-        _keep_weights_as_stored()
+        keep_weights_as_stored()
         self.gpu_layers = resolve_gpu_layers(n_gpu_layers)
         self.threads = threads or physical_cores()
         self.flash_attn = _flash_attention(flash_attn)

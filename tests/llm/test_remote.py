@@ -28,8 +28,11 @@ def start_server(model: Path, port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "llama_cpp.server",
+            "-c",
+            # `python -m llama_cpp.server`, with the llama.cpp the app loads: on a build with AMX, the weights as
+            # stored (its AMX path stops the process on the first prompt; see `keep_weights_as_stored`).
+            "import runpy; from companion.llm.llama import keep_weights_as_stored; keep_weights_as_stored();"
+            " runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)",
             "--model",
             str(model),
             "--host",
