@@ -163,8 +163,9 @@ _MONTH = r"(january|february|march|april|may|june|july|august|september|october|
 _WHEN = re.compile(
     r",?\s*\b("
     rf"(on\s+)?(next|this|coming)\s+({_WEEKDAY}|week|weekend|month|year)"
-    r"|tomorrow|tonight|later today|today|soon"
-    rf"|in\s+(a|an|one|two|three|four|five|six|\d+)\s+(days?|weeks?|months?)"
+    r"|the day after tomorrow|tomorrow|tmrw|2moro|tonight|tonite|later today|today|soon"
+    r"|(over|during|at) the weekend"
+    rf"|in\s+(a couple of|a couple|a few|a|an|one|two|three|four|five|six|\d+)\s+(days?|weeks?|months?)"
     rf"|(on\s+)?{_WEEKDAY}(\s+the\s+\d{{1,2}}(st|nd|rd|th)?(\s+of\s+{_MONTH})?)?"
     rf"|(on\s+)?(the\s+)?\d{{1,2}}(st|nd|rd|th)?(\s+of)?\s+{_MONTH}"
     rf"|(on\s+)?{_MONTH}\s+\d{{1,2}}(st|nd|rd|th)?"

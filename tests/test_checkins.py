@@ -213,3 +213,18 @@ def test_a_forgotten_check_in_is_not_opened_again(paths: Paths) -> None:
     engine = make_engine(paths, ScriptedModel())
     assert engine.checkin is None
     engine.close()
+
+
+def test_a_time_word_typed_the_short_way_is_replaced_by_the_day() -> None:
+    """ "tmrw", "over the weekend", "in a couple weeks": the check-in names the day, not the word said then."""
+    day = datetime(2026, 12, 8)
+    for said in (
+        "I have a job interview at a bakery tmrw",
+        "I have a job interview at a bakery over the weekend",
+    ):
+        assert checkins.sentence(f'Ana said: "{said}"', "Ana", day) == (
+            "Hi Ana! You told me you have a job interview at a bakery on Tuesday 8 December. How did it go?"
+        )
+    assert checkins.sentence('Ana said: "My exam is in a couple weeks"', "Ana", day).startswith(
+        "Hi Ana! You told me your exam is on Tuesday 8 December."
+    )

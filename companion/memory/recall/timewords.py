@@ -48,8 +48,17 @@ NUMBERS = {
     "nine": 9,
     "ten": 10,
     "couple of": 2,
+    "a couple of": 2,
+    "a couple": 2,
+    "couple": 2,
+    "a few": 3,
     "few": 3,
 }
+# How many, as people say it ("a couple days ago", "a few weeks back"): the longer ways first.
+NUMBER = r"(\d+|a couple of|a couple|couple of|couple|a few|few|an|a|one|two|three|four|five|six|seven|eight|nine|ten)"
+# The day before and the day after, as people also type them.
+YESTERDAY = r"yesterday|yday|last night"
+TOMORROW = r"tomorrow|tmrw|2moro"
 UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 
 
@@ -88,18 +97,20 @@ def find_window(query: str, now: datetime, ahead: bool = False) -> TimeWindow | 
     today = _day(now)
     tz = now.tzinfo
 
-    if m := re.search(r"\byesterday\b", text):
-        return TimeWindow(today - timedelta(days=1), today, (m.group(0),))
-    if m := re.search(r"\btomorrow\b", text):
+    if m := re.search(r"\bthe day (before yesterday|after tomorrow)\b", text):
+        day = today + timedelta(days=-2 if m.group(1).startswith("before") else 2)
+        return TimeWindow(day, day + timedelta(days=1), tuple(m.group(0).split()))
+    if m := re.search(rf"\b({YESTERDAY})\b", text):
+        return TimeWindow(today - timedelta(days=1), today, tuple(m.group(0).split()))
+    if m := re.search(rf"\b({TOMORROW})\b", text):
         return TimeWindow(today + timedelta(days=1), today + timedelta(days=2), (m.group(0),))
     if window := _dated(text, today, ahead):
         return window
     if window := _ahead(text, today, ahead):
         return window
-    if m := re.search(r"\b(today|tonight|this morning|this afternoon|this evening)\b", text):
+    if m := re.search(r"\b(today|tonight|tonite|this morning|this afternoon|this evening)\b", text):
         return TimeWindow(today, today + timedelta(days=1), tuple(m.group(0).split()))
-    number = r"(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|couple of|few)"
-    if m := re.search(rf"\b{number} (day|week|month|year)s? ago\b", text):
+    if m := re.search(rf"\b{NUMBER} (day|week|month|year)s? (ago|back)\b", text):
         amount = int(m.group(1)) if m.group(1).isdigit() else NUMBERS[m.group(1)]
         days = amount * UNIT_DAYS[m.group(2)]
         slack = max(1, UNIT_DAYS[m.group(2)] // 2)
@@ -118,8 +129,9 @@ def find_window(query: str, now: datetime, ahead: bool = False) -> TimeWindow | 
                 return TimeWindow(today - timedelta(days=7), today + timedelta(days=1), words)
             return TimeWindow(week_start - timedelta(days=7), week_start, words)
         if unit == "weekend":
-            saturday = week_start - timedelta(days=2) if which == "last" else week_start + timedelta(days=5)
-            return TimeWindow(saturday, saturday + timedelta(days=2), words)
+            return _weekend(
+                today, "last" if which == "last" else "coming" if which == "this" else "latest", words
+            )
         if unit == "month":
             this_month = today.replace(day=1)
             if which == "this":
@@ -134,6 +146,10 @@ def find_window(query: str, now: datetime, ahead: bool = False) -> TimeWindow | 
         if which == "past":
             return TimeWindow(today - timedelta(days=365), today + timedelta(days=1), words)
         return TimeWindow(this_year.replace(year=this_year.year - 1), this_year, words)
+    if m := re.search(r"\b(over|during|at) the weekend\b", text):
+        return _weekend(
+            today, "coming" if ahead and FUTURE.search(text) else "latest", tuple(m.group(0).split())
+        )
     if m := re.search(rf"\b(last|on|this past) ({'|'.join(WEEKDAYS)})\b", text):
         target = WEEKDAYS.index(m.group(2))
         back = (today.weekday() - target) % 7 or 7
@@ -156,6 +172,18 @@ def find_window(query: str, now: datetime, ahead: bool = False) -> TimeWindow | 
     if m := re.search(r"\b(recently|lately)\b", text):
         return TimeWindow(today - timedelta(days=30), today + timedelta(days=1), (m.group(0),))
     return None
+
+
+def _weekend(today: datetime, which: str, words: tuple[str, ...]) -> TimeWindow:
+    """A weekend: the `last` one (before this week), the `coming` one (this week's, today's on a weekend) or
+    the `latest` ("this past weekend", "over the weekend" told after it: today's on a weekend, else the last)."""
+    week_start = today - timedelta(days=today.weekday())
+    this_saturday = week_start + timedelta(days=5)
+    if which == "last" or (which == "latest" and today < this_saturday):
+        saturday = this_saturday - timedelta(days=7)
+    else:
+        saturday = this_saturday
+    return TimeWindow(saturday, saturday + timedelta(days=2), words)
 
 
 ORDINAL = r"(\d{1,2})(?:st|nd|rd|th)?"
@@ -207,8 +235,7 @@ def _dated(text: str, today: datetime, ahead: bool) -> TimeWindow | None:
 
 def _ahead(text: str, today: datetime, ahead: bool) -> TimeWindow | None:
     """ "next week", "next month", "next Friday", "in two weeks", and (with `ahead`) "on Friday"."""
-    number = r"(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|couple of|few)"
-    if m := re.search(rf"\bin {number} (day|week|month|year)s?\b", text):
+    if m := re.search(rf"\bin {NUMBER} (day|week|month|year)s?\b", text):
         amount = int(m.group(1)) if m.group(1).isdigit() else NUMBERS[m.group(1)]
         days = amount * UNIT_DAYS[m.group(2)]
         slack = max(1, UNIT_DAYS[m.group(2)] // 2)
