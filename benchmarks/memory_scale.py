@@ -1,4 +1,5 @@
-"""Memory at scale: search latency, index build, memory use and file size with 100k memories plus messages.
+"""Memory at scale: search latency, index build, memory use and file size with 100k memories plus messages, and
+the one-time re-read of an older file's contexts (`LongTermMemory.reread_contexts`).
 
     python benchmarks/memory_scale.py [--memories 100000] [--messages 50000] [--queries 200] [--import-messages 2000]
 
@@ -195,6 +196,26 @@ def main() -> int:
     row("end to end (query embedded)", with_embedding)
     row("with the query vector given", without_embedding)
     row("query embedding alone", embed_only)
+    # A file from before the rule of what a message is read with (`records.READ_WITH_RULE`) is read again once
+    # by the index job: the walk over every message, first with nothing to change, then with one message in ten
+    # holding an old context (its context and context vector made again, from the stored vectors).
+    from companion.memory.operations import CONTEXTS_READ
+    from companion.memory.tables import meta
+
+    reread: dict[str, float] = {}
+    for share, name in ((0, "nothing_stale"), (10, "tenth_stale")):
+        with store.transaction() as conn:
+            conn.execute("delete from meta where key = ?", (CONTEXTS_READ,))
+            if share:
+                conn.execute(f"update messages set context = text where id % {share} = 3")
+        started = time.perf_counter()
+        changed = memory.reread_contexts()
+        reread[f"reread_{name}_s"] = round(time.perf_counter() - started, 2)
+        reread[f"reread_{name}_messages"] = changed
+        assert meta.get(store, CONTEXTS_READ) is not None
+        print(
+            f"read again ({name.replace('_', ' ')}): {changed} messages in {reread[f'reread_{name}_s']:.2f} s"
+        )
     db_bytes = sum(p.stat().st_size for p in paths.data_dir.glob("memory.db*"))
     print(
         f"file: {db_bytes / 2**20:.0f} MiB database, {paths.index_file.stat().st_size / 2**20:.0f} MiB index"
@@ -233,6 +254,7 @@ def main() -> int:
             "vectors": memory.index.size,
             "index_build_s": round(build_s, 2),
             "index_reopen_s": round(reopen_s, 2),
+            **reread,
         }
         for name, values in (
             ("search", with_embedding),
