@@ -23,22 +23,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 CHILD = """
 import json, sys, time
 import llama_cpp
-import llama_cpp.llama_cpp as native
+from companion.llm.llama import use_extra_buffers
 
-extra = sys.argv[2] == "extra"
-default = native.llama_model_default_params
-
-def params():
-    p = default()
-    p.use_extra_bufts = extra
-    return p
-
-native.llama_model_default_params = params
+use_extra_buffers(sys.argv[2] == "extra")
 prompt_tokens, tokens, repeats = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 llm = llama_cpp.Llama(sys.argv[1], n_ctx=prompt_tokens + tokens + 8, n_batch=512, n_threads=int(sys.argv[6]),
                       verbose=False)
@@ -78,7 +71,12 @@ def run(model: Path, layout: str, args: argparse.Namespace, threads: int) -> dic
             ],
             capture_output=True,
             text=True,
-            env=os.environ | {"HF_HUB_OFFLINE": "1"},
+            # companion as this script finds it, after any PYTHONPATH that chooses another llama.cpp build
+            env=os.environ
+            | {
+                "HF_HUB_OFFLINE": "1",
+                "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
+            },
         )
     finally:
         os.unlink(script.name)

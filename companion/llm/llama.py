@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import concurrent.futures
+import functools
 import json
 import random
 import re
@@ -27,7 +28,6 @@ from companion.llm.reasoning import HarmonyFormat, TagFormat
 from companion.llm.templates import TemplateRenderer
 
 _LOG_CALLBACK: Any = None
-_WEIGHTS_LAYOUT_CHECKED = False
 PREFILL_STEP = 64  # prompt tokens a background job evaluates between checks for a waiting chat turn
 JSON_TIME_LIMIT = 180.0  # seconds for one structured answer (background jobs); past it the answer is refused
 JOB_N_CTX = 4096  # the background jobs' own context: their prompts are a transcript chunk and a schema
@@ -72,29 +72,37 @@ def uses_amx(system_info: str) -> bool:
     return re.search(r"\bAMX_INT8 = 1\b", system_info) is not None
 
 
+@functools.cache
 def keep_weights_as_stored() -> None:
     """On a llama.cpp built with AMX, load weights without llama.cpp's extra buffer types (AMX, and the
     repacked layouts beside it). Its AMX path stops the whole process with an illegal instruction on the first
     prompt (seen with llama-cpp-python 0.3.36 built from source by gcc 12 on a Xeon with AMX: `tilezero` in
-    `ggml_backend_amx_mul_mat` on a worker thread; llama.cpp pull request 26954), and llama-cpp-python has no
-    argument for it: its `llama_model_default_params` is wrapped, once, to turn `use_extra_bufts` off. A build
-    without AMX is left as it is."""
-    global _WEIGHTS_LAYOUT_CHECKED
-    if _WEIGHTS_LAYOUT_CHECKED:
-        return
-    _WEIGHTS_LAYOUT_CHECKED = True
+    `ggml_backend_amx_mul_mat` on a worker thread; llama.cpp pull request 26954). Decided once a process; a
+    build without AMX is left as it is."""
+    import llama_cpp
+
+    if uses_amx(llama_cpp.llama_print_system_info().decode("utf-8", "replace")):
+        use_extra_buffers(False)
+
+
+def use_extra_buffers(on: bool) -> None:
+    """Whether the models loaded from now on get llama.cpp's extra buffer types. llama-cpp-python has no
+    argument for it: its `llama_model_default_params` is wrapped to set `use_extra_bufts` (the benchmark
+    `weight_layout.py` sets it both ways)."""
     import llama_cpp.llama_cpp as native
 
-    if not uses_amx(native.llama_print_system_info().decode("utf-8", "replace")):
-        return
-    default = native.llama_model_default_params
+    # Wrapped once: a second call wraps llama-cpp-python's own function again, not the first wrapper.
+    default = getattr(
+        native.llama_model_default_params, "companion_default", native.llama_model_default_params
+    )
 
-    def without_extra_buffers() -> Any:
+    def with_the_layout() -> Any:
         params = default()
-        params.use_extra_bufts = False
+        params.use_extra_bufts = on
         return params
 
-    native.llama_model_default_params = without_extra_buffers
+    with_the_layout.companion_default = default  # type: ignore[attr-defined]
+    native.llama_model_default_params = with_the_layout
 
 
 class _Unsilenced:
