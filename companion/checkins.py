@@ -28,6 +28,7 @@ from companion import timeutil
 from companion.config import Settings
 from companion.errors import CompanionError, ModelError
 from companion.memory.operations import LongTermMemory
+from companion.memory.recall.timewords import TOMORROW
 from companion.memory.records import Memory
 from companion.memory.tables import checkins as checkin_table
 from companion.memory.tables import memories as memory_table
@@ -163,7 +164,7 @@ _MONTH = r"(january|february|march|april|may|june|july|august|september|october|
 _WHEN = re.compile(
     r",?\s*\b("
     rf"(on\s+)?(next|this|coming)\s+({_WEEKDAY}|week|weekend|month|year)"
-    r"|the day after tomorrow|tomorrow|tmrw|2moro|tonight|tonite|later today|today|soon"
+    rf"|the day after tomorrow|{TOMORROW}|tonight|tonite|later today|today|soon"
     r"|(over|during|at) the weekend"
     rf"|in\s+(a couple of|a couple|a few|a|an|one|two|three|four|five|six|\d+)\s+(days?|weeks?|months?)"
     rf"|(on\s+)?{_WEEKDAY}(\s+the\s+\d{{1,2}}(st|nd|rd|th)?(\s+of\s+{_MONTH})?)?"

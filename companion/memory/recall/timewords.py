@@ -55,7 +55,7 @@ NUMBERS = {
     "few": 3,
 }
 # How many, as people say it ("a couple days ago", "a few weeks back"): the longer ways first.
-NUMBER = r"(\d+|a couple of|a couple|couple of|couple|a few|few|an|a|one|two|three|four|five|six|seven|eight|nine|ten)"
+NUMBER = "(" + "|".join([r"\d+", *sorted(NUMBERS, key=len, reverse=True)]) + ")"
 # The day before and the day after, as people also type them.
 YESTERDAY = r"yesterday|yday|last night"
 TOMORROW = r"tomorrow|tmrw|2moro"
